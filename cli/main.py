@@ -1,0 +1,165 @@
+"""The ``diga`` command line: each command parses options, calls one library function, prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import friendly
+from .options import build_config, check_spec
+
+app = typer.Typer(
+    help="DiGA domain adaptation for semantic segmentation: adapt, evaluate, export, serve.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Datasets: generate the built-in synthetic benchmark.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+Size = Optional[tuple[int, int]]
+
+
+@data_app.command("synth")
+@friendly
+def data_synth(
+    out: Path = typer.Option(Path("data/synth"), help="Output folder."),
+    n_train: int = typer.Option(400, min=1, help="Images per domain for training."),
+    n_val: int = typer.Option(100, min=1, help="Validation images per domain."),
+    size: tuple[int, int] = typer.Option((128, 256), help="Image height and width."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
+) -> None:
+    """Generate the synthetic two-domain street benchmark (source: GTA5 layout, target: Cityscapes layout)."""
+    from diga.data.synth import generate_benchmark
+
+    root = generate_benchmark(out, n_train=n_train, n_val=n_val, size=size, seed=seed)
+    console.print(f"benchmark in [bold]{root}[/]: source={root / 'source'} (gta5), "
+                  f"source_val={root / 'source_val'} (gta5), target={root / 'target'} (cityscapes)")
+
+
+@app.command()
+@friendly
+def train(
+    data: str = typer.Option(..., help="Labelled training data, KIND:PATH (gta5, synthia, cityscapes, folder)."),
+    val: Optional[str] = typer.Option(None, help="Labelled validation data, KIND:PATH (split 'val' for cityscapes)."),
+    model: Optional[str] = typer.Option(None, help="Architecture (see `diga info`)."),
+    preset: Optional[str] = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA else cpu)."),
+    steps: Optional[int] = typer.Option(None, min=0, help="Training steps."),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    crop: Size = typer.Option(None, help="Crop height and width."),
+    lr: Optional[float] = typer.Option(None, min=0.0),
+    label_space: Optional[str] = typer.Option(None, help="cityscapes19, synthia16 or synthia13."),
+    pretrained: Optional[str] = typer.Option(None, help="'imagenet', a backbone file, or 'none'."),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    workers: Optional[int] = typer.Option(None, min=0),
+    name: str = typer.Option("exp", help="Run name: runs/train/NAME."),
+    project: Path = typer.Option(Path("runs"), help="Folder of all runs."),
+    resume: bool = typer.Option(False, help="Continue the run NAME from its last checkpoint."),
+) -> None:
+    """Supervised training (source-only baseline or target oracle)."""
+    from diga.engine.supervised import SupervisedTrainer
+
+    cfg = build_config(preset, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
+                       steps=steps, batch_size=batch_size, crop=crop, lr=lr, label_space=label_space,
+                       pretrained=_pretrained(pretrained), seed=seed, device=device, workers=workers)
+    result = SupervisedTrainer(cfg, project / "train" / name, resume=resume).run()
+    _print_result(result)
+
+
+def _pretrained(value: Optional[str]) -> Optional[str]:
+    return None if value is None else ("" if value.lower() == "none" else value)
+
+
+def _print_result(result) -> None:
+    final = result.metrics.get("final", {})
+    student = final.get("student", {})
+    if student:
+        console.print(f"target-val mIoU (student): [bold]{student['miou']:.2f}[/]")
+    if final.get("teacher"):
+        console.print(f"target-val mIoU (teacher): [bold]{final['teacher']['miou']:.2f}[/]")
+    console.print(f"weights: {result.weights}")
+
+
+@app.command()
+@friendly
+def evaluate(
+    weights: Path = typer.Argument(..., help="A diga checkpoint (.safetensors)."),
+    data: str = typer.Option(..., help="Labelled data, KIND:PATH."),
+    split: str = typer.Option("val", help="Split for cityscapes."),
+    scales: str = typer.Option("1.0,0.5", help="Comma-separated scales, max-fused."),
+    device: str = typer.Option("auto"),
+    out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
+) -> None:
+    """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset."""
+    from diga.engine.evaluation import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(weights, check_spec(data, "--data"), split=split,
+                                  scales=_floats(scales, "--scales"), device=device)
+    table = Table(title=f"{weights.name} on {data} ({metrics['protocol']})")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for cls, iou in metrics["iou"].items():
+        table.add_row(cls, "—" if iou is None else f"{iou:.2f}")
+    table.add_row("[bold]mIoU[/]", f"[bold]{metrics['miou']:.2f}[/]")
+    for key, value in metrics.get("extra_miou", {}).items():
+        table.add_row(f"[bold]{key}[/]", f"[bold]{value:.2f}[/]")
+    table.add_row("pixel accuracy", f"{metrics['pixel_accuracy']:.2f}")
+    console.print(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        console.print(f"written {out}")
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
+    if not values or any(v <= 0 for v in values):
+        raise typer.BadParameter(f"expected positive scales, got {text!r}", param_hint=option)
+    return values
+
+
+@app.command()
+def info() -> None:
+    """Versions, devices, ONNX Runtime providers and TensorRT availability."""
+    from diga.engine.evaluation import environment_info
+
+    table = Table(title="diga environment", show_header=False)
+    for key, value in environment_info().items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _register_optional_commands() -> None:
+    """Commands that live beside their subsystem (stages, export, demo)."""
+    from . import stages
+
+    stages.register(app)
+    try:
+        from . import deploy
+        deploy.register(app)
+    except ImportError:
+        pass
+    try:
+        from . import demo_cmd
+        demo_cmd.register(app)
+    except ImportError:
+        pass
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The dataset layer: GTA5, SYNTHIA, Cityscapes and plain image folders as (image, label) pairs.
+
+``build_dataset("gta5:/data/GTA5")`` -> a :class:`~diga.data.base.SegmentationDataset` whose items
+are ``(image, label)``: a (3, H, W) uint8 RGB tensor and an (H, W) int64 tensor of trainIds
+(255 = ignore). Normalisation and photometric augmentation are left to the training engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from diga.classes import CITYSCAPES19, LabelSpace
+
+from .base import SegmentationDataset
+from .cityscapes import CityscapesDataset
+from .common import (
+    IMAGE_EXTENSIONS,
+    IdMapper,
+    decode_image_rgb,
+    detect_layout,
+    read_image,
+    read_label,
+)
+from .errors import DatasetError
+from .folder import ImageFolderDataset
+from .gta5 import GTA5Dataset
+from .synthia import SynthiaDataset
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, normalize
+
+DATASETS: dict[str, type[SegmentationDataset]] = {
+    "gta5": GTA5Dataset,
+    "synthia": SynthiaDataset,
+    "cityscapes": CityscapesDataset,
+    "folder": ImageFolderDataset,
+}
+
+__all__ = [
+    "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "CityscapesDataset",
+    "DatasetError", "EvalTransform", "GTA5Dataset", "IdMapper", "ImageFolderDataset",
+    "SegmentationDataset", "SynthiaDataset", "TrainTransform", "build_dataset",
+    "decode_image_rgb", "normalize", "parse_spec", "read_image", "read_label",
+]
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    """``"gta5:/data/GTA5"`` -> ``("gta5", Path("/data/GTA5"))``. The kind is case-insensitive;
+    the path is split at the first colon and ``~`` is expanded."""
+    choices = ", ".join(DATASETS)
+    if not isinstance(spec, str) or ":" not in spec:
+        hint = ""
+        if isinstance(spec, (str, os.PathLike)):
+            found = detect_layout(Path(spec).expanduser())
+            if found is not None:
+                hint = f"; {spec} looks like a {found[0]} root, so try {found[0]}:{found[1]}"
+            else:
+                hint = f"; for a plain folder of images use folder:{spec}"
+        raise DatasetError(
+            f"dataset spec {spec!r} must be KIND:PATH with KIND one of {choices} "
+            f"(e.g. gta5:/data/GTA5){hint}"
+        )
+    kind, path = spec.split(":", 1)
+    kind = kind.strip().lower()
+    if kind not in DATASETS:
+        raise DatasetError(
+            f"unknown dataset kind {kind!r} in {spec!r}; choose one of {choices}"
+        )
+    if not path.strip():
+        raise DatasetError(f"dataset spec {spec!r} has no path after '{kind}:'")
+    return kind, Path(path).expanduser()
+
+
+def build_dataset(
+    spec: str,
+    split: str = "train",
+    label_space: LabelSpace | str = CITYSCAPES19,
+    transform=None,
+    list_file: str | os.PathLike | None = None,
+    **kwargs,
+) -> SegmentationDataset:
+    """Build a dataset from a ``KIND:PATH`` spec. ``split`` matters for Cityscapes only.
+    Extra keywords go to the dataset class (``label_root=`` for ``folder``,
+    ``on_size_mismatch=``)."""
+    kind, root = parse_spec(spec)
+    if "label_root" in kwargs and kind != "folder":
+        raise TypeError(f"label_root= applies to folder datasets only, not {kind}")
+    return DATASETS[kind](root, split=split, label_space=label_space, transform=transform,
+                          list_file=list_file, **kwargs)

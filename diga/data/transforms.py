@@ -1,0 +1,115 @@
+"""Paired geometric transforms of (image, label) and the ImageNet normalisation.
+
+Transforms take and return ``(image, label)``: a (3, H, W) uint8 tensor and an (H, W) int64
+tensor of trainIds. They use ``torchvision.transforms.v2`` on ``tv_tensors.Image`` /
+``tv_tensors.Mask`` (the mask is resized with nearest neighbour and padded with 255 = ignore).
+Photometric augmentation and normalisation happen later, batched on the GPU (:func:`normalize`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from diga.classes import IGNORE_INDEX
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """(B, 3, H, W) or (3, H, W) float images in [0, 1] -> ImageNet-normalised (new tensor)."""
+    if not x.is_floating_point():
+        raise TypeError(f"normalize expects a float tensor in [0, 1], got {x.dtype}; "
+                        "convert uint8 images with x.float() / 255 first")
+    if x.dim() not in (3, 4) or x.shape[-3] != 3:
+        raise ValueError(f"normalize expects (B, 3, H, W) or (3, H, W), got {tuple(x.shape)}")
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - m) / s
+
+
+def _pair_size(value, what: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) < 1:
+        raise ValueError(f"{what} must be (height, width) of positive ints, got {value!r}")
+    return value
+
+
+def _wrap(image: torch.Tensor, label: torch.Tensor) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    if image.dim() != 3 or label.dim() != 2 or image.shape[-2:] != label.shape:
+        raise ValueError(f"expected image (3, H, W) and label (H, W) of the same size, got "
+                         f"{tuple(image.shape)} and {tuple(label.shape)}")
+    # trainIds are 0..255: transform the mask as uint8 (4x less memory than int64)
+    return tv_tensors.Image(image), tv_tensors.Mask(label.to(torch.uint8))
+
+
+def _unwrap(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).to(torch.int64)
+
+
+class TrainTransform:
+    """Optional resize to ``base_size``, random rescale by a factor in ``scale``, random crop of
+    ``crop`` (padding image with 0 and label with 255 where the image is smaller), random
+    horizontal flip. Sizes are (height, width). Randomness comes from ``torch``'s generator
+    (seeded per DataLoader worker)."""
+
+    def __init__(self, crop: tuple[int, int] | int, scale: tuple[float, float] = (0.5, 1.5),
+                 base_size: tuple[int, int] | None = None, hflip: bool = True):
+        self.crop = _pair_size(crop, "crop")
+        self.base_size = _pair_size(base_size, "base_size")
+        lo, hi = (float(s) for s in scale)
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale!r}")
+        self.scale = (lo, hi)
+        self.hflip = hflip
+        self._crop = v2.RandomCrop(self.crop, pad_if_needed=True,
+                                   fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX})
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mask = _wrap(image, label)
+        if self.base_size is not None:
+            img = F.resize(img, list(self.base_size), antialias=True)
+            mask = F.resize(mask, list(self.base_size), interpolation=InterpolationMode.NEAREST)
+        lo, hi = self.scale
+        factor = lo + (hi - lo) * float(torch.rand(()))
+        if factor != 1.0:
+            h, w = img.shape[-2:]
+            size = [max(1, round(h * factor)), max(1, round(w * factor))]
+            img = F.resize(img, size, antialias=True)
+            mask = F.resize(mask, size, interpolation=InterpolationMode.NEAREST)
+        img, mask = self._crop(img, mask)
+        if self.hflip and float(torch.rand(())) < 0.5:
+            img, mask = F.horizontal_flip(img), F.horizontal_flip(mask)
+        return _unwrap(img, mask)
+
+    def __repr__(self) -> str:
+        return (f"TrainTransform(crop={self.crop}, scale={self.scale}, "
+                f"base_size={self.base_size}, hflip={self.hflip})")
+
+
+class EvalTransform:
+    """Resize only the image to ``size`` (height, width); the label stays at full resolution so
+    that predictions are upsampled and scored against the original annotation. ``None``: no-op."""
+
+    def __init__(self, size: tuple[int, int] | None = None):
+        self.size = _pair_size(size, "size")
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.size is not None and tuple(image.shape[-2:]) != self.size:
+            image = F.resize(tv_tensors.Image(image), list(self.size), antialias=True)
+            image = image.as_subclass(torch.Tensor)
+        return image, label
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(size={self.size})"

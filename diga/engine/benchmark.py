@@ -1,0 +1,54 @@
+"""The built-in synthetic benchmark: data generated once and cached, reference models cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+
+from .config import StageConfig
+from .pipeline import run_stage, selected_miou
+from .supervised import SupervisedTrainer
+
+BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser()
+
+
+def synthetic_benchmark(n_train: int = 400, n_val: int = 100, size: tuple[int, int] = (128, 256),
+                        seed: int = 0, root: Path | None = None) -> dict[str, str]:
+    """Generate (once) the two-domain benchmark; return dataset specs for every role."""
+    from ..data.synth import generate_benchmark
+
+    root = root or cache_dir() / f"synth-{size[0]}x{size[1]}-n{n_train}-{n_val}-s{seed}"
+    generate_benchmark(root, n_train=n_train, n_val=n_val, size=tuple(size), seed=seed)
+    return {"root": str(root), "source": f"gta5:{root / 'source'}", "source_val": f"gta5:{root / 'source_val'}",
+            "target": f"cityscapes:{root / 'target'}", "val": f"cityscapes:{root / 'target'}"}
+
+
+_BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels", "centroids", "device",
+                "workers", "log_every", "eval_every", "ckpt_every", "vis_every", "rounds", "selftrain_steps",
+                "distil", "mix", "translator", "selection", "compile"}
+
+
+def _key(cfg: StageConfig, bench: dict[str, str]) -> str:
+    fields = {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING}
+    blob = json.dumps([fields, bench["root"]], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def reference(kind: str, cfg: StageConfig, bench: dict[str, str], console: Console | None = None) -> tuple[float | None, Path]:
+    """Source-only ("source_only") or target-label ("oracle") model, trained once and cached."""
+    data = {"source_only": bench["source"], "oracle": bench["target"]}[kind]
+    ref_cfg = cfg.replace(source=data, target=None, val=bench["val"], distil=False, mix=False)
+    run_dir = cache_dir() / "references" / f"{kind}-{_key(cfg, bench)}"
+    if console:
+        console.rule(f"reference: {kind.replace('_', '-')} ({run_dir})")
+    result = run_stage(SupervisedTrainer, ref_cfg, run_dir, console)
+    return selected_miou(result.metrics), result.weights

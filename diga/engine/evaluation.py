@@ -1,0 +1,88 @@
+"""Evaluating a saved checkpoint, and a report of the software/hardware environment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import load_model
+from ..classes import SYNTHIA13_CLASSES, get_label_space
+from ..data import build_dataset
+from ..data.transforms import EvalTransform
+from ..evaluate import evaluate_model
+from . import runtime
+from .loaders import eval_loader
+
+
+def evaluate_checkpoint(
+    weights: str | Path, data: str, split: str = "val", scales: Sequence[float] = (1.0, 0.5),
+    device: str = "auto", eval_size: tuple[int, int] | None = None, workers: int = 2,
+) -> dict[str, Any]:
+    """Metrics of a checkpoint on a labelled dataset, in the checkpoint's label space.
+
+    The protocol is stated in the result: dataset-level confusion matrix (not a per-image
+    average), classes absent from both GT and prediction excluded, scales fused by max.
+    """
+    dev = runtime.resolve_device(device)
+    model, meta = load_model(weights, dev)
+    space = get_label_space(meta.get("label_space", "cityscapes19"))
+    dataset = build_dataset(data, split=split, label_space=space, transform=EvalTransform(eval_size))
+    if not getattr(dataset, "has_labels", True):
+        raise ValueError(f"{data} has no labels: cannot evaluate")
+    amp = runtime.amp_dtype(dev, "auto")
+    loader = eval_loader(dataset, workers)
+    metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp)
+    result = metrics.as_dict()
+    result["protocol"] = (f"{space.name}: {space.num_classes}-class mIoU over the dataset's confusion matrix, "
+                          f"scales {list(scales)} max-fused")
+    result["extra_miou"] = {}
+    if space.name == "synthia16":
+        idx = space.subset_indices(SYNTHIA13_CLASSES)
+        vals = [result["iou"][space.classes[i]] for i in idx if result["iou"][space.classes[i]] is not None]
+        result["extra_miou"]["mIoU (13 classes)"] = round(sum(vals) / max(len(vals), 1), 2)
+    result["images"] = len(dataset)
+    result["weights"] = str(weights)
+    return result
+
+
+def environment_info() -> dict[str, Any]:
+    import platform
+
+    import diga
+
+    info: dict[str, Any] = {
+        "diga": diga.__version__, "python": platform.python_version(), "torch": torch.__version__,
+    }
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:
+        info["torchvision"] = "not installed"
+    info["cuda available"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["cuda device"] = f"{props.name} (cc {props.major}.{props.minor}, {props.total_memory / 2**30:.0f} GiB)"
+        info["bf16"] = torch.cuda.is_bf16_supported()
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = f"{ort.__version__} providers: {', '.join(ort.get_available_providers())}"
+    except ImportError:
+        info["onnxruntime"] = "not installed (pip install 'diga[cpu]' or 'diga[gpu]')"
+    info["tensorrt"] = _tensorrt_version()
+    info["cpu threads"] = torch.get_num_threads()
+    return info
+
+
+def _tensorrt_version() -> str:
+    for module in ("tensorrt", "tensorrt_rtx_bindings"):
+        try:
+            mod = __import__(module)
+            return f"{module} {getattr(mod, '__version__', '?')}"
+        except ImportError:
+            continue
+    return "not installed (TensorRT 10: pip install tensorrt, on a machine with a CUDA GPU)"

@@ -1,0 +1,72 @@
+"""Data loaders for the training stages: resumable infinite sampling, rank-aware."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..classes import get_label_space
+from ..data import build_dataset
+from ..data.transforms import EvalTransform, TrainTransform
+from . import runtime
+from .config import StageConfig
+
+
+class InfiniteSampler(Sampler[int]):
+    """Endless shuffled indices: epoch e is a permutation seeded by (seed, e).
+
+    Deterministic, so a resumed run continues with exactly the indices it would have drawn
+    (``start`` = samples already consumed by this rank); ranks take interleaved slices.
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0) -> None:
+        if size == 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.size, self.seed, self.start = size, seed, start
+        self.rank, self.world = runtime.rank(), runtime.world_size()
+
+    def __iter__(self) -> Iterator[int]:
+        per_rank = max(self.size // self.world, 1)
+        epoch, offset = divmod(self.start, per_rank)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            perm = torch.randperm(self.size, generator=g)[self.rank :: self.world][:per_rank]
+            yield from perm[offset:].tolist()
+            epoch, offset = epoch + 1, 0
+
+
+def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
+    transform = TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size)
+    return build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space), transform=transform, **kw)
+
+
+def eval_dataset(spec: str, cfg: StageConfig, split: str = "val") -> Dataset:
+    return build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space),
+                         transform=EvalTransform(cfg.eval_size))
+
+
+def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: int = 0) -> Iterator:
+    """Batches forever, starting where a run stopped after ``start_step`` steps."""
+    sampler = InfiniteSampler(len(dataset), cfg.seed + salt, start=start_step * cfg.batch_size)
+    # Random crops/flips inside workers draw from torch's RNG: seed it by position so a resumed
+    # run is reproducible too.
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + salt * 104_729 + start_step)
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        pin_memory=torch.cuda.is_available(), drop_last=True, generator=gen,
+        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+    return iter(loader)
+
+
+def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1) -> DataLoader:
+    # Eval images may differ in size: batch 1 unless the caller knows they match.
+    sampler = None
+    if runtime.is_distributed():
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), sampler=sampler)

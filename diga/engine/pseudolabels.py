@@ -1,0 +1,208 @@
+"""Between the stages: pseudo-labels for every target image, then the class centroids.
+
+Pseudo-labels are PNG trainIds (one file per target image, written atomically, so generation
+resumes by skipping files that exist) plus ``manifest.json`` written last. Work is split across
+ranks when distributed; inference is batched and fused over scales on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..checkpoint import load_model
+from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
+from ..data import build_dataset
+from ..data.transforms import TrainTransform, normalize
+from ..io import atomic_write, atomic_write_text
+from ..method.prototypes import CentroidAccumulator
+from ..method.pseudo import multiscale_logits
+from . import runtime
+from .config import StageConfig
+
+
+def label_file_name(image: Path, root: Path) -> str:
+    """A flat, safe, unique file name for an image's pseudo-label (never escapes its folder)."""
+    try:
+        rel = image.resolve().relative_to(root.resolve())
+    except ValueError:
+        rel = Path(image.name)
+    stem = re.sub(r"[^\w.-]+", "_", rel.with_suffix("").as_posix().replace("/", "__"))
+    digest = hashlib.sha1(rel.as_posix().encode()).hexdigest()[:8]
+    return f"{stem[:120]}-{digest}.png"
+
+
+def _collate(batch):
+    return batch
+
+
+class _Indexed(Dataset):
+    def __init__(self, base: Dataset, resize: tuple[int, int] | None) -> None:
+        self.base, self.resize = base, resize
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, _ = self.base[i]
+        if self.resize is not None and tuple(image.shape[-2:]) != tuple(self.resize):
+            image = F.interpolate(image[None].float(), size=self.resize, mode="bilinear",
+                                  align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+        return i, image
+
+
+def _batches_by_shape(items, device):
+    """Group a list of (index, image) by image size so that each group is one batch."""
+    groups: dict[tuple, list] = {}
+    for i, image in items:
+        groups.setdefault(tuple(image.shape), []).append((i, image))
+    for group in groups.values():
+        idx = [i for i, _ in group]
+        x = torch.stack([img for _, img in group]).to(device, non_blocking=True).float().div_(255)
+        yield idx, x
+
+
+def generate_pseudo_labels(
+    weights: str | Path, target: str, out_dir: str | Path, cfg: StageConfig, batch_size: int = 8,
+) -> Path:
+    """Predict every target training image (scales fused by max) -> ``out_dir/labels/*.png``."""
+    out_dir = Path(out_dir)
+    manifest = out_dir / "manifest.json"
+    if manifest.exists():
+        return manifest
+    device = runtime.resolve_device(cfg.device)
+    model, meta = load_model(weights, device)
+    space = get_label_space(meta["label_space"])
+    dataset = build_dataset(target, split="train", label_space=space)
+    root = Path(getattr(dataset, "root", "."))
+    names = [label_file_name(img, root) for img, _ in dataset.samples]
+    labels_dir = out_dir / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    mine = range(runtime.rank(), len(dataset), runtime.world_size())
+    todo = [i for i in mine if not (labels_dir / names[i]).exists()]
+    amp = runtime.amp_dtype(device, cfg.amp)
+    if todo:
+        loader = DataLoader(Subset(_Indexed(dataset, cfg.base_size), todo), batch_size=batch_size,
+                            num_workers=min(cfg.workers, 4), collate_fn=_collate)
+        with Progress(disable=not runtime.is_main(), console=None) as progress, torch.inference_mode():
+            task = progress.add_task("pseudo-labels", total=len(todo))
+            for items in loader:
+                for idx, x in _batches_by_shape(items, device):
+                    with runtime.autocast(device, amp):
+                        logits = multiscale_logits(model, normalize(x), cfg.eval_scales)
+                    preds = logits.argmax(1).to(torch.uint8).cpu().numpy()
+                    for i, pred in zip(idx, preds):
+                        _write_png(labels_dir / names[i], pred)
+                    progress.advance(task, len(idx))
+    runtime.barrier()
+    if runtime.is_main():
+        entries = [{"image": str(img), "label": names[i]} for i, (img, _) in enumerate(dataset.samples)]
+        body = {"weights": str(weights), "target": target, "label_space": space.name,
+                "scales": list(cfg.eval_scales), "resized_to": cfg.base_size, "count": len(entries),
+                "items": entries}
+        atomic_write_text(manifest, json.dumps(body, indent=1) + "\n")
+    runtime.barrier()
+    return manifest
+
+
+def _write_png(path: Path, labels: np.ndarray) -> None:
+    atomic_write(path, lambda tmp: Image.fromarray(labels, mode="L").save(tmp, format="PNG"))
+
+
+def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path, cfg: StageConfig,
+                      batch_size: int = 8) -> Path:
+    """Per-image per-class means of the head features over pseudo-labelled pixels, averaged."""
+    out = Path(out)
+    if out.exists():
+        return out
+    device = runtime.resolve_device(cfg.device)
+    model, meta = load_model(weights, device)
+    space = get_label_space(meta["label_space"])
+    data = PseudoLabelled(manifest, space, transform=None, size=cfg.base_size)
+    acc = CentroidAccumulator(space.num_classes, model.feature_dim, min_pixels=5, device=device)
+    mine = list(range(runtime.rank(), len(data), runtime.world_size()))
+    loader = DataLoader(Subset(data, mine), batch_size=batch_size, num_workers=min(cfg.workers, 4))
+    amp = runtime.amp_dtype(device, cfg.amp)
+    with torch.inference_mode():
+        for images, combined in loader:
+            x = images.to(device).float().div_(255)
+            with runtime.autocast(device, amp):
+                _, features = model(normalize(x))
+            pseudo, _ = split_combined(combined.to(device))
+            acc.add(features.float(), pseudo)
+    acc.all_reduce() if runtime.is_distributed() else None
+    if runtime.is_main():
+        tensors = {"centroids": acc.centroids().cpu().contiguous(), "valid": acc.valid.cpu().contiguous(),
+                   **{f"acc.{k}": v.cpu().contiguous() for k, v in acc.state_dict().items()}}
+        atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata={"weights": str(weights)}))
+    runtime.barrier()
+    return out
+
+
+def load_centroids(path: str | Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    t = load_file(str(path), device=str(device))
+    return t["centroids"].float(), t["valid"].bool()
+
+
+# --- target images with their pseudo-labels (and ground truth where it exists) ---------------
+
+def combine(pseudo: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Pack pseudo-label and ground truth into one int64 map so paired transforms move both.
+
+    ``(gt + 1) * 256 + pseudo``: a pixel padded by a crop (fill 255) decodes to pseudo 255 and
+    gt ignore.
+    """
+    gt = torch.where(gt == IGNORE_INDEX, -1, gt.long())
+    return (gt + 1) * 256 + pseudo.long()
+
+
+def split_combined(combined: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    pseudo = combined % 256
+    gt = combined // 256 - 1
+    return pseudo, torch.where(gt < 0, IGNORE_INDEX, gt)
+
+
+class PseudoLabelled(Dataset):
+    """Target images with their pseudo-labels: ``(image, combine(pseudo, gt))``."""
+
+    def __init__(self, manifest: str | Path, space: LabelSpace, transform: TrainTransform | None,
+                 size: tuple[int, int] | None = None) -> None:
+        manifest = Path(manifest)
+        body = json.loads(manifest.read_text())
+        self.labels_dir = manifest.parent / "labels"
+        self.base = build_dataset(body["target"], split="train", label_space=space)
+        self.names = [item["label"] for item in body["items"]]
+        if len(self.names) != len(self.base):
+            raise ValueError(f"{manifest} lists {len(self.names)} images but {body['target']} now has "
+                             f"{len(self.base)}; delete {manifest.parent} to regenerate the pseudo-labels")
+        self.transform, self.size = transform, size
+        self.has_labels = getattr(self.base, "has_labels", False)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, gt = self.base[i]
+        pseudo = torch.from_numpy(np.array(Image.open(self.labels_dir / self.names[i]))).long()
+        if self.size is not None and tuple(image.shape[-2:]) != tuple(self.size):
+            image = F.interpolate(image[None].float(), size=self.size, mode="bilinear",
+                                  align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+        h, w = image.shape[-2:]
+        if tuple(pseudo.shape) != (h, w):
+            pseudo = F.interpolate(pseudo[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+        if tuple(gt.shape) != (h, w):
+            gt = F.interpolate(gt[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+        label = combine(pseudo, gt)
+        if self.transform is not None:
+            image, label = self.transform(image, label)
+        return image, label

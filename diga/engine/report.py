@@ -1,0 +1,126 @@
+"""``runs/adapt/NAME/report.md`` with PNG figures: what the adaptation did, in one look."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from ..checkpoint import load_model  # noqa: E402
+from ..classes import get_label_space  # noqa: E402
+from ..data import build_dataset  # noqa: E402
+from ..data.transforms import EvalTransform, normalize  # noqa: E402
+from ..evaluate import ConfusionMatrix, fused_logits  # noqa: E402
+from ..io import atomic_write_text  # noqa: E402
+from .config import StageConfig  # noqa: E402
+from .visualize import save_grid  # noqa: E402
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _stage_dirs(run_dir: Path) -> list[tuple[str, Path]]:
+    dirs = [("warm-up", run_dir / "warmup")]
+    dirs += [(f"round {p.parent.name[5:]}", p) for p in sorted(run_dir.glob("round*/selftrain"))]
+    return [(n, d) for n, d in dirs if d.exists()]
+
+
+def _curves(run_dir: Path, out: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    offset = 0
+    for name, d in _stage_dirs(run_dir):
+        rows = [r for r in _read_metrics(d / "metrics.jsonl") if "loss" in r]
+        if rows:
+            axes[0].plot([offset + r["step"] for r in rows], [r["loss"] for r in rows], label=name)
+            kept = [r for r in rows if "kept_fraction" in r]
+            if kept:
+                axes[1].plot([offset + r["step"] for r in kept], [r["kept_fraction"] for r in kept], label=f"{name} kept")
+                acc = [r for r in kept if "kept_accuracy" in r]
+                if acc:
+                    axes[1].plot([offset + r["step"] for r in acc], [r["kept_accuracy"] for r in acc], "--",
+                                 label=f"{name} accuracy of kept")
+            offset += rows[-1]["step"]
+    axes[0].set(title="training loss", xlabel="step (stages concatenated)")
+    axes[1].set(title="pseudo-labels kept by the selection", xlabel="step", ylim=(0, 1.02))
+    for ax in axes:
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _evaluate_pair(before: Path, after: Path, val: str, cfg: StageConfig, grid: Path, n_show: int = 4):
+    """Per-class IoU of both models on target-val and a grid of predictions before/after."""
+    device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
+    models = {k: load_model(p, device) for k, p in (("before", before), ("after", after))}
+    space = get_label_space(models["after"][1]["label_space"])
+    data = build_dataset(val, split="val", label_space=space, transform=EvalTransform(cfg.eval_size))
+    cms = {k: ConfusionMatrix(space.num_classes, device) for k in models}
+    shown: dict[str, list[torch.Tensor]] = {"target image": [], "before": [], "after": [], "ground truth": []}
+    with torch.inference_mode():
+        for i in range(len(data)):
+            image, label = data[i]
+            x = image[None].to(device).float().div(255)
+            label = label.to(device)
+            for k, (model, _) in models.items():
+                logits = fused_logits(model, normalize(x), cfg.eval_scales)
+                if logits.shape[-2:] != label.shape:
+                    logits = torch.nn.functional.interpolate(logits, size=label.shape, mode="bilinear")
+                pred = logits.argmax(1)[0]
+                cms[k].update(pred, label)
+                if i < n_show:
+                    shown[k].append(pred)
+            if i < n_show:
+                shown["target image"].append(x[0])
+                shown["ground truth"].append(label)
+    save_grid(grid, {k: torch.stack(v) if k != "target image" else torch.stack(v) for k, v in shown.items()}, space,
+              max_rows=n_show)
+    return {k: cm.compute(space.classes) for k, cm in cms.items()}, space
+
+
+def _iou_bars(metrics, space, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    names = list(space.classes)
+    w = 0.4
+    for j, (k, color) in enumerate((("before", "#999999"), ("after", "#1f77b4"))):
+        vals = [metrics[k].iou.get(c) or 0.0 for c in names]
+        ax.bar([i + (j - 0.5) * w for i in range(len(names))], vals, w, label=f"{k} (mIoU {metrics[k].miou:.1f})", color=color)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="IoU (%)", title="per-class IoU on target-val, before vs after adaptation", ylim=(0, 100))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: StageConfig, before: Path) -> Path:
+    run_dir = Path(run_dir)
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    lines = ["# DiGA adaptation report", "", f"source `{cfg.source}` → target `{cfg.target}`; "
+             f"model `{cfg.model}`, preset settings in `config.yaml`.", "",
+             "| stage | target-val mIoU |", "|---|---|"]
+    lines += [f"| {k} | {'—' if v is None else f'{v:.2f}'} |" for k, v in table]
+    lines += ["", "## Training", "", f"![curves]({_curves(run_dir, fig_dir / 'curves.png').relative_to(run_dir)})", ""]
+    final = run_dir / "final.safetensors"
+    if cfg.val and before.exists() and final.exists():
+        metrics, space = _evaluate_pair(before, final, cfg.val, cfg, fig_dir / "predictions.png")
+        _iou_bars(metrics, space, fig_dir / "iou.png")
+        lines += ["## Before vs after adaptation", "",
+                  f"Before = `{before.name}` (mIoU {metrics['before'].miou:.2f}), after = `final.safetensors` "
+                  f"(mIoU {metrics['after'].miou:.2f}).", "", "![per-class IoU](figures/iou.png)", "",
+                  "Target-val images: before, after, ground truth.", "", "![predictions](figures/predictions.png)", ""]
+    out = run_dir / "report.md"
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out

@@ -1,0 +1,94 @@
+"""Device, precision, seeding and the (optionally distributed) process layout."""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank())
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} asked for CUDA, but no CUDA GPU is available here")
+    return device
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """bf16 where the GPU supports it, fp16 elsewhere on CUDA, none (fp32) on the CPU."""
+    if amp == "fp32" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- distributed --------------------------------------------------------------------------
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init_distributed_from_env() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return is_distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend)
+    return True
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Make every rank hold rank 0's parameters and buffers."""
+    if is_distributed():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)

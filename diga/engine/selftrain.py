@@ -1,0 +1,133 @@
+"""Stage 2: self-training with threshold-free dynamic pseudo-label selection (method.md)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..method.augment import augment_and_blend
+from ..method.losses import seg_ce
+from ..method.mix import target_cross_mix
+from ..method.prototypes import (
+    batch_class_sums, ema_centroids, prototype_labels, select_dynamic, select_none, select_threshold,
+)
+from . import runtime
+from .loaders import infinite_loader, train_dataset
+from .pseudolabels import PseudoLabelled, load_centroids, split_combined
+from .state import TrainState
+from .visualize import save_grid
+from .warmup import WarmupTrainer
+from ..data.transforms import TrainTransform
+
+
+class SelfTrainer(WarmupTrainer):
+    """``L = L_seg + L_mix + lambda * L_distil`` (lambda 0.25, beta 0.3) from a warm-up model."""
+
+    stage = "selftrain"
+    uses_teacher = True
+
+    def build_data(self) -> None:
+        cfg = self.cfg
+        if not (cfg.init and cfg.pseudo_labels and cfg.centroids):
+            raise ValueError("self-training needs --init (a warm-up checkpoint), pseudo-labels and centroids")
+        super().build_data()
+        transform = TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size)
+        self.pseudo_set = PseudoLabelled(cfg.pseudo_labels, self.space, transform, size=cfg.base_size)
+        self.centroids, self.centroid_valid = load_centroids(cfg.centroids, self.device)
+        zero = torch.zeros((), device=self.device)
+        self.counters = {k: zero.clone() for k in ("pseudo", "kept", "kept_gt", "kept_correct")}
+
+    def run(self):
+        self.pseudo_batches = infinite_loader(self.pseudo_set, self.cfg, self.start_step, salt=2)
+        return super().run()
+
+    def select(self, pseudo: torch.Tensor, t_logits: torch.Tensor, t_feats: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.selection == "dynamic":
+            proto = prototype_labels(t_feats.float(), self.centroids, self.centroid_valid)
+            return select_dynamic(pseudo, proto)
+        if cfg.selection == "threshold":
+            probs = F.interpolate(t_logits.float(), size=pseudo.shape[-2:], mode="bilinear",
+                                  align_corners=False).softmax(1)
+            return select_threshold(pseudo, probs, cfg.threshold)
+        return select_none(pseudo)
+
+    def update_centroids(self, feats: torch.Tensor, labels: torch.Tensor, t_logits: torch.Tensor) -> None:
+        sums, counts = batch_class_sums(feats.float(), labels, t_logits.argmax(1), self.space.num_classes)
+        runtime.all_reduce_sum(sums)
+        runtime.all_reduce_sum(counts)
+        means = sums / counts.clamp(min=1)[:, None]
+        self.centroids = ema_centroids(self.centroids, means, counts > 0, self.cfg.centroid_momentum)
+        self.centroid_valid = self.centroid_valid | (counts > 0)
+
+    def count(self, pseudo: torch.Tensor, kept: torch.Tensor, gt: torch.Tensor) -> None:
+        c = self.counters
+        c["pseudo"] += (pseudo != 255).sum()
+        c["kept"] += (kept != 255).sum()
+        has_gt = (kept != 255) & (gt != 255)
+        c["kept_gt"] += has_gt.sum()
+        c["kept_correct"] += (has_gt & (kept == gt)).sum()
+
+    def interval_stats(self) -> dict[str, float]:
+        stats = super().interval_stats()
+        c = {k: float(v) for k, v in self.counters.items()}
+        stats["kept_fraction"] = round(c["kept"] / max(c["pseudo"], 1), 4)
+        if c["kept_gt"] > 0:
+            stats["kept_accuracy"] = round(c["kept_correct"] / c["kept_gt"], 4)
+        for v in self.counters.values():
+            v.zero_()
+        return stats
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        xs, ys = next(self.source)
+        ts, combined = next(self.pseudo_batches)
+        x, y = self.prepare(xs), ys.to(self.device, non_blocking=True)
+        t = self.prepare(ts)
+        pseudo, gt = split_combined(combined.to(self.device, non_blocking=True))
+        t_pool = self.prepare(next(self.target)[0]) if self.target is not None else t
+        views = self.source_views(x, y, t_pool)
+        x_mix = views["x_mix"]
+        n = x.shape[0]
+        with torch.no_grad():
+            t_logits, t_feats = self.forward(torch.cat([x, x_mix, t]), net=self.teacher.module)
+        t_logits = t_logits.float()
+        kept = self.select(pseudo, t_logits[2 * n:], t_feats[2 * n:])
+        self.count(pseudo, kept, gt)
+        self.update_centroids(t_feats[n:], torch.cat([y, kept]), t_logits[n:])
+        t_aug = augment_and_blend(t, beta=cfg.blend_beta, generator=self.gen)
+        t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen)
+        s_logits = self.forward(torch.cat([x, x_mix, t_mix]))[0].float()
+        s_clean, s_mix, s_tmix = s_logits.split(n)
+        t_clean, t_mixp = t_logits[:n].softmax(1), t_logits[n:2 * n].softmax(1)
+        from ..method.losses import symmetric_distillation
+
+        losses = {"seg": seg_ce(s_clean, y), "mix": seg_ce(s_tmix, y_mix),
+                  "distil": symmetric_distillation(s_clean, s_mix, t_clean, t_mixp)}
+        losses["loss"] = losses["seg"] + losses["mix"] + cfg.distil_weight * losses["distil"]
+        self._vis = {"target": t, "pseudo-label": pseudo, "selected": kept, "target mix": t_mix,
+                     "mixed label": y_mix, "prediction": s_tmix, "ground truth": gt}
+        return losses
+
+    def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        tensors = super().state_tensors()
+        tensors["centroids"] = {"centroids": self.centroids, "valid": self.centroid_valid}
+        return tensors
+
+    def restore_extra(self, state: TrainState) -> None:
+        self.centroids = state.tensors["centroids"]["centroids"].to(self.device)
+        self.centroid_valid = state.tensors["centroids"]["valid"].to(self.device).bool()
+
+    def save_models(self, tag: str, metrics: dict | None = None) -> None:
+        super().save_models(tag, metrics)
+        if runtime.is_main():
+            from safetensors.torch import save_file
+
+            from ..io import atomic_write
+
+            tensors = {"centroids": self.centroids.cpu().contiguous(), "valid": self.centroid_valid.cpu().contiguous()}
+            atomic_write(self.weights_dir / f"{tag}_centroids.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+
+    def visualize(self, step: int) -> None:
+        if getattr(self, "_vis", None):
+            save_grid(self.dir / "vis" / f"step_{step:07d}.png", self._vis, self.space)

@@ -1,0 +1,339 @@
+"""The training loop shared by every stage: one readable loop, stage-specific steps in subclasses.
+
+The hot loop never waits for the host: losses are accumulated as device tensors and read only at
+the logging interval; a non-finite loss is detected on the device (its gradients are zeroed, so
+that step changes nothing but momentum/weight decay) and counted, and the run stops with an
+explanation once ``max_nonfinite`` consecutive steps were non-finite.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..checkpoint import load_model, load_state_strict, model_metadata, read_metadata, save_weights
+from ..classes import get_label_space
+from ..data.transforms import normalize
+from ..evaluate import evaluate_model
+from ..io import atomic_write_text
+from ..models import create
+from . import runtime
+from .config import StageConfig
+from .loaders import eval_dataset, eval_loader
+from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
+
+
+class RunExistsError(RuntimeError):
+    pass
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class StageResult:
+    run_dir: Path
+    weights: Path  # the model to use next: best on target-val if labels exist, else last
+    teacher_weights: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: StageConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD with the head at ``head_lr_mult`` x lr; every parameter listed exactly once."""
+    backbone, head = model.parameter_groups()
+    groups = [{"params": backbone, "lr": cfg.lr, "lr_mult": 1.0},
+              {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "lr_mult": cfg.head_lr_mult}]
+    fused = device.type == "cuda"
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           fused=fused or None, foreach=None if fused else True)
+
+
+def poly_lr(base: float, step: int, total: int, power: float) -> float:
+    return base * (1 - min(step, total) / max(total, 1)) ** power
+
+
+class Trainer:
+    stage = "train"
+    uses_teacher = False
+
+    def __init__(self, cfg: StageConfig, run_dir: str | Path, resume: bool = False,
+                 console: Console | None = None) -> None:
+        self.cfg = cfg.validate()
+        self.dir = Path(run_dir)
+        self.console = console or Console(stderr=True)
+        self.device = runtime.resolve_device(cfg.device)
+        self.amp = runtime.amp_dtype(self.device, cfg.amp)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        runtime.seed_everything(cfg.seed + runtime.rank())
+        self.space = get_label_space(cfg.label_space)
+        self.build_data()
+        self.model = self.build_model().to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        runtime.broadcast_module(self.model)
+        self.teacher = None
+        if self.uses_teacher:
+            from ..method.ema import EMATeacher
+
+            self.teacher = EMATeacher(self.model)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
+        self.net = self.wrap(self.model)
+        self.gen = torch.Generator(self.device).manual_seed(cfg.seed * 31 + runtime.rank())
+        self.start_step, self.best = 0, {"miou": float("-inf"), "step": -1}
+        self.nonfinite_run = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.nonfinite_total = torch.zeros((), dtype=torch.int64, device=self.device)
+        state_path = self.weights_dir / "state.safetensors"
+        if state_path.exists():
+            if not resume:
+                raise RunExistsError(
+                    f"{self.dir} already holds a {self.stage} run; pass --resume to continue it, "
+                    "or choose another --name"
+                )
+            self.restore(load_state(state_path, self.device))
+        if runtime.is_main():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.dir / "config.yaml", cfg.to_yaml())
+
+    # --- construction -------------------------------------------------------------------
+    @property
+    def weights_dir(self) -> Path:
+        return self.dir / "weights"
+
+    def build_data(self) -> None:
+        self.val_set = None
+        if self.cfg.val:
+            self.val_set = eval_dataset(self.cfg.val, self.cfg, split="val")
+            if not getattr(self.val_set, "has_labels", True):
+                self.console.print(f"[yellow]{self.cfg.val} has no labels: no validation mIoU[/]")
+                self.val_set = None
+
+    def build_model(self) -> torch.nn.Module:
+        cfg = self.cfg
+        if cfg.init:
+            model, meta = load_model(cfg.init)
+            if meta["num_classes"] != self.space.num_classes:
+                raise ValueError(f"{cfg.init} has {meta['num_classes']} classes, the label space "
+                                 f"{self.space.name} has {self.space.num_classes}")
+            return model.train()
+        return create(cfg.model, self.space.num_classes, pretrained=cfg.pretrained or None).train()
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        net = model
+        if runtime.is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.cfg.compile:
+            net = torch.compile(net)
+        return net
+
+    def architecture(self) -> str:
+        if self.cfg.init:
+            return read_metadata(self.cfg.init)["architecture"]
+        return self.cfg.model
+
+    # --- the loop -----------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B,3,H,W) on the host -> float [0,1] on the device."""
+        x = images.to(self.device, non_blocking=True).float().div_(255)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x01: torch.Tensor, net: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        with runtime.autocast(self.device, self.amp):
+            return (net or self.net)(normalize(x01))
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def run(self) -> StageResult:
+        cfg = self.cfg
+        sums: dict[str, torch.Tensor] = {}
+        n_logged, t_log = 0, time.perf_counter()
+        with self.progress() as progress:
+            task = progress.add_task(self.stage, total=cfg.steps, completed=self.start_step)
+            for step in range(self.start_step, cfg.steps):
+                for group in self.optimizer.param_groups:
+                    group["lr"] = poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power) * group["lr_mult"]
+                losses = self.train_step(step)
+                self.backward_and_step(losses["loss"], step)
+                for k, v in losses.items():
+                    v = v.detach().float()
+                    sums[k] = sums[k] + v if k in sums else v
+                n_logged += 1
+                done = step + 1
+                progress.update(task, advance=1)
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    record = {k: float(v) / n_logged for k, v in sums.items()}
+                    record.update(self.interval_stats(), step=done, lr=cfg.lr * (1 - step / cfg.steps) ** cfg.poly_power)
+                    elapsed = time.perf_counter() - t_log
+                    record["steps_per_s"] = round(n_logged / elapsed, 4)
+                    record["images_per_s"] = round(n_logged * cfg.batch_size * runtime.world_size() / elapsed, 2)
+                    self.check_nonfinite(record)
+                    self.log(record)
+                    progress.update(task, description=f"{self.stage} loss {record['loss']:.3f}")
+                    sums, n_logged, t_log = {}, 0, time.perf_counter()
+                if cfg.vis_every and done % cfg.vis_every == 0 and runtime.is_main():
+                    self.visualize(done)
+                if self.val_set is not None and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                    self.evaluate_and_keep_best(done)
+                if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
+                    self.checkpoint(done)
+        return self.finish()
+
+    def backward_and_step(self, loss: torch.Tensor, step: int) -> None:
+        finite = torch.isfinite(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if not self.scaler.is_enabled():
+            # Zero the gradients of a non-finite step on the device instead of a host check.
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.masked_fill_(~finite, 0.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.nonfinite_run = torch.where(finite, torch.zeros_like(self.nonfinite_run), self.nonfinite_run + 1)
+        self.nonfinite_total += (~finite).long()
+        if self.teacher is not None:
+            self.teacher.update(self.model, step)
+
+    def interval_stats(self) -> dict[str, float]:
+        """Extra values read at the logging interval (subclasses add theirs)."""
+        return {"nonfinite_steps": int(self.nonfinite_total)}
+
+    def check_nonfinite(self, record: dict) -> None:
+        if int(self.nonfinite_run) >= self.cfg.max_nonfinite:
+            self.log({**record, "stopped": "non-finite loss"})
+            raise NonFiniteLossError(
+                f"{self.stage}: the loss was NaN/inf for {int(self.nonfinite_run)} consecutive steps "
+                f"(up to step {record['step']}); those steps were skipped. Likely causes: a learning "
+                f"rate too high for this model/batch (--lr, now {self.cfg.lr}), fp16 overflow "
+                "(try --amp bf16 or fp32), or broken input data (images/labels). The last good "
+                f"checkpoint is kept in {self.weights_dir}; fix the cause and re-run with --resume."
+            )
+
+    # --- evaluation, checkpoints, logs --------------------------------------------------
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        loader = eval_loader(self.val_set, workers=min(self.cfg.workers, 2))
+        m = evaluate_model(model, loader, self.space.num_classes, self.device, self.cfg.eval_scales,
+                           self.space.classes, amp_dtype=self.amp)
+        return m.as_dict()
+
+    def evaluate_and_keep_best(self, step: int) -> dict[str, Any]:
+        result = {"student": self.evaluate(self.model)}
+        if self.teacher is not None:
+            result["teacher"] = self.evaluate(self.teacher.module)
+        record = {"step": step, "val_miou": result["student"]["miou"]}
+        if "teacher" in result:
+            record["val_miou_teacher"] = result["teacher"]["miou"]
+        self.log(record)
+        if runtime.is_main() and result["student"]["miou"] > self.best["miou"]:
+            self.best = {"miou": result["student"]["miou"], "step": step}
+            self.save_models("best", result)
+        return result
+
+    def metadata(self, **extra: Any) -> dict[str, Any]:
+        return model_metadata(self.architecture(), self.space.name, input_size=self.cfg.crop,
+                              stage=self.stage, source=self.cfg.source, target=self.cfg.target, **extra)
+
+    def save_models(self, tag: str, metrics: dict | None = None) -> None:
+        step = self.best["step"] if tag == "best" else None
+        meta = self.metadata(metrics=metrics or {}, step=step)
+        save_weights(self.weights_dir / f"{tag}.safetensors", self.model.state_dict(), meta)
+        if self.teacher is not None:
+            save_weights(self.weights_dir / f"{tag}_teacher.safetensors", self.teacher.module.state_dict(),
+                         {**meta, "role": "teacher"})
+
+    def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        opt_tensors, _ = optimizer_tensors(self.optimizer)
+        tensors = {"student": self.model.state_dict(), "optim": opt_tensors,
+                   "rng": {"cpu": torch.get_rng_state(), "gen": self.gen.get_state()}}
+        if self.device.type == "cuda":
+            tensors["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.teacher is not None:
+            tensors["teacher"] = self.teacher.module.state_dict()
+        return tensors
+
+    def checkpoint(self, step: int) -> None:
+        if int(self.nonfinite_run) > 0:
+            return  # never replace the last good checkpoint with one taken mid-divergence
+        if runtime.is_main():
+            _, groups = optimizer_tensors(self.optimizer)
+            info = {"best": self.best, "param_groups": groups, "stage": self.stage}
+            save_state(self.weights_dir / "state.safetensors", TrainState(step, self.state_tensors(), info))
+            self.save_models("last")
+        runtime.barrier()
+
+    def restore(self, state: TrainState) -> None:
+        load_state_strict(self.model, state.tensors["student"], self.weights_dir / "state.safetensors")
+        load_optimizer(self.optimizer, state.tensors.get("optim", {}), state.info["param_groups"])
+        if self.teacher is not None:
+            self.teacher.module.load_state_dict(state.tensors["teacher"])
+        rng = state.tensors["rng"]
+        torch.set_rng_state(rng["cpu"].cpu())
+        self.gen.set_state(rng["gen"].cpu() if self.device.type == "cpu" else rng["gen"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self.best = state.info.get("best", self.best)
+        self.start_step = state.step
+        self.restore_extra(state)
+        self.console.print(f"[green]resuming {self.stage} from step {state.step}[/] ({self.dir})")
+
+    def restore_extra(self, state: TrainState) -> None:
+        pass
+
+    def log(self, record: dict[str, Any]) -> None:
+        if runtime.is_main():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(self.dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+    def visualize(self, step: int) -> None:
+        pass
+
+    def progress(self) -> Progress:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=self.console, disable=not runtime.is_main(),
+                        transient=False)
+
+    def finish(self) -> StageResult:
+        cfg = self.cfg
+        metrics: dict[str, Any] = {}
+        if self.val_set is not None:
+            metrics = self.evaluate_and_keep_best(cfg.steps)
+        self.checkpoint(cfg.steps)
+        # "best" needs target-val labels and is opt-in: picking checkpoints on target labels is
+        # not available to a user with unlabelled footage, so the default hands on the last step.
+        use_best = cfg.select == "best" and (self.weights_dir / "best.safetensors").exists()
+        tag = "best" if use_best else "last"
+        summary = {
+            "stage": self.stage, "steps": cfg.steps, "final": metrics, "best": self.best,
+            "selected": tag, "weights": str(self.weights_dir / f"{tag}.safetensors"),
+            "teacher_weights": str(self.weights_dir / f"{tag}_teacher.safetensors") if self.teacher else None,
+        }
+        if runtime.is_main():
+            atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        runtime.barrier()
+        return StageResult(self.dir, Path(summary["weights"]),
+                           Path(summary["teacher_weights"]) if self.teacher else None, summary)
+
+
+def upsample_to(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def completed_summary(run_dir: Path) -> dict | None:
+    """The summary of a finished stage, or None if it has not finished."""
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,161 @@
+"""Class centroids of head features, prototype labels and pseudo-label selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def _to_size(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B,H,W) integer labels resized with nearest neighbour to ``size`` (no-op if equal)."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.long()
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def class_feature_sums(features: torch.Tensor, labels: torch.Tensor,
+                       num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image per-class feature sums (B,C,D) and pixel counts (B,C); ignore/255 excluded."""
+    b, d = features.shape[:2]
+    labels = _to_size(labels, features.shape[-2:])
+    lbl = labels.reshape(b, -1)
+    lbl = torch.where((lbl >= 0) & (lbl < num_classes), lbl, num_classes)  # extra bin, dropped
+    f = features.detach().float().reshape(b, d, -1).transpose(1, 2)  # (B, hw, D)
+    sums = torch.zeros(b, num_classes + 1, d, device=features.device, dtype=torch.float32)
+    sums.scatter_add_(1, lbl[:, :, None].expand(-1, -1, d), f)
+    counts = torch.zeros(b, num_classes + 1, device=features.device, dtype=torch.float32)
+    counts.scatter_add_(1, lbl, torch.ones_like(lbl, dtype=torch.float32))
+    return sums[:, :num_classes], counts[:, :num_classes]
+
+
+def class_feature_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                        min_pixels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image per-class mean features (B,C,D) (zero where count < min_pixels) and counts (B,C)."""
+    sums, counts = class_feature_sums(features, labels, num_classes)
+    keep = counts >= max(min_pixels, 1)
+    means = torch.where(keep[..., None], sums / counts.clamp(min=1.0)[..., None], 0.0)
+    return means, counts
+
+
+class CentroidAccumulator:
+    """Centroids as the mean over images of per-image class means (DiGA's between-stages step)."""
+
+    def __init__(self, num_classes: int, dim: int, min_pixels: int = 5,
+                 device: torch.device | str | None = None) -> None:
+        """Empty sums (C,D) and image counts (C,) on ``device`` (float32)."""
+        self.num_classes = num_classes
+        self.dim = dim
+        self.min_pixels = min_pixels
+        self.sums = torch.zeros(num_classes, dim, device=device)
+        self.counts = torch.zeros(num_classes, device=device)
+
+    @torch.no_grad()
+    def add(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch: features (B,D,h,w), predicted labels (B,h,w) (resized nearest if not)."""
+        if self.sums.device != features.device:
+            self.sums, self.counts = self.sums.to(features.device), self.counts.to(features.device)
+        means, counts = class_feature_means(features, labels, self.num_classes, self.min_pixels)
+        keep = (counts >= self.min_pixels).float()  # classes with too few pixels in an image skip it
+        self.sums += (means * keep[..., None]).sum(0)
+        self.counts += keep.sum(0)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """(C,) bool: classes seen in at least one image."""
+        return self.counts > 0
+
+    def centroids(self) -> torch.Tensor:
+        """(C,D) mean of the per-image class means; zeros for classes never seen."""
+        return self.sums / self.counts.clamp(min=1.0)[:, None]
+
+    def all_reduce(self, group: Any = None) -> None:
+        """Sum the accumulators over a torch.distributed group (no-op when not initialised)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.sums, group=group)
+            dist.all_reduce(self.counts, group=group)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The raw sums and counts (what a distributed caller all-reduces)."""
+        return {"sums": self.sums, "counts": self.counts}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore sums and counts."""
+        self.sums = state["sums"].to(self.sums).clone()
+        self.counts = state["counts"].to(self.counts).clone()
+
+
+def prototype_labels(features: torch.Tensor, centroids: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,h,w) argmax of softmax(-||f - c||_2) = nearest centroid; invalid centroids never chosen."""
+    f = features.detach().float()
+    c = centroids.float()
+    # ||f-c||^2 = |f|^2 - 2 f.c + |c|^2; |f|^2 is constant per pixel so the argmin ignores it, and
+    # softmax is monotone, so argmax softmax(-d) = argmin d: no need to materialise either.
+    # Autocast off: a bf16 matmul here could flip near-ties between centroids.
+    with torch.autocast(device_type=f.device.type, enabled=False):
+        d2 = (c * c).sum(1)[None, :, None, None] - 2.0 * torch.einsum("bdhw,cd->bchw", f, c)
+    if valid is not None:
+        d2 = torch.where(valid[None, :, None, None], d2, float("inf"))
+    return d2.argmin(dim=1)
+
+
+def select_dynamic(pseudo: torch.Tensor, proto: torch.Tensor) -> torch.Tensor:
+    """Keep pseudo-labels where they equal the prototype label (nearest-upsampled), else 255."""
+    proto = _to_size(proto, pseudo.shape[-2:])
+    pseudo = pseudo.long()
+    return torch.where(pseudo == proto, pseudo, IGNORE_INDEX)
+
+
+def select_threshold(pseudo: torch.Tensor, probs: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """Keep pseudo-labels whose max probability reaches ``threshold`` (baseline), else 255."""
+    if probs.shape[-2:] != pseudo.shape[-2:]:
+        probs = F.interpolate(probs.float(), size=pseudo.shape[-2:], mode="bilinear", align_corners=False)
+    pseudo = pseudo.long()
+    return torch.where(probs.amax(dim=1) >= threshold, pseudo, IGNORE_INDEX)
+
+
+def select_none(pseudo: torch.Tensor) -> torch.Tensor:
+    """Keep every pseudo-label (no selection)."""
+    return pseudo.long()
+
+
+@torch.no_grad()
+def batch_class_sums(features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
+                     num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature sums (C,D) and pixel counts (C,) over pixels where label == teacher argmax, batch pooled."""
+    size = features.shape[-2:]
+    labels = _to_size(labels, size)
+    teacher_pred = _to_size(teacher_pred, size)
+    agree = torch.where(labels == teacher_pred, labels, IGNORE_INDEX)
+    sums, counts = class_feature_sums(features, agree, num_classes)
+    return sums.sum(0), counts.sum(0)
+
+
+@torch.no_grad()
+def batch_class_means(features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
+                      num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch-pooled class means (C,D) (zero where absent) and counts (C,) of agreeing pixels."""
+    sums, counts = batch_class_sums(features, labels, teacher_pred, num_classes)
+    return sums / counts.clamp(min=1.0)[:, None], counts
+
+
+@torch.no_grad()
+def ema_centroids(centroids: torch.Tensor, means: torch.Tensor, present: torch.Tensor,
+                  momentum: float = 1e-4) -> torch.Tensor:
+    """``c <- (1-m) c + m v`` for present classes; the others unchanged (returns a new tensor)."""
+    updated = (1.0 - momentum) * centroids + momentum * means.to(centroids.dtype)
+    return torch.where(present[:, None], updated, centroids)
+
+
+@torch.no_grad()
+def update_centroids(centroids: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                     teacher_pred: torch.Tensor, num_classes: int, momentum: float = 1e-4) -> torch.Tensor:
+    """One DiGA centroid update from a batch (single process; for DDP all-reduce batch_class_sums)."""
+    means, counts = batch_class_means(features, labels, teacher_pred, num_classes)
+    return ema_centroids(centroids, means, counts > 0, momentum)

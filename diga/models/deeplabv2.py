@@ -1,0 +1,120 @@
+"""DeepLab-V2 segmenters (ResNet backbones with dilation + the ProDA-style ASPP head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models._utils import IntermediateLayerGetter
+
+from .head import ASPPHead
+from .registry import register
+from .weights import load_backbone_weights
+
+
+class DeepLabV2(nn.Module):
+    """Backbone -> ASPP head. ``forward`` returns ``(logits, features)`` at the output stride."""
+
+    def __init__(self, backbone: nn.Module, head: ASPPHead, output_stride: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.output_stride = output_stride
+        self.feature_dim = head.feature_dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.backbone(x)["out"])
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone, head) parameters, each listed once: the head trains at 10x the lr."""
+        return list(self.backbone.parameters()), list(self.head.parameters())
+
+
+def _resnet_deeplab(
+    arch: str, num_classes: int, pretrained: str | Path | None, output_stride: int,
+    head_channels: int = 256, dilations: tuple[int, ...] = (6, 12, 18, 24),
+) -> DeepLabV2:
+    if output_stride not in (8, 16):
+        raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+    dilate = [False, output_stride == 8, True]
+    weights = None
+    if pretrained == "imagenet":
+        weights = {"resnet101": resnet.ResNet101_Weights.IMAGENET1K_V1,
+                   "resnet50": resnet.ResNet50_Weights.IMAGENET1K_V1}[arch]
+    net = getattr(resnet, arch)(weights=weights, replace_stride_with_dilation=dilate)
+    if pretrained not in (None, "imagenet"):
+        load_backbone_weights(net, pretrained)
+    backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
+    head = ASPPHead(2048, num_classes, head_channels, dilations)
+    return DeepLabV2(backbone, head, output_stride)
+
+
+@register("deeplabv2_resnet101")
+def deeplabv2_resnet101(num_classes: int = 19, pretrained=None, output_stride: int = 8) -> DeepLabV2:
+    """The paper's network: ResNet-101, output stride 8, 256-d ASPP/SE head."""
+    return _resnet_deeplab("resnet101", num_classes, pretrained, output_stride)
+
+
+@register("deeplabv2_resnet50")
+def deeplabv2_resnet50(num_classes: int = 19, pretrained=None, output_stride: int = 8) -> DeepLabV2:
+    return _resnet_deeplab("resnet50", num_classes, pretrained, output_stride)
+
+
+class LightResNet(nn.Module):
+    """A ResNet-18 layout at half width (32-256 channels) for 2-core CPUs.
+
+    torchvision's ResNet fixes BasicBlock widths at 64-512, so the stages are assembled here from
+    its BasicBlock; layer4 is dilated instead of strided (output stride 16).
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 256)) -> None:
+        super().__init__()
+        w0 = widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w0, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(w0),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        stages, cin = [], w0
+        for i, w in enumerate(widths):
+            stride = 2 if i in (1, 2) else 1
+            dilation = 2 if i == 3 else 1
+            down = None
+            if stride != 1 or cin != w:
+                down = nn.Sequential(nn.Conv2d(cin, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
+            stages.append(nn.Sequential(
+                resnet.BasicBlock(cin, w, stride, down),
+                resnet.BasicBlock(w, w, dilation=1) if dilation == 1 else _dilated_block(w, dilation),
+            ))
+            cin = w
+        self.layers = nn.Sequential(*stages)
+        self.out_channels = cin
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.layers(self.stem(x))}
+
+
+def _dilated_block(width: int, dilation: int) -> resnet.BasicBlock:
+    # BasicBlock refuses dilation > 1 in its constructor; set the conv dilation afterwards.
+    block = resnet.BasicBlock(width, width)
+    for conv in (block.conv1, block.conv2):
+        conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
+    return block
+
+
+@register("deeplabv2_light")
+def deeplabv2_light(num_classes: int = 19, pretrained=None, head_channels: int = 64) -> DeepLabV2:
+    """Half-width ResNet-18 layout, output stride 16, 64-d head: the CPU preset's network."""
+    if pretrained == "imagenet":
+        raise ValueError(
+            "deeplabv2_light has no ImageNet weights (its widths are not a torchvision model); "
+            "train it from scratch or pass a backbone file"
+        )
+    backbone = LightResNet()
+    if pretrained is not None:
+        load_backbone_weights(backbone, pretrained)
+    head = ASPPHead(backbone.out_channels, num_classes, head_channels, dilations=(1, 2, 3, 4))
+    return DeepLabV2(backbone, head, output_stride=16)

@@ -1,0 +1,33 @@
+"""A timm-style model registry: ``create(name, num_classes, pretrained=...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _MODELS[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def create(
+    name: str, num_classes: int = 19, pretrained: str | Path | None = None, **kwargs
+) -> nn.Module:
+    """Build a registered segmenter; ``pretrained`` is None, "imagenet" or a backbone file."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return _MODELS[name](num_classes=num_classes, pretrained=pretrained, **kwargs)

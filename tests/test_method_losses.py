@@ -1,0 +1,71 @@
+"""Loss values against literal hand computations."""
+
+import math
+
+import torch
+
+from diga.method import seg_ce, soft_cross_entropy, symmetric_distillation
+
+
+def _px(values):
+    """One pixel of logits/probs: (1, C, 1, 1)."""
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+
+
+def test_seg_ce_one_pixel():
+    loss = seg_ce(_px([1.0, 2.0, 0.0]), torch.tensor([[[1]]]))
+    expected = -(2.0 - math.log(math.exp(1) + math.exp(2) + math.exp(0)))
+    assert math.isclose(loss.item(), expected, rel_tol=1e-6)
+
+
+def test_seg_ce_ignores_255_and_averages_valid():
+    logits = torch.tensor([[1.0, 0.0], [0.0, 0.0], [5.0, 0.0]]).T.reshape(1, 2, 1, 3)
+    labels = torch.tensor([[[0, 1, 255]]])
+    lse = math.log(math.exp(1) + 1)
+    expected = ((lse - 1.0) + math.log(2.0)) / 2  # pixel 3 ignored, mean over the 2 valid
+    assert math.isclose(seg_ce(logits, labels).item(), expected, rel_tol=1e-6)
+
+
+def test_seg_ce_all_ignored_is_zero_not_nan():
+    loss = seg_ce(torch.randn(2, 3, 4, 4, requires_grad=True), torch.full((2, 4, 4), 255))
+    assert loss.item() == 0.0
+    loss.backward()  # still differentiable
+
+
+def test_seg_ce_upsamples_logits_to_labels():
+    logits = _px([0.0, math.log(3.0)])  # softmax = (1/4, 3/4) everywhere after upsampling
+    labels = torch.tensor([[[1, 1], [0, 255]]], dtype=torch.uint8)
+    expected = (2 * -math.log(0.75) + -math.log(0.25)) / 3
+    assert math.isclose(seg_ce(logits, labels).item(), expected, rel_tol=1e-6)
+
+
+def test_soft_cross_entropy_value():
+    s = _px([0.0, math.log(2.0)])  # log_softmax = log(1/3), log(2/3)
+    q = _px([0.25, 0.75])
+    expected = -(0.25 * math.log(1 / 3) + 0.75 * math.log(2 / 3))
+    assert math.isclose(soft_cross_entropy(s, q).item(), expected, rel_tol=1e-6)
+
+
+def test_soft_cross_entropy_mean_over_pixels():
+    s = torch.zeros(1, 2, 1, 2)  # uniform student: every pixel costs log 2
+    q = torch.tensor([[1.0, 0.5], [0.0, 0.5]]).view(1, 2, 1, 2)
+    assert math.isclose(soft_cross_entropy(s, q).item(), math.log(2.0), rel_tol=1e-6)
+
+
+def test_symmetric_distillation_weights_and_gradients():
+    s_clean = _px([0.0, 0.0]).requires_grad_(True)  # log_softmax = log(1/2), log(1/2)
+    s_mix = _px([0.0, math.log(3.0)]).requires_grad_(True)  # log(1/4), log(3/4)
+    t_clean = _px([0.5, 0.5]).requires_grad_(True)  # "teacher" tensors that could take grads
+    t_mix = _px([0.1, 0.9]).requires_grad_(True)
+    forward = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))  # t_clean -> s_mix
+    reverse = math.log(2.0)  # t_mix -> s_clean (uniform student)
+    loss = symmetric_distillation(s_clean, s_mix, t_clean, t_mix)
+    assert math.isclose(loss.item(), forward + 0.5 * reverse, rel_tol=1e-6)
+    loss2 = symmetric_distillation(s_clean, s_mix, t_clean, t_mix, reverse_weight=2.0)
+    assert math.isclose(loss2.item(), forward + 2.0 * reverse, rel_tol=1e-6)
+    loss.backward()
+    assert s_clean.grad is not None and s_mix.grad is not None
+    assert t_clean.grad is None and t_mix.grad is None
+    # d/ds of CE(q, softmax s) = softmax(s) - q; the reverse term carries weight 0.5.
+    assert torch.allclose(s_mix.grad.flatten(), torch.tensor([0.25 - 0.5, 0.75 - 0.5]))
+    assert torch.allclose(s_clean.grad.flatten(), 0.5 * torch.tensor([0.5 - 0.1, 0.5 - 0.9]))
