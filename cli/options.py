@@ -17,6 +17,9 @@ def default_preset() -> str:
 
 def build_config(preset_name: str | None, base: StageConfig | None = None, **overrides: Any) -> StageConfig:
     """Preset (or ``base``) with every non-None override applied; bad values become CLI errors."""
+    from diga.engine.runtime import init_distributed_from_env
+
+    init_distributed_from_env()  # no-op unless launched by torchrun with several processes
     name = preset_name or default_preset()
     if name not in PRESETS:
         raise typer.BadParameter(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}",

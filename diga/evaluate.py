@@ -115,4 +115,6 @@ def evaluate_model(
         if progress is not None:
             progress()
     model.train(was_training)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(cm.mat)  # each rank saw a shard of the dataset
     return cm.compute(class_names, subset)

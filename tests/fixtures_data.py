@@ -46,7 +46,7 @@ def write_png16(path: Path, arr: np.ndarray) -> None:
 
 
 def rgb_for(ids: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A deterministic RGB image whose pixels encode ``ids`` (R = id, G/B from the seed/position)."""
+    """A deterministic RGB image whose pixels encode ``ids`` (R = id; G, B from seed/position)."""
     ids = np.asarray(ids)
     h, w = ids.shape
     img = np.zeros((h, w, 3), dtype=np.uint8)

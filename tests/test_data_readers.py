@@ -1,4 +1,4 @@
-"""Reading helpers of diga.data: images in odd formats, labels, bad files, id mapping, label maps."""
+"""diga.data reading helpers: odd image formats, labels, bad files, id mapping, label maps."""
 
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ def test_grayscale_png_and_jpeg(tmp_path, rgb):
     gray = rgb[..., 0]
     out = _hwc(_read_quietly(_save(Image.fromarray(gray, "L"), tmp_path / "g.png")))
     assert np.array_equal(out, np.stack([gray] * 3, axis=2))
-    out = _hwc(_read_quietly(_save(Image.fromarray(np.full((8, 8), 77, np.uint8)), tmp_path / "g.jpg")))
+    flat = Image.fromarray(np.full((8, 8), 77, np.uint8))
+    out = _hwc(_read_quietly(_save(flat, tmp_path / "g.jpg")))
     assert out.shape == (8, 8, 3) and np.abs(out.astype(int) - 77).max() <= 1
 
 
@@ -176,7 +177,8 @@ def test_cmyk_jpeg(tmp_path):
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[:4], rgb[4:] = (200, 30, 60), (20, 180, 90)
     _save(Image.fromarray(rgb).convert("CMYK"), tmp_path / "cmyk.jpg", quality=100)
-    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    with Image.open(tmp_path / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
     assert np.abs(_hwc(_read_quietly(tmp_path / "cmyk.jpg")).astype(int) - rgb).max() <= 3
 
 
@@ -282,7 +284,8 @@ def test_16bit_rgb_label_channel(tmp_path):
     out = read_label(tmp_path / "0000000.png", channel=0)
     assert out.dtype == np.uint16 and out.tolist() == [[8, 1, 3], [22, 300, 0]]
     # Pillow would read the high bytes only (all zeros here): the reason for torchvision
-    assert np.asarray(Image.open(tmp_path / "0000000.png"))[..., 0].max() <= 1
+    with Image.open(tmp_path / "0000000.png") as im:
+        assert np.asarray(im)[..., 0].max() <= 1
 
 
 def test_colour_label_rejected_gray_alpha_accepted(tmp_path):
@@ -328,3 +331,38 @@ def test_identity_mapper_with_non_contiguous_known_ids():
     out = mapper(np.array([[0, 1, 2, 3, 255]], np.uint8))
     assert out.tolist() == [[0, 1, 2, 255, 255]]
     assert dict(mapper.unknown_pixels) == {3: 1}
+
+
+def test_png_checked_before_torchvision(tmp_path):
+    """torchvision 0.29 segfaults on libpng errors inside the pixel data, so CRC mismatches and
+    truncation at a chunk boundary must be caught before it sees the file."""
+    png = _valid_png(tmp_path)
+    flipped = bytearray(png)
+    flipped[50] ^= 0x40  # one bit in the IDAT payload
+    (tmp_path / "flip.png").write_bytes(bytes(flipped))
+    with pytest.raises(DatasetError, match="CRC mismatch in 'IDAT'"):
+        read_image(tmp_path / "flip.png")
+    with pytest.raises(DatasetError, match="CRC mismatch"):
+        read_label(tmp_path / "flip.png")
+    iend = png.rindex(b"IEND") - 4
+    (tmp_path / "noend.png").write_bytes(png[:iend])  # whole chunks, but no IEND
+    with pytest.raises(DatasetError, match="no IEND chunk"):
+        read_image(tmp_path / "noend.png")
+
+
+def test_pillow_png_decoder_gives_the_same(tmp_path, rgb, monkeypatch):
+    from diga.data import common
+
+    files = {"rgb.png": Image.fromarray(rgb), "gray.png": Image.fromarray(rgb[..., 0], "L"),
+             "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA")}
+    for name, im in files.items():
+        im.save(tmp_path / name)
+    write_png16(tmp_path / "deep.png", rgb.astype(np.uint16) * 257)
+    names = [*files, "deep.png"]
+    fast = [read_image(tmp_path / n) for n in names]
+    labels = [read_label(tmp_path / "gray.png"), read_label(tmp_path / "deep.png", channel=0)]
+    monkeypatch.setattr(common, "PNG_DECODER", "pillow")
+    for name, ref in zip(names, fast):
+        assert torch.equal(read_image(tmp_path / name), ref), name
+    assert np.array_equal(read_label(tmp_path / "gray.png"), labels[0])
+    assert np.array_equal(read_label(tmp_path / "deep.png", channel=0), labels[1])

@@ -44,6 +44,7 @@ class SegmentationDataset(Dataset):
     name: str = "dataset"
     label_channel: int | None = None  # channel of a multi-channel label holding the id
     exif: bool = False  # apply EXIF orientation to images
+    has_splits: bool = False  # whether ``split`` selects files (Cityscapes) or is ignored
 
     def __init__(
         self,
@@ -56,7 +57,8 @@ class SegmentationDataset(Dataset):
         on_size_mismatch: str = "error",
     ):
         if on_size_mismatch not in ("error", "resize"):
-            raise ValueError(f"on_size_mismatch must be 'error' or 'resize', got {on_size_mismatch!r}")
+            raise ValueError(
+                f"on_size_mismatch must be 'error' or 'resize', got {on_size_mismatch!r}")
         self.root = Path(root).expanduser()
         self.split = split
         self.label_space = resolve_label_space(label_space)
@@ -127,7 +129,7 @@ class SegmentationDataset(Dataset):
         return text
 
     def __repr__(self) -> str:
-        split = f", split={self.split!r}" if self.split is not None else ""
+        split = f", split={self.split!r}" if self.has_splits else ""
         labels = "labelled" if self.has_labels else "unlabelled"
         return (f"{type(self).__name__}(root={str(self.root)!r}{split}, {len(self)} samples, "
                 f"{labels}, label_space={self.label_space.name!r})")

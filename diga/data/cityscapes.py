@@ -31,6 +31,7 @@ class CityscapesDataset(SegmentationDataset):
     or to the root."""
 
     name = "cityscapes"
+    has_splits = True
 
     def _find_samples(self) -> list[Sample]:
         root = require_root(self.root, self.name)

@@ -78,7 +78,8 @@ class ImageFolderDataset(SegmentationDataset):
         if not label_root.exists():
             raise DatasetError(f"label folder {label_root} does not exist")
         if root.is_file():
-            label = label_root if label_root.is_file() else label_root / root.with_suffix(".png").name
+            label = (label_root if label_root.is_file()
+                     else label_root / root.with_suffix(".png").name)
             return self._pair([root], image_dir, label.parent, lambda rel: Path(label.name), None)
         if not label_root.is_dir():
             raise DatasetError(f"label folder {label_root} is not a directory")

@@ -50,8 +50,10 @@ def _wrap(image: torch.Tensor, label: torch.Tensor) -> tuple[tv_tensors.Image, t
     if image.dim() != 3 or label.dim() != 2 or image.shape[-2:] != label.shape:
         raise ValueError(f"expected image (3, H, W) and label (H, W) of the same size, got "
                          f"{tuple(image.shape)} and {tuple(label.shape)}")
-    # trainIds are 0..255: transform the mask as uint8 (4x less memory than int64)
-    return tv_tensors.Image(image), tv_tensors.Mask(label.to(torch.uint8))
+    # trainIds are 0..255: transform the mask as uint8 (8x less memory than int64); maps that pack
+    # more than one label per pixel (pseudo-label + ground truth) keep a wider integer type.
+    wide = label.dtype != torch.uint8 and bool(label.max() > 255) if label.numel() else False
+    return tv_tensors.Image(image), tv_tensors.Mask(label.to(torch.int32 if wide else torch.uint8))
 
 
 def _unwrap(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +78,8 @@ class TrainTransform:
         self._crop = v2.RandomCrop(self.crop, pad_if_needed=True,
                                    fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX})
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, image: torch.Tensor,
+                 label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         img, mask = _wrap(image, label)
         if self.base_size is not None:
             img = F.resize(img, list(self.base_size), antialias=True)
@@ -105,7 +108,8 @@ class EvalTransform:
     def __init__(self, size: tuple[int, int] | None = None):
         self.size = _pair_size(size, "size")
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, image: torch.Tensor,
+                 label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.size is not None and tuple(image.shape[-2:]) != self.size:
             image = F.resize(tv_tensors.Image(image), list(self.size), antialias=True)
             image = image.as_subclass(torch.Tensor)

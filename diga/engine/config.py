@@ -67,6 +67,7 @@ class StageConfig:
     device: str = "auto"
     amp: str = "auto"  # auto | bf16 | fp16 | fp32
     channels_last: bool = True
+    sync_bn: bool = False  # SyncBatchNorm across ranks when distributed
     compile: bool = False
 
     def replace(self, **overrides: Any) -> "StageConfig":

@@ -86,6 +86,7 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | N
     final = run_dir / "final.safetensors"
     if runtime.is_main():
         _write_final(current, final, before, run_dir)
+    runtime.barrier()
     refs = references or {}
     table = ([("source-only", refs.get("source_only"))] if "source_only" in refs else []) + rows
     if "oracle" in refs:
@@ -100,6 +101,7 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | N
             write_report(run_dir, table, cfg, before=run_dir / "before.safetensors")
         except Exception as e:  # a report must never cost the user the trained model
             console.print(f"[yellow]report not written: {e}[/]")
+    runtime.barrier()
     return AdaptResult(run_dir, final, table)
 
 

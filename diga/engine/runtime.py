@@ -92,3 +92,19 @@ def broadcast_module(module: torch.nn.Module) -> None:
     if is_distributed():
         for t in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(t.data, src=0)
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's BatchNorm statistics on every rank, in one flattened collective.
+
+    DDP averages gradients but each rank updates its running statistics from its own batch; the
+    EMA teacher averages those statistics, so they must agree for the teachers to stay identical.
+    """
+    if not is_distributed():
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if buffers:
+        flat = torch._utils._flatten_dense_tensors(buffers)
+        dist.broadcast(flat, src=0)
+        for b, synced in zip(buffers, torch._utils._unflatten_dense_tensors(flat, buffers)):
+            b.copy_(synced)

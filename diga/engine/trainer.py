@@ -78,6 +78,8 @@ class Trainer:
         self.space = get_label_space(cfg.label_space)
         self.build_data()
         self.model = self.build_model().to(self.device)
+        if cfg.sync_bn and runtime.is_distributed():
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         runtime.broadcast_module(self.model)
@@ -194,6 +196,10 @@ class Trainer:
 
     def backward_and_step(self, loss: torch.Tensor, step: int) -> None:
         finite = torch.isfinite(loss)
+        if runtime.is_distributed():
+            # Gradients are averaged across ranks, so one rank's NaN reaches every rank: skip
+            # the step everywhere (a collective on the device, not a host sync).
+            finite = runtime.all_reduce_sum((~finite).float()) == 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if not self.scaler.is_enabled():
@@ -205,6 +211,7 @@ class Trainer:
         self.scaler.update()
         self.nonfinite_run = torch.where(finite, torch.zeros_like(self.nonfinite_run), self.nonfinite_run + 1)
         self.nonfinite_total += (~finite).long()
+        runtime.broadcast_buffers(self.model)
         if self.teacher is not None:
             self.teacher.update(self.model, step)
 
@@ -213,6 +220,7 @@ class Trainer:
         return {"nonfinite_steps": int(self.nonfinite_total)}
 
     def check_nonfinite(self, record: dict) -> None:
+        # Every rank sees the same (all-reduced) flags, so all stop together.
         if int(self.nonfinite_run) >= self.cfg.max_nonfinite:
             self.log({**record, "stopped": "non-finite loss"})
             raise NonFiniteLossError(

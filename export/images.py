@@ -1,0 +1,174 @@
+"""Images in and out of the deployment layer: reading, check/calibration images, safe output names."""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PredictorError
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as an (H, W, 3) uint8 RGB array (EXIF orientation applied).
+
+    Uses the data layer's robust reader when present (clear errors for missing, empty, corrupt
+    files); otherwise Pillow. Every failure is a :class:`PredictorError` naming the file.
+    """
+    path = Path(path)
+    try:
+        from diga.data.common import read_image
+    except ImportError:  # pragma: no cover - the data layer always ships it
+        read_image = None
+    if read_image is not None:
+        try:
+            try:
+                chw = read_image(path, exif=True)
+            except TypeError:  # an older signature without ``exif``
+                chw = read_image(path)
+        except ValueError as e:  # DatasetError is a ValueError and names the file
+            raise PredictorError(str(e)) from None
+        return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
+    return _read_pillow(path)
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.is_file():
+        raise PredictorError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise PredictorError(f"cannot read image file {path}: {e}") from None
+
+
+def as_rgb_array(image, name: str = "image") -> np.ndarray:
+    """A path, PIL image or array (H, W), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8 RGB."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_rgb(image)
+    try:
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return np.asarray(image.convert("RGB"))
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(image, "numpy") and not isinstance(image, np.ndarray):  # a torch tensor
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise PredictorError(f"{name}: expected a path, a PIL image or an (H, W, 3) uint8 array, "
+                             f"got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise PredictorError(f"{name}: expected a uint8 array (0-255), got {image.dtype}; "
+                             "convert with (x * 255).round().astype(np.uint8) for floats in [0, 1]")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
+        raise PredictorError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> list[Path]:
+    """Files given directly, plus the image files directly inside given folders (sorted)."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+            if not found:
+                raise PredictorError(f"{what}: folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise PredictorError(f"{what}: {p} does not exist")
+    if not files:
+        raise PredictorError(f"no {what} given")
+    return files
+
+
+def check_images(folder: str | os.PathLike | None, n: int, size: tuple[int, int],
+                 seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """Images for parity checks, calibration-free benchmarks: ``n`` from ``folder`` if given, else
+    synthetic target-style street scenes (``diga.data.synth``), else random noise.
+
+    Returns the images and a description of where they came from.
+    """
+    if folder is not None:
+        files = list_images([folder], "check images")[:n]
+        return [read_rgb(f) for f in files], f"{len(files)} image(s) from {folder}"
+    h, w = size
+    try:
+        from diga.data.synth import TARGET_STYLE, render_scene
+    except ImportError:
+        render_scene = None
+    if render_scene is not None:
+        images = []
+        for i in range(n):
+            out = render_scene(np.random.default_rng(seed + i), (h, w), TARGET_STYLE)
+            img = out[0] if isinstance(out, tuple) else out
+            images.append(np.ascontiguousarray(np.asarray(img, dtype=np.uint8)))
+        return images, f"{n} synthetic target-style scene(s) (diga.data.synth, {h}x{w})"
+    rng = np.random.default_rng(seed)
+    return ([rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)],
+            f"{n} random-noise image(s) ({h}x{w}; diga.data.synth is not available)")
+
+
+# --------------------------------------------------------------------------------------------
+# Output names that stay inside the output folder
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_MAX_NAME_BYTES = 180  # leaves room for "_overlay.jpg" etc. within the usual 255-byte limit
+
+
+def safe_stem(name: str) -> str:
+    """A file-name stem from an input name: no separators, no '..', no control characters.
+
+    Non-ASCII letters and spaces are kept (NFC-normalised); the result is never empty and never
+    starts with a dot, so it can neither escape the output folder nor become a hidden file.
+    """
+    stem = unicodedata.normalize("NFC", Path(str(name).replace("\\", "/")).stem)
+    stem = _UNSAFE.sub("_", stem).strip()
+    stem = stem.lstrip(".") or "image"
+    stem = stem.replace("..", "_")
+    encoded = stem.encode("utf-8")
+    if len(encoded) > _MAX_NAME_BYTES:
+        stem = encoded[:_MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip() or "image"
+    return stem
+
+
+class OutputNamer:
+    """Unique, safe stems for a sequence of inputs: duplicates get ``_2``, ``_3``, ..."""
+
+    def __init__(self, out_dir: str | os.PathLike) -> None:
+        self.out_dir = Path(out_dir).resolve()
+        self._used: set[str] = set()
+
+    def stem(self, source: str | os.PathLike) -> str:
+        base = safe_stem(Path(source).name)
+        stem, k = base, 1
+        while stem.casefold() in self._used:  # casefold: also safe on case-insensitive disks
+            k += 1
+            stem = f"{base}_{k}"
+        self._used.add(stem.casefold())
+        return stem
+
+    def path(self, stem: str, suffix: str) -> Path:
+        path = self.out_dir / f"{stem}{suffix}"
+        if path.resolve().parent != self.out_dir:  # pragma: no cover - safe_stem prevents it
+            raise PredictorError(f"output name {stem!r} would leave the output folder {self.out_dir}")
+        return path
+
+
+def describe(sources: Sequence) -> str:
+    return ", ".join(str(s) for s in sources[:3]) + (" ..." if len(sources) > 3 else "")

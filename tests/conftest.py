@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny synthetic two-domain benchmark, generated once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Keep the benchmark/reference cache of the tests away from the user's ~/.cache."""
+    old = os.environ.get("DIGA_CACHE")
+    os.environ["DIGA_CACHE"] = str(tmp_path_factory.mktemp("diga_cache"))
+    yield
+    if old is None:
+        os.environ.pop("DIGA_CACHE", None)
+    else:
+        os.environ["DIGA_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory) -> dict[str, str]:
+    """8 train + 4 val images per domain at 64x128, in the GTA5 and Cityscapes layouts."""
+    from diga.engine.benchmark import synthetic_benchmark
+
+    root = tmp_path_factory.mktemp("bench") / "synth"
+    return synthetic_benchmark(n_train=8, n_val=4, size=(64, 128), seed=0, root=root)
+
+
+@pytest.fixture()
+def tiny_cfg(tiny_bench):
+    """The CPU preset shrunk to seconds: a few steps on 48x96 crops, no worker processes."""
+    from diga.engine.config import preset
+
+    return preset("cpu").replace(
+        source=tiny_bench["source"], target=tiny_bench["target"], val=tiny_bench["val"],
+        crop=(48, 96), batch_size=2, workers=0, steps=4, log_every=2, eval_every=2, ckpt_every=2,
+        vis_every=2, rounds=1, selftrain_steps=3,
+    )
+
+
+def run_cli(*args: str):
+    """Invoke the real Typer app in-process; returns the click Result."""
+    from typer.testing import CliRunner
+
+    from diga.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def cli():
+    return run_cli
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
