@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .inputs import MAX_PIXELS, DemoInputError, LoadedImage, decode_image, safe_stem
-from .render import render_prediction, runtime_markdown, share_figure
+from .render import colorize, render_prediction, runtime_markdown, share_figure
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,16 @@ def resolve_model(model: str | Path | None, project: str | Path = "runs") -> Pat
 
 
 def _model_metadata(path: Path) -> dict[str, Any]:
-    """The diga metadata of a checkpoint (safetensors header) or of an exported model (JSON sidecar)."""
-    if path.suffix == ".safetensors":
-        try:
-            from diga.checkpoint import read_metadata
+    """The diga metadata of a checkpoint or an exported model ({} if it has none)."""
+    try:
+        from diga.export import read_export_metadata
 
-            return read_metadata(path)
-        except Exception:  # noqa: BLE001 - no metadata: fall back to the sidecar / sibling rule
-            pass
-    sidecar = path.with_suffix(".json")
+        meta = read_export_metadata(path)
+        if isinstance(meta, dict):
+            return meta
+    except Exception:  # noqa: BLE001 - no metadata: the sibling rule still applies
+        pass
+    sidecar = path.with_suffix(".json")  # a checkpoint's sidecar beside an export of the same name
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text())
@@ -90,6 +91,25 @@ def _model_metadata(path: Path) -> dict[str, Any]:
         except (OSError, ValueError):
             return {}
     return {}
+
+
+EXPORT_SUFFIXES = {"onnx": (".onnx",), "tensorrt": (".engine", ".plan", ".trt"), "pt2": (".pt2",)}
+
+
+def model_for_backend(model_path: str | Path, backend: str) -> Path:
+    """The file to load for ``backend``: a checkpoint asked to run on ONNX/TensorRT/.pt2 is replaced
+    by its export beside it (``final.safetensors`` -> ``final.onnx``, what ``diga export`` writes);
+    without one, a ValueError says how to make it."""
+    model_path = Path(model_path)
+    if backend not in EXPORT_SUFFIXES or model_path.suffix.lower() != ".safetensors":
+        return model_path
+    for suffix in EXPORT_SUFFIXES[backend]:
+        cand = model_path.with_suffix(suffix)
+        if cand.is_file():
+            return cand
+    fmt = {"onnx": "onnx", "tensorrt": "tensorrt", "pt2": "pt2"}[backend]
+    raise ValueError(f"--backend {backend} needs an exported model and {model_path.name} has none beside it; "
+                     f"export it first: `diga export {model_path} --format {fmt}` (or use --backend torch)")
 
 
 def find_before_model(model_path: str | Path) -> Path | None:
@@ -234,14 +254,14 @@ class DemoLogic:
             return None, _status(msg, notices, errors), []
         items = [{"name": im.name, "stem": safe_stem(im.name, f"image{i + 1}"), "image": im.array,
                   "labels": lab, "before": None} for i, (im, lab) in enumerate(zip(images, labels))]
-        state = {"items": items, "latency_ms": ms, "before_ms": None,
+        state = {"items": items, "latency_ms": ms, "before_ms": None, "dir": str(self.new_request_dir()),
                  "backend": str(getattr(self.predictor, "backend", "?")),
                  "device": str(getattr(self.predictor, "device", "?"))}
         if compare and self.before is not None:
             err = self.ensure_before(state)
             if err:
                 errors.append(err)
-        downloads = self.write_downloads(items)
+        downloads = self.write_downloads(items, Path(state["dir"]))
         n = len(items)
         head = f"Segmented **{n}** image{'s' if n > 1 else ''} with `{_md(self.model_name or 'the model')}`."
         return state, _status(head, notices, errors), downloads
@@ -263,18 +283,13 @@ class DemoLogic:
         state["before_ms"] = ms
         return None
 
-    def write_downloads(self, items: list[dict]) -> list[str]:
-        """Label PNGs (class ids, 255 = ignore) and colour masks into a fresh request folder."""
-        d = self.new_request_dir()
+    def write_downloads(self, items: list[dict], d: Path) -> list[str]:
+        """Label PNGs (class ids, 255 = ignore) and colour masks into the request folder ``d``."""
         out = []
         for i, it in enumerate(items):
             stem = it["stem"] if len(items) == 1 else f"{i + 1:02d}_{it['stem']}"
-            lab = d / f"{stem}_labels.png"
-            col = d / f"{stem}_color.png"
-            Image.fromarray(it["labels"], mode="L").save(lab, format="PNG")
-            Image.fromarray(render_prediction(it["image"], it["labels"], self.classes, self.palette, 0.0).color,
-                            mode="RGB").save(col, format="PNG")
-            out += [str(lab), str(col)]
+            out.append(_save_png(d / f"{stem}_labels.png", it["labels"]))
+            out.append(_save_png(d / f"{stem}_color.png", colorize(it["labels"], self.palette)))
         return out
 
     # -- views -----------------------------------------------------------------------------------
@@ -296,6 +311,35 @@ class DemoLogic:
                 "before": r.before_overlay if show_before else None,
                 "after": r.overlay if show_before else None, "compare_visible": show_before,
                 "legend": r.legend_html, "plot": share_figure(r), "runtime": runtime}
+
+
+    def view_files(self, state: dict | None, index: int | None, alpha: float, compare: bool) -> dict[str, Any]:
+        """:meth:`view` with the images saved as PNGs in a fresh folder inside the request's folder.
+
+        Files, not arrays: every render gets its own paths, so concurrent requests never write a
+        file that is being served (Gradio names arrays by content, which races)."""
+        v = self.view(state, index, alpha, compare)
+        if not state or v["input"] is None:
+            return v
+        d = Path(state["dir"])
+        if not d.resolve().is_relative_to(self.requests_dir.resolve()):  # the state is ours; be strict anyway
+            raise RuntimeError("request folder outside the demo's output directory")
+        d = d / uuid.uuid4().hex[:12]
+        d.mkdir(parents=True, exist_ok=True)
+        i = int(index) if isinstance(index, (int, float)) and 0 <= int(index) < len(state["items"]) else 0
+        stem = state["items"][i]["stem"]
+        for key in ("input", "mask", "overlay", "before", "after"):
+            if v[key] is not None:
+                v[key] = _save_png(d / f"{stem}_{key}.png", v[key])
+        return v
+
+
+def _save_png(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` as PNG through a temporary name (a reader never sees a partial file)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return str(path)
 
 
 def _as_path(f: Any) -> str | None:
@@ -373,7 +417,7 @@ def build_app(
     backend = str(getattr(predictor, "backend", "?"))
     device = str(getattr(predictor, "device", "?"))
 
-    with gr.Blocks(title="DiGA segmentation demo", delete_cache=(1800, int(keep_seconds))) as demo:
+    with gr.Blocks(title="DiGA segmentation demo", analytics_enabled=False, delete_cache=(1800, int(keep_seconds))) as demo:
         state = gr.State(None, time_to_live=int(keep_seconds))
         gr.Markdown(f"# {title}\n"
                     "Upload street images (or click an example): the model adapted with DiGA from a synthetic "
@@ -396,7 +440,7 @@ def build_app(
                 if example_paths:
                     gallery = gr.Gallery(
                         value=[(p, f"example {i + 1}") for i, p in enumerate(example_paths)],
-                        label="Examples (target domain) — click one", columns=2, height=220,
+                        label="Examples (target domain) — click one", columns=2, height=260,
                         allow_preview=False, interactive=False, elem_id="diga-examples")
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload one or several street images, or click an example.",
@@ -404,14 +448,14 @@ def build_app(
                 selector = gr.Dropdown(choices=[], label="Image", visible=False, interactive=True,
                                        elem_id="diga-select")
                 with gr.Row():
-                    in_img = gr.Image(label="Input", type="numpy", format="png", interactive=False, height=240)
-                    mask_img = gr.Image(label="Colour mask", type="numpy", format="png", interactive=False,
+                    in_img = gr.Image(label="Input", type="filepath", format="png", interactive=False, height=240)
+                    mask_img = gr.Image(label="Colour mask", type="filepath", format="png", interactive=False,
                                         height=240)
-                    ov_img = gr.Image(label="Overlay", type="numpy", format="png", interactive=False, height=240)
+                    ov_img = gr.Image(label="Overlay", type="filepath", format="png", interactive=False, height=240)
                 with gr.Row(visible=False) as compare_row:
-                    before_img = gr.Image(label="Before adaptation", type="numpy", format="png",
+                    before_img = gr.Image(label="Before adaptation", type="filepath", format="png",
                                           interactive=False, height=240)
-                    after_img = gr.Image(label="After adaptation (DiGA)", type="numpy", format="png",
+                    after_img = gr.Image(label="After adaptation (DiGA)", type="filepath", format="png",
                                          interactive=False, height=240)
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -421,12 +465,13 @@ def build_app(
                         plot = gr.Plot(label="Share of pixels per class", format="png", elem_id="diga-plot")
                 runtime = gr.Markdown("", elem_id="diga-runtime")
                 downloads = gr.File(label="Downloads: label PNG (class ids, 255 = ignore) and colour mask",
-                                    file_count="multiple", interactive=False, elem_id="diga-downloads")
+                                    file_count="multiple", interactive=False, height=120,
+                                    elem_id="diga-downloads")
 
         view_outputs = [in_img, mask_img, ov_img, compare_row, before_img, after_img, legend, plot, runtime]
 
         def _view_values(st, index, a, cmp):
-            v = logic.view(st, index, a, cmp)
+            v = logic.view_files(st, index, a, cmp)
             return [v["input"], v["mask"], v["overlay"], gr.update(visible=v["compare_visible"]),
                     v["before"], v["after"], v["legend"] or logic_legend_placeholder(logic), v["plot"], v["runtime"]]
 
@@ -470,8 +515,19 @@ def build_app(
         files.upload(segment, [files, alpha, compare], seg_outputs, api_visibility="private", **model_events)
         if gallery is not None:
             gallery.select(segment_example, [alpha, compare], seg_outputs, api_visibility="private", **model_events)
+        # Deep link: /?example=N[&compare=1] segments example N when the page opens (for sharing a
+        # view, and for screenshots with a headless browser).
+        def on_load(a, cmp, request: gr.Request):
+            params = dict(getattr(request, "query_params", None) or {})
+            n, want = str(params.get("example", "")), str(params.get("compare", "")).lower() in ("1", "true", "yes")
+            if not (n.isdigit() and 1 <= int(n) <= len(example_paths)):
+                return [gr.skip()] * (len(seg_outputs) + 1)
+            want = want and has_before
+            return [*segment([example_paths[int(n) - 1]], a, want), want]
+
+        demo.load(on_load, [alpha, compare], [*seg_outputs, compare], api_visibility="private", **model_events)
         # Toggling the comparison may run the before model, so it shares the model's concurrency.
-        compare.change(rerender, [state, selector, alpha, compare], [state, *view_outputs],
+        compare.input(rerender, [state, selector, alpha, compare], [state, *view_outputs],
                        api_visibility="private", **model_events)
         alpha.release(rerender, [state, selector, alpha, compare], [state, *view_outputs],
                       api_visibility="private", trigger_mode="always_last", **model_events)
@@ -520,35 +576,36 @@ def launch(
     echo=print,
 ):
     """``diga demo``: resolve and load the model (and its before-adaptation model), then serve."""
+    model_path = resolve_model(model, project)  # first: "no model" must not depend on anything else
+
     from diga.export import Predictor
 
     from .examples import ensure_examples
 
-    model_path = resolve_model(model, project)
     out_dir = _make_output_dir(output_dir)
     # Gradio's uploads and served copies go inside the demo's own folder too.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(out_dir / "gradio"))
-    predictor = Predictor.load(model_path, backend=backend, device=device)
+    load_path = model_for_backend(model_path, backend)
+    predictor = Predictor.load(load_path, backend=backend, device=device)
     before = None
     before_path = find_before_model(model_path) if compare else None
     if before_path is not None:
-        try:
-            before = Predictor.load(before_path, backend=_before_backend(backend, before_path),
-                                    device=str(predictor.device))
+        try:  # its own export for the same backend if there is one, else the checkpoint with PyTorch
+            try:
+                before_path = model_for_backend(before_path, backend)
+            except ValueError:
+                pass
+            before = Predictor.load(before_path, backend="auto", device=str(predictor.device))
         except Exception as e:  # noqa: BLE001 - the comparison is optional
             echo(f"warning: before-adaptation model {before_path} not loaded ({type(e).__name__}: {e}); "
                  "no before/after comparison")
     examples = ensure_examples(n_examples)
-    demo = build_app(predictor, before, examples, model_name=_display_name(model_path), output_dir=out_dir,
+    demo = build_app(predictor, before, examples, model_name=_display_name(load_path), output_dir=out_dir,
                      concurrency=concurrency, max_queue=max_queue, max_pixels=max_pixels)
-    echo(f"model {model_path} (backend {predictor.backend}, device {predictor.device})"
+    echo(f"model {load_path} (backend {predictor.backend}, device {predictor.device})"
          + (f"; before adaptation: {before_path}" if before is not None else "; no before-adaptation model"))
-    return serve(demo, host, port, share, max_file_size, prevent_thread_lock)
-
-
-def _before_backend(backend: str, before_path: Path) -> str:
-    """The before model is usually a .safetensors checkpoint: run it with PyTorch unless asked otherwise."""
-    return "torch" if before_path.suffix == ".safetensors" and backend != "auto" else backend
+    serve(demo, host, port, share, max_file_size, prevent_thread_lock)
+    return demo
 
 
 def _display_name(path: Path) -> str:

@@ -95,6 +95,17 @@ def read_bytes(source: bytes | str | Path, max_bytes: int = MAX_BYTES, name: str
     return data, name
 
 
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _sniff(data: bytes) -> str | None:
+    """The image format announced by the first bytes (to tell corrupt images from non-images)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+
+
 def _open(data: bytes, name: str, hard_max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -103,6 +114,10 @@ def _open(data: bytes, name: str, hard_max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError:
         raise DemoInputError(f"{name}: the image is far too large to decode safely") from None
     except UnidentifiedImageError:
+        kind = _sniff(data)
+        if kind:
+            raise DemoInputError(f"{name}: looks like a {kind} file but cannot be decoded: "
+                                 "it is corrupt or truncated") from None
         raise DemoInputError(
             f"{name}: not an image, or not a format the demo reads "
             f"(use PNG, JPEG, WebP, BMP, TIFF or GIF)") from None

@@ -76,17 +76,25 @@ def fit_size(size: Sequence[int], stride: int, lo: Sequence[int] | None, hi: Seq
     return out[0], out[1]
 
 
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, h, w) float in [0, 1]."""
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    if tuple(x.shape[-2:]) != size:
+        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return x
+
+
 def prepare(images: Sequence[np.ndarray], size: Sequence[int], mean: Sequence[float], std: Sequence[float],
             device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 images of one size -> (N, 3, h, w) float32 normalised at ``size``.
+    """(H, W, 3) uint8 images -> (N, 3, h, w) float32, all resized to ``size`` and normalised.
 
     Resizing is bilinear, ``align_corners=False``, antialiased when shrinking -- the same in
     every backend, the parity check and the INT8 calibrator.
     """
-    x = torch.from_numpy(np.stack([np.asarray(im) for im in images])).to(device)
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
     size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) != size:
-        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    if len({np.asarray(im).shape for im in images}) == 1:
+        x = _resize(torch.from_numpy(np.stack([np.asarray(im) for im in images])).to(device), size)
+    else:  # images of different sizes that share a network size: resize one by one
+        x = torch.cat([_resize(torch.from_numpy(np.stack([im])).to(device), size) for im in images])
     return normalize(x, mean, std).contiguous()

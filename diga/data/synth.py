@@ -106,7 +106,7 @@ SOURCE_STYLE = StyleConfig()
 TARGET_STYLE = StyleConfig(
     name="target", gap=1.0,
     horizon=0.50, pitch_jitter=0.03, yaw_jitter=0.05, fov_deg=68.0, cam_height=1.30, hood=0.07,
-    palette_mix=1.0, hue_shift=18.0, saturation=0.75, brightness=1.0, contrast=0.90, gamma=1.10,
+    palette_mix=1.0, hue_shift=18.0, saturation=0.75, brightness=1.08, contrast=0.90, gamma=1.10,
     tint=(1.06, 1.00, 0.90), exposure_jitter=0.12, colour_jitter=0.08,
     side_shade=0.65, top_shade=1.20,
     sky_top=(0.70, 0.76, 0.82), sky_bottom=(0.88, 0.89, 0.88),
@@ -155,8 +155,8 @@ def target_style(gap: float = 1.0, source: StyleConfig = SOURCE_STYLE,
 _MATERIALS_255: dict[str, tuple[list, list]] = {
     "road": ([(86, 84, 100), (96, 92, 104)], [(104, 101, 98), (92, 90, 90)]),
     "lane": ([(250, 250, 250), (250, 215, 40)], [(196, 194, 186), (186, 162, 96)]),
-    "sidewalk": ([(196, 150, 176), (176, 160, 188)], [(148, 142, 136), (160, 152, 142)]),
-    "curb": ([(226, 206, 222)], [(172, 168, 162)]),
+    "sidewalk": ([(196, 150, 176), (176, 160, 188)], [(198, 188, 184), (208, 196, 186)]),
+    "curb": ([(226, 206, 222)], [(200, 196, 190)]),
     "building": (
         [(214, 160, 100), (178, 82, 62), (150, 152, 170), (226, 214, 168), (118, 138, 196),
          (236, 186, 140), (186, 186, 186), (160, 120, 170)],
@@ -241,22 +241,25 @@ def _hue_matrix(deg: float) -> np.ndarray:
     return (c * np.eye(3) + s * k + (1 - c) * np.full((3, 3), 1 / 3)).astype(np.float32)
 
 
-def _grade(img: np.ndarray, style: StyleConfig, exposure: float) -> np.ndarray:
-    """The style's global colour grade on (..., 3) floats in 0..1."""
+def _grade_linear(style: StyleConfig, exposure: float) -> np.ndarray:
+    """The linear part of the style's colour grade (hue rotation, saturation, tint, brightness,
+    exposure) as one 3x3 matrix acting on RGB columns."""
+    m = np.eye(3, dtype=np.float64)
     if style.hue_shift:
-        img = img @ _hue_matrix(style.hue_shift).T
+        m = _hue_matrix(style.hue_shift).astype(np.float64) @ m
     if style.saturation != 1.0:
-        luma = img @ np.array([0.299, 0.587, 0.114], np.float32)
-        img = luma[..., None] + style.saturation * (img - luma[..., None])
-    gain = np.asarray(style.tint, np.float32) * np.float32(style.brightness * exposure)
-    if np.any(gain != 1.0):
-        img = img * gain
-    if style.contrast != 1.0:
-        img = (img - 0.5) * style.contrast + 0.5
-    img = np.clip(img, 0.0, 1.0)
-    if style.gamma != 1.0:
-        img = img ** np.float32(style.gamma)
-    return img
+        luma = np.tile(np.array([0.299, 0.587, 0.114]), (3, 1))
+        m = (luma + style.saturation * (np.eye(3) - luma)) @ m
+    m = np.diag(np.asarray(style.tint, np.float64) * style.brightness * exposure) @ m
+    return m.astype(np.float32)
+
+
+def _grade_lut(style: StyleConfig) -> np.ndarray | None:
+    """The non-linear part (gamma) as a uint8 lookup table, or None for gamma 1."""
+    if style.gamma == 1.0:
+        return None
+    x = np.arange(256, dtype=np.float64) / 255.0
+    return np.clip(np.round(255.0 * x ** style.gamma), 0, 255).astype(np.uint8)
 
 
 def _hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -318,12 +321,11 @@ class _Scene:
             idx = int(self.rng.integers(len(game)))
         c = game[idx % len(game)] * (1 - self.mix) + photo[idx % len(game)] * self.mix
         j = self.rng.standard_normal(4)
-        c = c * (1 + self.jit * j[0]) * (1 + 0.5 * self.jit * j[1:])
-        return np.clip(c * shade, 0.0, 1.0)
+        return c * ((1 + self.jit * j[0]) * shade) * (1 + 0.5 * self.jit * j[1:])
 
     def inst(self, cls: int, colour, dmode: int = 0, dval: float = 0.0) -> int:
         self.cls.append(cls)
-        self.col.append(tuple(float(x) for x in colour))
+        self.col.append(colour)
         self.dmode.append(dmode)
         self.dval.append(float(dval))
         return len(self.cls) - 1
@@ -1225,7 +1227,7 @@ def _layout(sc: _Scene) -> None:
         tz = rng.uniform(15.0, 50.0)
         add(2, tz, _bus, (xl + xr) / 2, tz, rng.random() < 0.5, True)
     # riders on the road
-    for _ in range(int(rng.choice(3, p=(0.55, 0.33, 0.12)))):
+    for _ in range(int(rng.choice(3, p=(0.45, 0.38, 0.17)))):
         lane = int(rng.integers(lanes))
         tz = rng.uniform(4.0, 35.0)
         motor = rng.random() < 0.4
@@ -1278,64 +1280,103 @@ def _vignette(H: int, W: int) -> np.ndarray:
 
 
 def _compose(sc: _Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Instance image -> (styled RGB image, trainIds).
+
+    The linear colour grade commutes with the multiplicative effects (texture, shadow) and with
+    the blend toward the haze colour, so it is applied to the colour tables, not to pixels."""
     st, rng = sc.style, sc.rng
     H, W = sc.H, sc.W
     exposure = float(math.exp(st.exposure_jitter * rng.standard_normal()))
+    M = _grade_linear(st, exposure).T
     inst = np.asarray(sc.im)
-    cls = np.asarray(sc.cls, np.uint8)
-    labels = cls[inst]
-    img = np.asarray(sc.col, np.float32)[inst]
+    labels = np.asarray(sc.cls, np.uint8)[inst]
+    table = np.clip(np.asarray(sc.col, np.float32), 0.0, 1.0) @ M
+    img = table[inst]
     rows = np.arange(H, dtype=np.float32) + 0.5
     # sky gradient (plus clouds through the sky texture)
     t = np.clip(rows / max(sc.yh, 1.0), 0.0, 1.0)[:, None]
-    grad = np.asarray(st.sky_top, np.float32) * (1 - t) + np.asarray(st.sky_bottom, np.float32) * t
-    sky = labels == SKY
-    img = np.where(sky[..., None], grad[:, None, :], img)
+    grad = (np.asarray(st.sky_top, np.float32) * (1 - t)
+            + np.asarray(st.sky_bottom, np.float32) * t) @ M
+    sky = inst == 0
+    ys, xs = np.nonzero(sky)
+    img[ys, xs] = grad[ys]
 
-    below = np.maximum(rows - sc.yh, 0.5)
-    zrow = (sc.f * sc.h / below).astype(np.float32)  # ground depth per row
+    zrow = (sc.f * sc.h / np.maximum(rows - sc.yh, 0.5)).astype(np.float32)  # ground depth per row
+    gain = None  # per-pixel brightness factor (texture, shadows)
     if st.texture > 0:
-        tex = (_TEX[0][labels] * rng.standard_normal((H, W), dtype=np.float32)
-               + _TEX[1][labels] * _noise_field(rng, H, W, 4)
-               + _TEX[2][labels] * _noise_field(rng, H, W, 16))
-        # paving lines on sidewalks, in ground coordinates
-        side = labels == SIDEWALK
-        if side.any():
-            cols = (np.arange(W, dtype=np.float32) + 0.5 - sc.vx) / sc.f
-            X = cols[None, :] * zrow[:, None]
-            Z = np.broadcast_to(zrow[:, None], (H, W))
-            lines = ((X * 1.6) % 1.0 < 0.1) | ((Z * 1.6) % 1.0 < 0.1)
-            fade = np.clip(1.0 - Z / 25.0, 0.0, 1.0)
-            tex = tex - (side & lines) * fade * np.float32(0.25)
-        img = img * (1.0 + st.texture * tex)[..., None]
+        tex = _TEX[0][labels] * rng.standard_normal((H, W), dtype=np.float32)
+        tex += _TEX[1][labels] * _noise_field(rng, H, W, 4)
+        tex += _TEX[2][labels] * _noise_field(rng, H, W, 16)
+        # paving lines on near sidewalks, in ground coordinates
+        py, px = np.nonzero(labels == SIDEWALK)
+        if len(py):
+            Z = zrow[py]
+            X = (px.astype(np.float32) + 0.5 - sc.vx) / sc.f * Z
+            X, Zs = X * 1.6, Z * 1.6
+            lines = ((X - np.floor(X)) < 0.1) | ((Zs - np.floor(Zs)) < 0.1)
+            tex[py, px] -= lines * np.clip(1.0 - Z / 25.0, 0.0, 1.0) * np.float32(0.25)
+        gain = 1.0 + np.float32(st.texture) * tex
     if st.shadow > 0 and sc.shadows:
         mask = Image.new("L", (W, H), 0)
         md = ImageDraw.Draw(mask)
         for poly in sc.shadows:
-            pts = [sc.P(x, 0.0, max(z, _ZNEAR)) for x, z in poly]
-            if len(pts) >= 3:
-                md.polygon(pts, fill=255)
+            if len(poly) >= 3:
+                md.polygon([sc.P(x, 0.0, max(z, _ZNEAR)) for x, z in poly], fill=255)
         m = (np.asarray(mask) > 0) & (inst > 0) & (inst < sc.n_ground)
-        img = img * (1.0 - st.shadow * m.astype(np.float32))[..., None]
+        shade = 1.0 - np.float32(st.shadow) * m
+        gain = shade if gain is None else gain * shade
     if st.haze > 0:
-        dmode = np.asarray(sc.dmode, np.int8)[inst]
-        dval = np.asarray(sc.dval, np.float32)[inst]
-        zcol = (sc.f / np.maximum(np.abs(np.arange(W, dtype=np.float32) + 0.5 - sc.vx), 0.5))
-        depth = np.where(dmode == 1, zrow[:, None],
-                         np.where(dmode == 2, dval * zcol[None, :], dval))
-        a = (st.haze * (1.0 - np.exp(-depth / np.float32(st.haze_distance)))).astype(np.float32)
-        a[sky] = 0.0
-        img = img * (1 - a)[..., None] + a[..., None] * np.asarray(st.haze_colour, np.float32)
-    img = _grade(img, st, exposure)
+        # haze opacity from the depth of each pixel: per instance (constant depth), per row
+        # (ground) or per column (facades parallel to the road)
+        k = np.float32(1.0 / st.haze_distance)
+        hz = np.float32(st.haze)
+        dmode = np.asarray(sc.dmode, np.int8)
+        dval = np.asarray(sc.dval, np.float32)
+        a_inst = hz * (1.0 - np.exp(-dval * k))
+        a_inst[0] = 0.0  # the sky has its own colours
+        a = a_inst[inst]
+        dm = dmode[inst]
+        gy, gx = np.nonzero(dm == 1)
+        a_row = hz * (1.0 - np.exp(-zrow * k))
+        a[gy, gx] = a_row[gy]
+        fy, fx = np.nonzero(dm == 2)
+        if len(fy):
+            zcol = sc.f / np.maximum(np.abs(np.arange(W, dtype=np.float32) + 0.5 - sc.vx), 0.5)
+            a[fy, fx] = hz * (1.0 - np.exp(-dval[inst[fy, fx]] * zcol[fx] * k))
+        keep = 1.0 - a
+        gain = keep if gain is None else gain * keep
+        img *= gain[..., None]
+        img += a[..., None] * (np.asarray(st.haze_colour, np.float32) @ M)
+    elif gain is not None:
+        img *= gain[..., None]
+    # contrast around mid grey, clip, vignette and quantise in one pass
+    c = np.float32(st.contrast)
+    if st.contrast != 1.0:
+        img *= c
+        img += np.float32(0.5 * (1.0 - st.contrast))
+    np.clip(img, 0.0, 1.0, out=img)
     if st.vignette > 0:
-        img = img * (1.0 - st.vignette * _vignette(H, W))[..., None]
-    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img *= (255.0 * (1.0 - st.vignette * _vignette(H, W)))[..., None]
+    else:
+        img *= np.float32(255.0)
+    img += np.float32(0.5)
+    out = img.astype(np.uint8)
+    lut = _grade_lut(st)
+    if lut is not None:
+        out = lut[out]
     if st.blur > 0:
         radius = st.blur * W / 512.0
         out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(radius)))
     if st.noise > 0:
-        n = rng.standard_normal((H, W, 3), dtype=np.float32) * np.float32(st.noise)
-        out = np.clip(out.astype(np.float32) + n + 0.5, 0, 255).astype(np.uint8)
+        # sensor noise: mostly luminance, a little chroma
+        n = rng.standard_normal((H, W), dtype=np.float32) * np.float32(st.noise)
+        noisy = out.astype(np.float32)
+        noisy += n[..., None]
+        chroma = rng.standard_normal((H, W, 2), dtype=np.float32)
+        noisy[..., ::2] += chroma * np.float32(0.35 * st.noise)  # red and blue
+        noisy += np.float32(0.5)
+        np.clip(noisy, 0, 255, out=noisy)
+        out = noisy.astype(np.uint8)
     return np.ascontiguousarray(out), np.ascontiguousarray(labels)
 
 
@@ -1464,7 +1505,7 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
         for domain, split_i, k, img_path, lbl_path, fmt in jobs:
             rng = np.random.default_rng([int(seed), domain, split_i, k])
             image, labels = render_scene(rng, (H, W), src if domain == 0 else tgt)
-            _save(Image.fromarray(image, "RGB"), img_path, compress_level=4)
+            _save(Image.fromarray(image, "RGB"), img_path, compress_level=1)
             ids = trainid_to_labelid(labels)
             if fmt == "gta5":
                 lbl = Image.frombytes("P", (W, H), ids.tobytes())

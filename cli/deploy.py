@@ -1,0 +1,147 @@
+"""Deployment commands: ``diga export``, ``diga predict``, ``diga benchmark`` (library: diga.export)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import err_console, friendly
+
+console = Console()
+Size = Optional[tuple[int, int]]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("benchmark")(benchmark_cmd)
+
+
+@friendly
+def export_cmd(
+    weights: Path = typer.Argument(..., help="A diga checkpoint (.safetensors)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx, tensorrt or pt2."),
+    half: bool = typer.Option(False, help="FP16 (TensorRT, ONNX) / bf16 (pt2, CUDA only)."),
+    int8: bool = typer.Option(False, help="TensorRT INT8 with entropy calibration on --calib images."),
+    calib: Optional[Path] = typer.Option(None, help="Folder of target-domain images for INT8 calibration."),
+    dynamic: bool = typer.Option(False, help="Dynamic batch, height and width."),
+    imgsz: Size = typer.Option(None, help="Input height and width (default: the checkpoint's input size)."),
+    batch: int = typer.Option(1, min=1, help="Batch size (the maximum batch with --dynamic)."),
+    opset: Optional[int] = typer.Option(None, min=7, help="ONNX opset (default: the exporter's)."),
+    output: str = typer.Option("logits", help="logits (N,C,H,W float) or labels (in-graph argmax, N,H,W)."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: WEIGHTS with the format's suffix)."),
+    check: bool = typer.Option(True, help="Parity check against PyTorch fp32 after the export."),
+    check_images: Optional[Path] = typer.Option(None, help="Target images for the parity check "
+                                                "(default: synthetic target-style scenes)."),
+    exporter: str = typer.Option("auto", help="ONNX exporter: auto (dynamo, then TorchScript), dynamo, torchscript."),
+    workspace: float = typer.Option(4.0, min=0.1, help="TensorRT workspace limit in GiB."),
+) -> None:
+    """Export a checkpoint to ONNX, a TensorRT engine or an AOTInductor .pt2, checked against PyTorch."""
+    from diga.export import export_model
+
+    result = export_model(
+        weights, format, out=out, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half, int8=int8,
+        calib=calib, opset=opset, output=output, check=check, check_images=check_images, exporter=exporter,
+        workspace_gb=workspace, log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+        warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}", highlight=False, soft_wrap=True),
+    )
+    console.print(f"[green]exported[/] {result.path} ({result.format}, {result.seconds:.1f} s)")
+
+
+@friendly
+def predict_cmd(
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    model: Path = typer.Option(..., "--model", "--weights", help="Checkpoint, .onnx, .engine or .pt2."),
+    backend: str = typer.Option("auto", help="auto, torch, onnx, tensorrt or pt2."),
+    out: Path = typer.Option(..., help="Output folder."),
+    batch: int = typer.Option(4, min=1, help="Images per batch."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Mask weight of the overlay."),
+) -> None:
+    """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg."""
+    from PIL import Image
+
+    from diga.export import Predictor, PredictorError
+    from diga.export.images import OutputNamer, list_images, read_rgb
+
+    files = list_images(images, "images")
+    predictor = Predictor.load(model, backend=backend, device=None if device == "auto" else device,
+                               batch_size=batch)
+    console.print(f"{predictor!r}: {len(files)} image(s) -> {out}", highlight=False, soft_wrap=True)
+    out.mkdir(parents=True, exist_ok=True)
+    namer = OutputNamer(out)
+    failed: list[str] = []
+    done = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("predicting", total=len(files))
+        for start in range(0, len(files), batch):
+            chunk, arrays = [], []
+            for f in files[start:start + batch]:
+                try:
+                    arrays.append(read_rgb(f))
+                    chunk.append(f)
+                except PredictorError as e:
+                    failed.append(str(e))
+                    progress.console.print(f"[red]skipped:[/] {e}", highlight=False, soft_wrap=True)
+                    progress.advance(task)
+            if not arrays:
+                continue
+            for f, pred in zip(chunk, predictor.predict(arrays)):
+                stem = namer.stem(f)
+                Image.fromarray(pred.labels, mode="L").save(namer.path(stem, "_labels.png"))
+                Image.fromarray(pred.color).save(namer.path(stem, "_color.png"))
+                Image.fromarray(pred.overlay(alpha)).save(namer.path(stem, "_overlay.jpg"), quality=90)
+                done += 1
+                progress.advance(task)
+    console.print(f"{done} image(s) segmented into {out}")
+    if failed:
+        err_console.print(f"[red]error:[/] {len(failed)} of {len(files)} image(s) could not be read:", highlight=False, soft_wrap=True)
+        for msg in failed:
+            err_console.print(f"  {msg}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+@friendly
+def benchmark_cmd(
+    path: Path = typer.Argument(..., help="A checkpoint (exported to each backend) or an exported model."),
+    backends: Optional[str] = typer.Option(None, help="Comma-separated: torch,onnx,tensorrt,pt2 "
+                                           "(default: torch, onnx, and tensorrt where available)."),
+    imgsz: Size = typer.Option(None, help="Input height and width (default: the model's input size)."),
+    batch: int = typer.Option(1, min=1),
+    warmup: int = typer.Option(3, min=0),
+    iters: int = typer.Option(20, min=1),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON here."),
+) -> None:
+    """Latency p50/p90, images/s, peak memory and argmax agreement with PyTorch fp32, per backend."""
+    from diga.export.bench import benchmark
+
+    names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
+    rows = benchmark(path, names, imgsz=imgsz, batch=batch, warmup=warmup, iters=iters,
+                     device=None if device == "auto" else device,
+                     log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
+    table = Table(title=f"{path.name}: batch {batch}, {rows[0]['imgsz'][0]}x{rows[0]['imgsz'][1]}" if rows else "")
+    for col in ("backend", "status", "device", "file MB", "p50 ms", "p90 ms", "img/s", "peak MB", "agree %"):
+        table.add_column(col, justify="left" if col in ("backend", "status", "device") else "right")
+
+    def fmt(v):
+        return "—" if v is None else str(v)
+
+    for r in rows:
+        table.add_row(r["backend"], r["status"], r.get("device", ""), fmt(r.get("file_mb")), fmt(r.get("p50_ms")),
+                      fmt(r.get("p90_ms")), fmt(r.get("images_per_s")), fmt(r.get("peak_mem_mb")),
+                      fmt(r.get("agreement")))
+    console.print(table)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        console.print(f"written {json_out}")
+    if rows and all(r["status"] != "ok" for r in rows):
+        raise typer.Exit(1)

@@ -1,0 +1,174 @@
+"""``diga benchmark``: latency, throughput, memory and agreement with PyTorch fp32, per backend."""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backends import BACKENDS, SUFFIX_BACKEND, Backend, TorchBackend, default_device, open_backend
+from .errors import PredictorError
+from .graph import prepare
+
+
+def _proc_status(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class MemoryMeter:
+    """Peak memory over a block: CUDA max allocated (torch's allocator), else the process's peak
+    RSS growth (Linux VmHWM, reset through /proc/self/clear_refs; else ru_maxrss)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "cuda max allocated" if device.type == "cuda" else "RSS delta"
+
+    def __enter__(self) -> MemoryMeter:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+                self.hwm = True
+            except OSError:
+                self.hwm = False
+            self.base = _proc_status("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+        else:
+            peak = _proc_status("VmHWM") if self.hwm else None
+            if peak is None:
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self.peak = max(0, peak - self.base)
+
+
+def time_fn(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def default_backends() -> list[str]:
+    names = ["torch", "onnx"]
+    from .tensorrt import _find_tensorrt
+
+    if torch.cuda.is_available() and _find_tensorrt() is not None:
+        names.append("tensorrt")
+    return names
+
+
+def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, imgsz: Sequence[int] | None = None,
+              batch: int = 1, warmup: int = 3, iters: int = 20, device: str | None = None,
+              workdir: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """One row per backend. A checkpoint is exported (fixed shape ``imgsz`` x ``batch``) into
+    ``workdir`` (a temp dir by default) for each non-torch backend; agreement is the % of pixels
+    whose argmax matches the PyTorch fp32 model (needs a checkpoint)."""
+    from .exporter import DEFAULT_IMGSZ, export_model
+    from .images import check_images
+    from .metadata import read_export_metadata
+
+    path = Path(path)
+    kind = SUFFIX_BACKEND.get(path.suffix.lower())
+    if kind is None or not path.is_file():
+        raise PredictorError(f"{path}: expected an existing .safetensors checkpoint or exported model")
+    if batch < 1 or iters < 1 or warmup < 0:
+        raise PredictorError("--batch and --iters must be >= 1, --warmup >= 0")
+    meta = read_export_metadata(path)
+    dev = default_device(device)
+    if kind == "torch":
+        backends = list(backends) if backends else default_backends()
+    else:
+        backends = list(backends) if backends else [kind]
+        if backends != [kind]:
+            raise PredictorError(f"{path.name} is a {kind} model: only --backends {kind} applies (pass a checkpoint "
+                                 "to compare backends)")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise PredictorError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    exp = meta.get("export", {})
+    size = tuple(int(v) for v in (imgsz or (exp.get("imgsz") if not exp.get("dynamic", True) else None)
+                                  or meta.get("input_size") or DEFAULT_IMGSZ))
+    images, source = check_images(None, batch, size)
+    log(f"benchmark inputs: batch {batch} of {source}")
+
+    reference = None
+    if kind == "torch":
+        ref_backend = TorchBackend.load(path, dev)
+        reference = ref_backend.run(prepare(images, size, meta["mean"], meta["std"], dev)).argmax(1).cpu()
+        del ref_backend
+
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="diga-bench-")
+        workdir = tmp.name
+    workdir = Path(workdir)
+    rows = []
+    try:
+        for name in backends:
+            row: dict[str, Any] = {"backend": name, "status": "ok", "imgsz": list(size), "batch": batch,
+                                   "device": str(dev)}
+            try:
+                model_path = path
+                if kind == "torch" and name != "torch":
+                    fmt = name
+                    model_path = workdir / f"{path.stem}{ {'onnx': '.onnx', 'tensorrt': '.engine', 'pt2': '.pt2'}[fmt] }"
+                    t = time.perf_counter()
+                    export_model(path, fmt, out=model_path, imgsz=size, batch=batch, dynamic=False, check=False,
+                                 log=lambda m: None)
+                    row["export_s"] = round(time.perf_counter() - t, 1)
+                row["file_mb"] = round(model_path.stat().st_size / 2**20, 1)
+                with MemoryMeter(dev) as mem:
+                    backend: Backend = open_backend(model_path, name, dev)
+                    x = prepare(images, size, meta["mean"], meta["std"], backend.device)
+                    out = backend.run(x)
+                    times = time_fn(lambda: backend.run(x), backend.synchronize, warmup, iters)
+                row["device"] = str(backend.device)
+                if hasattr(backend, "providers"):
+                    row["providers"] = list(backend.providers)
+                lat = np.asarray(times)
+                row.update(p50_ms=round(float(np.percentile(lat, 50)), 2),
+                           p90_ms=round(float(np.percentile(lat, 90)), 2),
+                           images_per_s=round(batch * 1e3 / float(lat.mean()), 2),
+                           peak_mem_mb=round(mem.peak / 2**20, 1), memory=mem.kind)
+                if reference is not None:
+                    pred = out.argmax(1) if out.dim() == 4 else out.long()
+                    row["agreement"] = round(100.0 * float((pred.cpu() == reference).float().mean()), 3)
+                else:
+                    row["agreement"] = None
+                del backend
+            except Exception as e:  # one failing backend must not hide the others
+                row["status"] = f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+            rows.append(row)
+            log(f"{name}: {row['status']}")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return rows
