@@ -47,6 +47,10 @@ class NoModelError(FileNotFoundError):
     """No model was given and none was found; the message says how to make one."""
 
 
+class PortInUseError(ValueError):
+    """The server could not bind its port."""
+
+
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
@@ -419,11 +423,13 @@ def build_app(
 
     with gr.Blocks(title="DiGA segmentation demo", analytics_enabled=False, delete_cache=(1800, int(keep_seconds))) as demo:
         state = gr.State(None, time_to_live=int(keep_seconds))
+        stage = (getattr(predictor, "meta", None) or {}).get("stage")
         gr.Markdown(f"# {title}\n"
-                    "Upload street images (or click an example): the model adapted with DiGA from a synthetic "
-                    "source domain labels every pixel with one of "
-                    f"{len(logic.classes)} classes. Model `{_md(model_name or '?')}` · backend `{backend}` · "
-                    f"device `{device}`.", elem_id="diga-title")
+                    "A segmentation model trained on a synthetic source domain and adapted to real-looking "
+                    "target images with DiGA. Upload street images (or click an example): every pixel gets one of "
+                    f"{len(logic.classes)} classes. Model `{_md(model_name or '?')}`"
+                    + (f" (stage `{_md(str(stage))}`)" if stage else "")
+                    + f" · backend `{backend}` · device `{device}`.", elem_id="diga-title")
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
                 files = gr.File(label="Street images", file_count="multiple", type="filepath", height=130,
@@ -462,7 +468,8 @@ def build_app(
                         gr.Markdown("**Legend** (share of pixels per class)")
                         legend = gr.HTML(logic_legend_placeholder(logic), elem_id="diga-legend")
                     with gr.Column(scale=2):
-                        plot = gr.Plot(label="Share of pixels per class", format="png", elem_id="diga-plot")
+                        plot = gr.Plot(label="Share of pixels per class", show_label=False, format="png",
+                                       elem_id="diga-plot")
                 runtime = gr.Markdown("", elem_id="diga-runtime")
                 downloads = gr.File(label="Downloads: label PNG (class ids, 255 = ignore) and colour mask",
                                     file_count="multiple", interactive=False, height=120,
@@ -551,9 +558,15 @@ def serve(demo, host: str = "127.0.0.1", port: int | None = 7860, share: bool = 
           quiet: bool = False):
     """Launch a built app: binds ``host`` (loopback by default), limits uploads to ``max_file_size``."""
     allowed = [str(demo.diga_output_dir)]
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
-                       prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False,
-                       allowed_paths=allowed, footer_links=["api"], ssr_mode=False)
+    try:
+        return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
+                           prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False,
+                           allowed_paths=allowed, footer_links=["api"], ssr_mode=False)
+    except OSError as e:
+        if "port" in str(e).lower():
+            raise PortInUseError(f"cannot serve on {host}:{port}: the port is in use or not allowed; "
+                                 "choose another with --port") from None
+        raise
 
 
 def launch(

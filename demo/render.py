@@ -100,7 +100,7 @@ def legend_html(shares: Sequence[ClassShare], before: Sequence[ClassShare] | Non
     for s in order:
         present = s.pixels > 0 or (bmap is not None and bmap[s.index].pixels > 0)
         text = f"{s.share * 100:.1f}%" if s.pixels else "—"
-        if bmap is not None:
+        if bmap is not None and present:
             text += f" <span style='opacity:.7'>(before {bmap[s.index].share * 100:.1f}%)</span>"
         style = "" if present else "opacity:.45;"
         border = "1px solid #0003" if sum(s.color) > 600 else "1px solid transparent"
@@ -136,6 +136,14 @@ def render_prediction(
     return out
 
 
+def render_from_predictions(prediction, meta: dict, alpha: float = 0.5, before=None) -> Rendered:
+    """:func:`render_prediction` for :class:`diga.export.Prediction` objects (``.image``, ``.labels``)
+    and a predictor's ``meta`` (``classes``, ``palette``)."""
+    image = prediction.image if getattr(prediction, "image", None) is not None else prediction.color
+    return render_prediction(np.asarray(image, np.uint8), np.asarray(prediction.labels, np.uint8), meta["classes"],
+                             meta["palette"], alpha, None if before is None else np.asarray(before.labels, np.uint8))
+
+
 def share_figure(rendered: Rendered, top: int = 12):
     """A horizontal bar chart (matplotlib ``Figure``) of the class shares, largest first.
 
@@ -147,7 +155,8 @@ def share_figure(rendered: Rendered, top: int = 12):
     before = {s.index: s for s in rendered.before_shares} if rendered.before_shares else None
     key = (lambda i: max(after[i].share, before[i].share)) if before else (lambda i: after[i].share)
     idx = [i for i in sorted(after, key=lambda i: -key(i)) if key(i) > 0][:top]
-    fig = Figure(figsize=(5.2, 0.5 + 0.32 * max(len(idx), 1) * (1.6 if before else 1)), dpi=100, layout="constrained")
+    height = max(2.0, 0.6 + 0.3 * max(len(idx), 1) * (1.6 if before else 1))
+    fig = Figure(figsize=(5.2, height), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(idx))[::-1].astype(float)
     cols = [np.asarray(after[i].color) / 255 for i in idx]
@@ -164,6 +173,7 @@ def share_figure(rendered: Rendered, top: int = 12):
             ax.text(100 * after[i].share, yy, f" {100 * after[i].share:.1f}%", va="center", fontsize=8)
     ax.set_yticks(y, [after[i].name for i in idx], fontsize=9)
     ax.set_xlabel("share of pixels (%)", fontsize=9)
+    ax.set_title("Share of pixels per class", fontsize=10, loc="left")
     ax.tick_params(axis="x", labelsize=8)
     xmax = max([100 * key(i) for i in idx] or [1.0])
     ax.set_xlim(0, min(100.0, xmax * 1.18 + 1))

@@ -50,6 +50,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_stale_temps(directory: str | Path) -> int:
+    """Delete temp files left by writes that a kill interrupted; returns how many."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    stale = list(directory.glob(".*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

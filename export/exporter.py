@@ -124,6 +124,8 @@ def export_model(
     }
     full_meta = copy.deepcopy(meta)
     full_meta["export"] = export_meta
+    # a dynamic export is checked at two sizes (and batches of up to 2); a static one at its shape
+    check_batch = batch if not dynamic else max(1, min(2, n_check // len(check_sizes)))
     if check:
         from .images import check_images as _check_images
 
@@ -131,8 +133,8 @@ def export_model(
         log(f"parity check images: {source}")
     kw = dict(model=model, full_meta=full_meta, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half,
               output=output, opset=opset, exporter=exporter, out=out, log=log, warn=warn, check=check,
-              check_fn=(lambda dev: check_batches(images, check_sizes, batch if not dynamic else 2,
-                                                  meta["mean"], meta["std"], dev)) if check else None,
+              check_fn=(lambda dev: check_batches(images, check_sizes, check_batch, meta["mean"], meta["std"],
+                                                  dev)) if check else None,
               source=source if check else None, precision=precision)
     if format == "onnx":
         parity, files = _export_onnx(**kw)
@@ -150,7 +152,13 @@ def _fp32_reference(model: torch.nn.Module, device: str | torch.device = "cpu") 
 
     @torch.inference_mode()
     def run(x: torch.Tensor) -> torch.Tensor:
-        return ref(x.to(device))
+        # a true fp32 reference: no TF32 convolutions/matmuls on Ampere+ GPUs
+        saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            return ref(x.to(device))
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
     return run
 

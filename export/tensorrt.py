@@ -154,6 +154,10 @@ class CalibrationData:
             yield prepare(images, self.size, self.mean, self.std).numpy()
 
 
+def _to_cuda(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr).cuda()
+
+
 def make_calibrator(trt, data: CalibrationData, cache_path: str | os.PathLike,
                     to_device: Callable[[np.ndarray], torch.Tensor] | None = None):
     """An ``IInt8EntropyCalibrator2`` feeding ``data``; the calibration cache is read/written at
@@ -166,7 +170,7 @@ def make_calibrator(trt, data: CalibrationData, cache_path: str | os.PathLike,
             "NVIDIA ModelOpt) or build with TensorRT 10 (`pip install tensorrt`)."
         )
     cache_path = Path(cache_path)
-    to_device = to_device or (lambda arr: torch.from_numpy(arr).cuda())
+    to_device = to_device or _to_cuda
 
     class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,10 @@ def run_cli(*args: str):
 
     from diga.cli.main import app
 
-    return CliRunner().invoke(app, [str(a) for a in args])
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "240", "TERMINAL_WIDTH": "240"})
+    # Rich draws errors in boxes and wraps long lines: give tests the text as one spaced line.
+    result.text = re.sub(r"[\s│╭╮╰╯─]+", " ", result.output)
+    return result
 
 
 @pytest.fixture()

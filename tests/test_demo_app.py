@@ -215,7 +215,7 @@ def test_gradio_files_stay_in_the_output_dir(server, client, demo_env):
 
 
 def test_launch_resolves_model_and_before(demo_env, monkeypatch, tmp_path):
-    from diga.demo.app import launch
+    from diga.demo.app import PortInUseError, launch
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "g"))
     lines = []
@@ -229,6 +229,12 @@ def test_launch_resolves_model_and_before(demo_env, monkeypatch, tmp_path):
         demo.close()
     with pytest.raises(ValueError, match="diga export"):
         launch(demo_env["final"], backend="onnx", output_dir=tmp_path / "o2", n_examples=0)
+    with socket.socket() as busy:  # a taken port is one readable line, not a traceback
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with pytest.raises(PortInUseError, match="--port"):
+            launch(demo_env["final"], port=busy.getsockname()[1], output_dir=tmp_path / "o3", n_examples=0,
+                   prevent_thread_lock=True, echo=lines.append)
 
 
 @pytest.mark.browser

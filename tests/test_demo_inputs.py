@@ -295,3 +295,14 @@ def test_cli_demo_without_model_says_how_to_make_one(cli, tmp_path):
     assert result.exit_code == 1 and "not found" in " ".join(result.output.split())
     result = cli("demo", "--backend", "cuda-magic", "--project", tmp_path)
     assert result.exit_code != 0 and "cuda-magic" in result.output
+
+
+def test_render_from_a_predictor_prediction(tmp_path):
+    from diga.demo.render import render_from_predictions
+    from diga.export import Prediction
+
+    labels = np.array([[0, 1], [1, 1]], np.uint8)
+    pred = Prediction(labels=labels, palette=np.asarray(PALETTE, np.uint8), image=np.zeros((2, 2, 3), np.uint8))
+    r = render_from_predictions(pred, {"classes": CLASSES, "palette": PALETTE}, alpha=1.0, before=pred)
+    np.testing.assert_array_equal(r.overlay, pred.color)
+    assert [s.pixels for s in r.shares] == [1, 3, 0] and r.before_shares is not None

@@ -302,6 +302,9 @@ class _Scene:
         self.yh = self.H * (style.horizon + style.pitch_jitter * rng.uniform(-1, 1))
         self.vx = self.W * (0.5 + style.yaw_jitter * rng.uniform(-1, 1))
         self.h = style.cam_height
+        # one pixel of a 256-pixel-wide image: minimum on-screen sizes are given in these units
+        # so that the picture is the same (only sharper) at every resolution
+        self.k = self.W / 256.0
         self.mix = min(max(style.palette_mix, 0.0), 1.0)
         self.jit = style.colour_jitter
         self.im = Image.new("I", (self.W, self.H), 0)
@@ -352,6 +355,16 @@ class _Scene:
         s = self.f / z
         return self.vx + s * x, self.yh + s * self.h, s
 
+    def bbm(self, x: float, z: float, min_s: float) -> tuple[float, float, float]:
+        """Billboard frame like :meth:`bb` whose scale is at least ``min_s`` pixels per metre
+        (of a 256-pixel-wide image): small objects never shrink below a learnable size."""
+        u, v, s = self.bb(x, z)
+        return u, v, max(s, min_s * self.k)
+
+    def px(self, n: float) -> int:
+        """``n`` pixels of a 256-pixel-wide image in this image (at least one)."""
+        return max(1, int(round(n * self.k)))
+
     def bpoly(self, u, v, s, pts, iid: int) -> None:
         self.dr.polygon([(u + s * dx, v - s * dy) for dx, dy in pts], fill=iid)
 
@@ -367,17 +380,62 @@ class _Scene:
         else:
             self.dr.ellipse([x0, y0, x1, y1], fill=iid)
 
-    def bbar(self, u, v, s, cx, w, y0, y1, iid: int) -> None:
-        """A vertical bar at least one pixel wide."""
-        wp = max(1, int(round(s * w)))
+    def bbar(self, u, v, s, cx, w, y0, y1, iid: int, minw: float = 1.0) -> None:
+        """A vertical bar at least ``minw`` pixels (of a 256-pixel-wide image) wide."""
+        wp = max(self.px(minw), int(round(s * w)))
         xl = int(math.floor(u + s * cx - wp / 2 + 0.5))
         top = int(round(v - s * y1))
         bot = max(top, int(round(v - s * y0)) - 1)
         self.dr.rectangle([xl, top, xl + wp - 1, bot], fill=iid)
 
-    def bline(self, u, v, s, pts, w, iid: int) -> None:
+    def bline(self, u, v, s, pts, w, iid: int, minw: float = 1.0) -> None:
         self.dr.line([(u + s * dx, v - s * dy) for dx, dy in pts], fill=iid,
-                     width=max(1, int(round(s * w))))
+                     width=max(self.px(minw), int(round(s * w))))
+
+    # -- elements on a plane parallel to the road (x = xp): walls, fences ---------------------------
+    def vstrip(self, xp, z, dz, y0, y1, iid: int, minw: float = 1.0) -> None:
+        """A vertical element (post, picket) between depths z and z + dz, at least ``minw``
+        pixels wide."""
+        f, vx, yh, h = self.f, self.vx, self.yh, self.h
+        za, zb = z, z + dz
+        ua, ub = vx + f * xp / za, vx + f * xp / zb
+        m = minw * self.k
+        if abs(ua - ub) < m:
+            c = (ua + ub) / 2
+            half = m / 2 if ua >= ub else -m / 2
+            ua, ub = c + half, c - half
+        self.dr.polygon([(ua, yh + f * (h - y0) / za), (ub, yh + f * (h - y0) / zb),
+                         (ub, yh + f * (h - y1) / zb), (ua, yh + f * (h - y1) / za)], fill=iid)
+
+    def hstrip(self, xp, y, dy, z0, z1, iid: int, minw: float = 1.0) -> None:
+        """A horizontal rail from depth z0 to z1 between heights y and y + dy, at least
+        ``minw`` pixels thick."""
+        f, vx, yh, h = self.f, self.vx, self.yh, self.h
+        m = minw * self.k
+        pts_top, pts_bot = [], []
+        for z in (z0, z1):
+            u = vx + f * xp / z
+            a, b = yh + f * (h - y - dy) / z, yh + f * (h - y) / z
+            if b - a < m:
+                c = (a + b) / 2
+                a, b = c - m / 2, c + m / 2
+            pts_top.append((u, a))
+            pts_bot.append((u, b))
+        self.dr.polygon(pts_top + pts_bot[::-1], fill=iid)
+
+    def dstrip(self, xp, za, ya, zb, yb, t, iid: int, minw: float = 1.0) -> None:
+        """A slanted bar in the plane from (za, ya) to (zb, yb), ``t`` metres thick (in z),
+        at least ``minw`` pixels wide horizontally."""
+        f, vx, yh, h = self.f, self.vx, self.yh, self.h
+        m = minw * self.k / 2
+        left, right = [], []
+        for z, y in ((za, ya), (zb, yb)):
+            u = vx + f * xp / z
+            hw = max(m, 0.5 * abs(f * xp) * t / (z * z))
+            v = yh + f * (h - y) / z
+            left.append((u - hw, v))
+            right.append((u + hw, v))
+        self.dr.polygon(left + right[::-1], fill=iid)
 
     def shadow_box(self, x0, x1, z0, z1, height) -> None:
         if self.style.shadow <= 0:
@@ -491,55 +549,75 @@ def _far_box(sc: _Scene, x0, x1, z, height, cls) -> None:
 
 
 def _wall(sc: _Scene, sgn, xp, z0, z1, height) -> None:
+    """A solid wall (a box 0.35 m thick) along the property line."""
     c = sc.colour("wall")
-    x0, x1 = sorted((xp, xp + sgn * 0.3))
-    near = sc.inst(WALL, c, 0, z0)
-    side = sc.inst(WALL, c * sc.style.side_shade, 2, abs(xp))
-    top = sc.inst(WALL, c * sc.style.top_shade * 0.9, 2, abs(xp))
-    sc.box(x0, x1, 0.0, height, max(z0, 1.0), z1, near, side, top)
-    sc.shadow_box(x0, x1, z0, z1, height)
-    if sc.rng.random() < 0.5:  # coping stripe
-        cop = sc.inst(WALL, c * 0.7, 2, abs(xp))
-        sc.poly([(xp, height - 0.15, max(z0, 1.0)), (xp, height - 0.15, z1), (xp, height, z1),
-                 (xp, height, max(z0, 1.0))], cop)
-
-
-def _fence(sc: _Scene, sgn, xp, z0, z1, height) -> None:
-    rng = sc.rng
-    c = sc.colour("fence")
-    iid = sc.inst(FENCE, c, 2, abs(xp))
-    iid_dark = sc.inst(FENCE, c * sc.style.side_shade, 2, abs(xp))
     z0 = max(z0, 1.0)
     if z1 <= z0:
         return
-    picket = rng.random() < 0.45
-    step = rng.uniform(2.0, 3.0)
-    z = z0
-    while z < z1:  # posts
-        sc.poly([(xp, 0, z), (xp, 0, z + 0.12), (xp, height + 0.1, z + 0.12),
-                 (xp, height + 0.1, z)], iid_dark)
-        z += step
-    if picket:
-        pstep = rng.uniform(0.25, 0.4)
+    x0, x1 = sorted((xp, xp + sgn * 0.35))
+    near = sc.inst(WALL, c, 0, z0)
+    side = sc.inst(WALL, c * sc.style.side_shade, 2, abs(xp))
+    top = sc.inst(WALL, c * sc.style.top_shade * 0.9, 2, abs(xp))
+    sc.box(x0, x1, 0.0, height, z0, z1, near, side, top)
+    sc.shadow_box(x0, x1, z0, z1, height)
+    if sc.rng.random() < 0.6:  # coping stripe
+        cop = sc.inst(WALL, c * 0.7, 2, abs(xp))
+        sc.hstrip(xp, height - 0.2, 0.2, z0, z1, cop, 2.0)
+    if sc.rng.random() < 0.4:  # plinth
+        pl = sc.inst(WALL, c * 0.82, 2, abs(xp))
+        sc.hstrip(xp, 0.0, 0.3, z0, z1, pl, 1.0)
+
+
+def _fence(sc: _Scene, sgn, xp, z0, z1, height) -> None:
+    """A see-through fence along the property line: posts, rails and an infill of pickets, a
+    diagonal lattice or more rails (the background shows through the gaps)."""
+    rng = sc.rng
+    c = sc.colour("fence")
+    iid = sc.inst(FENCE, c, 2, abs(xp))
+    dark = sc.inst(FENCE, c * sc.style.side_shade, 2, abs(xp))
+    kind = int(rng.choice(3, p=(0.35, 0.35, 0.3)))  # 0 pickets, 1 lattice, 2 rails
+    step = rng.uniform(1.8, 2.8)
+    pstep = rng.uniform(0.32, 0.45)
+    period = rng.uniform(0.6, 0.9)
+    n_rails = int(rng.integers(3, 5))
+    z0 = max(z0, 1.0)
+    if z1 <= z0:
+        return
+    f, k = sc.f, sc.k
+    ax = max(abs(xp), 0.1)
+
+    def gap_px(z, dz):  # on-screen spacing of two elements dz apart at depth z
+        return f * ax * dz / (z * (z + dz))
+
+    if kind == 0:  # pickets
         z = z0
-        limit = min(z1, 40.0)
-        while z < limit:
-            if sc.f * 0.08 / z < 0.35:  # sub-pixel pickets: stop
-                break
-            sc.poly([(xp, 0.05, z), (xp, 0.05, z + 0.08), (xp, height, z + 0.08),
-                     (xp, height, z)], iid)
+        while z < z1 and gap_px(z, pstep) >= 2.0 * k:
+            sc.vstrip(xp, z, 0.1, 0.08, height - 0.08, iid)
             z += pstep
-        rails = (0.25, height - 0.25)
-    else:
-        rails = tuple(np.linspace(0.2, height - 0.05, int(rng.integers(2, 5))).tolist())
-    for y in rails:
-        sc.poly([(xp, y, z0), (xp, y, z1), (xp, y + 0.1, z1), (xp, y + 0.1, z0)], iid)
-    if not picket and rng.random() < 0.5:  # wire mesh: a few thin diagonals
-        z = z0
-        while z < min(z1, 30.0):
-            sc.poly([(xp, 0.2, z), (xp, 0.2, z + 0.05), (xp, height - 0.05, z + 1.05),
-                     (xp, height - 0.05, z + 1.0)], iid)
-            z += 1.0
+        rails = ((0.2, 0.14), (height - 0.35, 0.14))
+    elif kind == 1:  # diagonal lattice
+        ya, yb = 0.12, height - 0.12
+        span = yb - ya
+        z = z0 - span
+        while z < z1 and gap_px(max(z, z0), period) >= 2.5 * k:
+            for rising in (True, False):
+                # the bar runs from depth z (height ya or yb) to z + span (height yb or ya)
+                za, zb = max(z, z0), min(z + span, z1)
+                if zb > za:
+                    ta, tb = (za - z) / span, (zb - z) / span
+                    y_a = ya + span * (ta if rising else 1 - ta)
+                    y_b = ya + span * (tb if rising else 1 - tb)
+                    sc.dstrip(xp, za, y_a, zb, y_b, 0.08, iid)
+            z += period
+        rails = ((0.0, 0.14), (height - 0.14, 0.14))
+    else:  # posts and rails
+        rails = tuple((float(y), 0.12) for y in np.linspace(0.25, height - 0.12, n_rails))
+    for y, t in rails:
+        sc.hstrip(xp, y, t, z0, z1, iid, 2.0 if kind != 2 else 1.5)
+    z = z0
+    while z < z1 and gap_px(z, step) >= 3.0 * k:  # posts
+        sc.vstrip(xp, z, 0.15, 0.0, height + 0.1, dark, 2.0)
+        z += step
 
 
 def _hedge(sc: _Scene, sgn, xp, z0, z1, height) -> None:

@@ -39,7 +39,25 @@ class InfiniteSampler(Sampler[int]):
 
 def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
     transform = TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size)
-    return build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space), transform=transform, **kw)
+    dataset = build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space), transform=transform, **kw)
+    check_crop_fits(dataset, cfg, spec)
+    return dataset
+
+
+def check_crop_fits(dataset, cfg: StageConfig, spec: str) -> None:
+    """Reject a crop larger than the (resized) images: it would train mostly on padding."""
+    from PIL import Image
+
+    if cfg.base_size is not None:
+        h, w = cfg.base_size
+    else:
+        with Image.open(dataset.samples[0][0]) as im:
+            w, h = im.size
+    if cfg.crop[0] > h or cfg.crop[1] > w:
+        raise ValueError(
+            f"--crop {cfg.crop[0]} {cfg.crop[1]} is larger than the images of {spec} ({h}x{w}"
+            f"{' after resizing to base_size' if cfg.base_size else ''}); choose a crop of at most {h} {w}"
+        )
 
 
 def eval_dataset(spec: str, cfg: StageConfig, split: str = "val") -> Dataset:

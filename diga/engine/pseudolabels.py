@@ -24,7 +24,7 @@ from ..checkpoint import load_model
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
 from ..data.transforms import TrainTransform, normalize
-from ..io import atomic_write, atomic_write_text
+from ..io import atomic_write, atomic_write_text, remove_stale_temps
 from ..method.prototypes import CentroidAccumulator
 from ..method.pseudo import multiscale_logits
 from . import runtime
@@ -88,6 +88,9 @@ def generate_pseudo_labels(
     names = [label_file_name(img, root) for img, _ in dataset.samples]
     labels_dir = out_dir / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)
+    if runtime.is_main():
+        remove_stale_temps(labels_dir)
+    runtime.barrier()
     mine = range(runtime.rank(), len(dataset), runtime.world_size())
     todo = [i for i in mine if not (labels_dir / names[i]).exists()]
     amp = runtime.amp_dtype(device, cfg.amp)

@@ -23,7 +23,7 @@ from ..checkpoint import load_model, load_state_strict, model_metadata, read_met
 from ..classes import get_label_space
 from ..data.transforms import normalize
 from ..evaluate import evaluate_model
-from ..io import atomic_write_text
+from ..io import atomic_write_text, remove_stale_temps
 from ..models import create
 from . import runtime
 from .config import StageConfig
@@ -96,6 +96,8 @@ class Trainer:
         self.nonfinite_run = torch.zeros((), dtype=torch.int64, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.int64, device=self.device)
         state_path = self.weights_dir / "state.safetensors"
+        if runtime.is_main():
+            remove_stale_temps(self.weights_dir)
         if state_path.exists():
             if not resume:
                 raise RunExistsError(

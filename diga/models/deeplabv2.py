@@ -66,11 +66,13 @@ class LightResNet(nn.Module):
     """A ResNet-18 layout at half width (32-256 channels) for 2-core CPUs.
 
     torchvision's ResNet fixes BasicBlock widths at 64-512, so the stages are assembled here from
-    its BasicBlock; layer4 is dilated instead of strided (output stride 16).
+    its BasicBlock. Stages after the output stride is reached are dilated instead of strided.
     """
 
-    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 256)) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 256), output_stride: int = 8) -> None:
         super().__init__()
+        if output_stride not in (8, 16):
+            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
         w0 = widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(3, w0, 7, stride=2, padding=3, bias=False),
@@ -78,16 +80,20 @@ class LightResNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-        stages, cin = [], w0
+        stages, cin, stride_so_far, dilation = [], w0, 4, 1
         for i, w in enumerate(widths):
-            stride = 2 if i in (1, 2) else 1
-            dilation = 2 if i == 3 else 1
+            stride = 1
+            if i > 0:
+                if stride_so_far < output_stride:
+                    stride, stride_so_far = 2, stride_so_far * 2
+                else:
+                    dilation *= 2
             down = None
             if stride != 1 or cin != w:
                 down = nn.Sequential(nn.Conv2d(cin, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
             stages.append(nn.Sequential(
                 resnet.BasicBlock(cin, w, stride, down),
-                resnet.BasicBlock(w, w, dilation=1) if dilation == 1 else _dilated_block(w, dilation),
+                _dilated_block(w, dilation),
             ))
             cin = w
         self.layers = nn.Sequential(*stages)
@@ -106,15 +112,16 @@ def _dilated_block(width: int, dilation: int) -> resnet.BasicBlock:
 
 
 @register("deeplabv2_light")
-def deeplabv2_light(num_classes: int = 19, pretrained=None, head_channels: int = 64) -> DeepLabV2:
-    """Half-width ResNet-18 layout, output stride 16, 64-d head: the CPU preset's network."""
+def deeplabv2_light(num_classes: int = 19, pretrained=None, head_channels: int = 64,
+                    output_stride: int = 8) -> DeepLabV2:
+    """Half-width ResNet-18 layout, output stride 8, 64-d head: the CPU preset's network."""
     if pretrained == "imagenet":
         raise ValueError(
             "deeplabv2_light has no ImageNet weights (its widths are not a torchvision model); "
             "train it from scratch or pass a backbone file"
         )
-    backbone = LightResNet()
+    backbone = LightResNet(output_stride=output_stride)
     if pretrained is not None:
         load_backbone_weights(backbone, pretrained)
     head = ASPPHead(backbone.out_channels, num_classes, head_channels, dilations=(1, 2, 3, 4))
-    return DeepLabV2(backbone, head, output_stride=16)
+    return DeepLabV2(backbone, head, output_stride=output_stride)

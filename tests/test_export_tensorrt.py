@@ -1,0 +1,359 @@
+"""TensorRT: pure-Python parts everywhere (profiles, calibration feeding, error messages, the build
+sequence against a fake ``tensorrt`` module); real engine builds only with TensorRT + a CUDA GPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diga.checkpoint import model_metadata, save_weights
+from diga.export import ExportError, Predictor, PredictorError, export_model
+from diga.export import tensorrt as trt_mod
+from diga.export.graph import prepare
+from diga.export.tensorrt import CalibrationData, ProfileShapes, make_calibrator, profile_shapes
+from diga.models import create
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def quiet(_m: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(2)
+    model = create("deeplabv2_light", 19)
+    path = tmp_path_factory.mktemp("trt") / "m.safetensors"
+    save_weights(path, model.state_dict(), model_metadata("deeplabv2_light", "cityscapes19", input_size=(64, 128)))
+    return path
+
+
+@pytest.fixture()
+def calib_dir(tmp_path) -> Path:
+    from PIL import Image
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):  # different sizes: all are resized to the engine's input size
+        Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 90, 3), dtype=np.uint8)).save(d / f"c{i}.png")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+@pytest.fixture()
+def no_tensorrt(monkeypatch):
+    """Make every TensorRT module unimportable (None in sys.modules raises ImportError)."""
+    for name in trt_mod.TRT_MODULES:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# pure Python
+
+
+def test_profile_shapes():
+    s = profile_shapes((64, 128), 2, dynamic=False, stride=16)
+    assert s == ProfileShapes((2, 3, 64, 128), (2, 3, 64, 128), (2, 3, 64, 128))
+    d = profile_shapes((512, 1024), 4, dynamic=True, stride=8)
+    assert d.min == (1, 3, 256, 512) and d.opt == (4, 3, 512, 1024) and d.max == (4, 3, 1024, 2048)
+    small = profile_shapes((40, 72), 1, dynamic=True, stride=16)
+    assert small.min == (1, 3, 32, 32) and small.max == (1, 3, 80, 144)  # >= 2 strides, multiples of 16
+    assert all(v % 16 == 0 for v in small.min[2:] + small.max[2:])
+    assert d.as_dict()["opt"] == [4, 3, 512, 1024]
+    with pytest.raises(ExportError):
+        profile_shapes((64, 64), 0, dynamic=False, stride=8)
+
+
+def test_calibration_batches_from_folder(calib_dir):
+    data = CalibrationData(calib_dir, batch_size=2, size=(32, 64), mean=MEAN, std=STD)
+    assert len(data.files) == 5 and len(data) == 3  # the .txt file is ignored
+    batches = list(data)
+    assert [b.shape for b in batches] == [(2, 3, 32, 64)] * 3 and batches[0].dtype == np.float32
+    from PIL import Image
+
+    first = np.asarray(Image.open(data.files[0]).convert("RGB"))
+    np.testing.assert_allclose(batches[0][0], prepare([first], (32, 64), MEAN, STD)[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(batches[2][1], batches[0][0], atol=1e-6)  # last batch filled from the start
+
+
+def test_calibration_data_errors(tmp_path):
+    with pytest.raises(ExportError, match="--int8 needs --calib DIR"):
+        CalibrationData(None, 1, (32, 32), MEAN, STD)
+    with pytest.raises(ExportError, match="not a folder"):
+        CalibrationData(tmp_path / "nope", 1, (32, 32), MEAN, STD)
+    with pytest.raises(ExportError, match="no image files"):
+        CalibrationData(tmp_path, 1, (32, 32), MEAN, STD)
+
+
+class _FakeCalibratorBase:
+    def __init__(self) -> None:
+        self.base_initialised = True
+
+
+def test_calibrator_feeds_device_pointers_and_caches(calib_dir, tmp_path):
+    fake = types.SimpleNamespace(__name__="tensorrt", IInt8EntropyCalibrator2=_FakeCalibratorBase)
+    data = CalibrationData(calib_dir, batch_size=2, size=(32, 64), mean=MEAN, std=STD)
+    cache = tmp_path / "m.engine.calib"
+    kept = []
+    cal = make_calibrator(fake, data, cache, to_device=lambda a: kept.append(torch.from_numpy(a)) or kept[-1])
+    assert isinstance(cal, _FakeCalibratorBase) and cal.base_initialised
+    assert cal.get_batch_size() == 2 and cal.read_calibration_cache() is None
+    pointers = []
+    while (ptrs := cal.get_batch(["images"])) is not None:
+        assert len(ptrs) == 1 and isinstance(ptrs[0], int)
+        pointers.append(ptrs[0])
+    assert len(pointers) == 3 and cal.batches_fed == 3
+    assert pointers[-1] == kept[-1].data_ptr() and tuple(kept[-1].shape) == (2, 3, 32, 64)
+    cal.write_calibration_cache(memoryview(b"calibration-table"))
+    assert cache.read_bytes() == b"calibration-table" and cal.read_calibration_cache() == b"calibration-table"
+
+
+def test_rtx_without_calibrator_is_a_clear_error(calib_dir, tmp_path):
+    rtx = types.SimpleNamespace(__name__="tensorrt_rtx")
+    data = CalibrationData(calib_dir, 1, (32, 32), MEAN, STD)
+    with pytest.raises(ExportError, match="no IInt8EntropyCalibrator2.*TensorRT for RTX"):
+        make_calibrator(rtx, data, tmp_path / "c")
+    assert trt_mod.is_rtx(rtx) and not trt_mod.has_flag(rtx, "FP16")
+
+
+def test_missing_tensorrt_message(no_tensorrt, ckpt, tmp_path, monkeypatch):
+    with pytest.raises(ExportError) as exc:
+        trt_mod.load_tensorrt()
+    msg = str(exc.value)
+    assert "pip install tensorrt" in msg and "NVIDIA GPU and driver" in msg
+    with pytest.raises(ExportError, match="pip install tensorrt"):
+        export_model(ckpt, "tensorrt", out=tmp_path / "m.engine", log=quiet)
+    # a present TensorRT without a GPU: only the GPU part of the message
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__name__="tensorrt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ExportError) as exc:
+        trt_mod.load_tensorrt()
+    assert "needs a CUDA GPU" in str(exc.value) and "not installed" not in str(exc.value)
+
+
+def test_engine_loading_errors(no_tensorrt, tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"serialized engine")
+    with pytest.raises(PredictorError, match=r"has no diga metadata .*m\.engine\.json.*diga export"):
+        Predictor.load(engine)
+    (tmp_path / "m.engine.json").write_text(json.dumps({"classes": ["a"], "export": {"format": "tensorrt"}}))
+    with pytest.raises(PredictorError, match="pip install tensorrt"):
+        Predictor.load(engine)
+    with pytest.raises(PredictorError, match="use backend='tensorrt'"):
+        Predictor.load(engine, backend="onnx")
+
+
+def test_cli_without_tensorrt(no_tensorrt, ckpt, tmp_path):
+    from typer.testing import CliRunner
+
+    from diga.cli.main import app
+
+    res = CliRunner().invoke(app, ["export", str(ckpt), "--format", "tensorrt", "--out", str(tmp_path / "m.engine")])
+    assert res.exit_code == 1 and "pip install tensorrt" in " ".join(res.output.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# the build sequence against a fake TensorRT 10 module
+
+
+class FakeTRT(types.SimpleNamespace):
+    """Records the calls build_engine makes; 'builds' an engine of known bytes."""
+
+    def __init__(self, rtx: bool = False) -> None:
+        calls: list = []
+        self.calls = calls
+        # TensorRT for RTX has no FP16/INT8 builder flags (precision comes from the graph's types)
+        flags = {"TF32": "TF32"} if rtx else {"FP16": "FP16", "INT8": "INT8", "TF32": "TF32"}
+
+        class Logger:
+            WARNING = "warning"
+
+            def __init__(self, severity):
+                calls.append(("Logger", severity))
+
+        class Profile:
+            def set_shape(self, name, lo, opt, hi):
+                calls.append(("set_shape", name, tuple(lo), tuple(opt), tuple(hi)))
+
+        class Cache:
+            def __init__(self, blob):
+                self.blob = bytes(blob)
+
+            def serialize(self):
+                return memoryview(self.blob + b"+timings")
+
+        class Config:
+            int8_calibrator = None
+
+            def set_memory_pool_limit(self, pool, size):
+                calls.append(("set_memory_pool_limit", pool, size))
+
+            def set_flag(self, flag):
+                calls.append(("set_flag", flag))
+
+            def clear_flag(self, flag):
+                calls.append(("clear_flag", flag))
+
+            def add_optimization_profile(self, profile):
+                calls.append(("add_optimization_profile",))
+
+            def set_calibration_profile(self, profile):
+                calls.append(("set_calibration_profile",))
+
+            def create_timing_cache(self, blob):
+                calls.append(("create_timing_cache", bytes(blob)))
+                self.cache = Cache(blob)
+                return self.cache
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                calls.append(("set_timing_cache", ignore_mismatch))
+                return True
+
+            def get_timing_cache(self):
+                return self.cache
+
+        class Parser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                calls.append(("parse_from_file", Path(path).name))
+                return Path(path).is_file()
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                calls.append(("create_network", flags))
+                return object()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                cal = config.int8_calibrator
+                if cal is not None:  # TensorRT drains the calibrator, then stores its table
+                    while cal.get_batch(["images"]) is not None:
+                        pass
+                    cal.write_calibration_cache(b"table")
+                calls.append(("build_serialized_network",))
+                return memoryview(b"ENGINE")
+
+        super().__init__(
+            __name__="tensorrt", __version__="10.99-fake", Logger=Logger, Builder=Builder, OnnxParser=Parser,
+            MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
+            BuilderFlag=types.SimpleNamespace(**flags), IInt8EntropyCalibrator2=_FakeCalibratorBase,
+        )
+
+
+def test_export_tensorrt_against_fake_module(ckpt, calib_dir, tmp_path, monkeypatch):
+    fake = FakeTRT()
+    monkeypatch.setattr(trt_mod, "load_tensorrt", lambda error=ExportError: fake)
+    monkeypatch.setattr(trt_mod, "_to_cuda", torch.from_numpy)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "FakeGPU")
+    out, cache = tmp_path / "m.engine", tmp_path / "timing.cache"
+    res = export_model(ckpt, "tensorrt", out=out, int8=True, calib=calib_dir, batch=2, dynamic=True,
+                       imgsz=(64, 128), output="labels", check=False, exporter="torchscript", log=quiet)
+    import diga.export.exporter as exporter_mod  # noqa: F401  (the lazy import inside export_model)
+
+    assert out.read_bytes() == b"ENGINE" and (tmp_path / "m.engine.calib").read_bytes() == b"table"
+    calls = fake.calls
+    assert ("set_shape", "images", (1, 3, 32, 64), (2, 3, 64, 128), (2, 3, 128, 256)) in calls
+    assert ("set_flag", "FP16") in calls and ("set_flag", "INT8") in calls
+    assert ("set_memory_pool_limit", "WORKSPACE", 4 << 30) in calls
+    assert ("parse_from_file", "m.trt.onnx") in calls and ("set_calibration_profile",) in calls
+    meta = json.loads((tmp_path / "m.engine.json").read_text())
+    exp = meta["export"]
+    assert exp["format"] == "tensorrt" and exp["precision"] == "int8" and exp["output"]["dtype"] == "int32"
+    assert exp["calibration"]["images"] == 5 and exp["calibration"]["batches"] == 3
+    assert exp["profile"]["max"] == [2, 3, 128, 256] and meta["classes"][0] == "road"
+    # the ONNX beside the engine outputs int32 labels (TensorRT-friendly) and keeps its metadata
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.trt.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.get_outputs()[0].type == "tensor(int32)"
+    # fp32 build: TF32 off; the timing cache is created, saved and then reused
+    fake2 = FakeTRT()
+    monkeypatch.setattr(trt_mod, "load_tensorrt", lambda error=ExportError: fake2)
+    for i in range(2):
+        trt_mod.build_engine(tmp_path / "m.trt.onnx", tmp_path / f"f{i}.engine", shapes=profile_shapes((64, 128), 1,
+                             False, 16), timing_cache=cache, log=quiet)
+    assert ("clear_flag", "TF32") in fake2.calls and ("set_flag", "FP16") not in fake2.calls
+    blobs = [c[1] for c in fake2.calls if c[0] == "create_timing_cache"]
+    assert blobs == [b"", b"+timings"] and cache.read_bytes() == b"+timings+timings"
+
+
+def test_rtx_half_builds_from_an_fp16_graph(ckpt, tmp_path, monkeypatch):
+    fake = FakeTRT(rtx=True)
+    fake.__name__ = "tensorrt_rtx"
+    monkeypatch.setattr(trt_mod, "load_tensorrt", lambda error=ExportError: fake)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "FakeRTX")
+    res = export_model(ckpt, "tensorrt", out=tmp_path / "r.engine", half=True, check=False, exporter="torchscript",
+                       log=quiet)
+    assert not any(c[0] == "set_flag" for c in fake.calls)
+    assert res.meta["export"]["precision"] == "fp16 (from the ONNX graph's types)"
+    from diga.export import read_export_metadata
+
+    assert read_export_metadata(tmp_path / "r.trt.onnx")["export"]["half"] is True
+    with pytest.raises(ExportError, match="no INT8 builder flag"):
+        trt_mod.build_engine(tmp_path / "r.trt.onnx", tmp_path / "x.engine", int8=True,
+                             shapes=profile_shapes((64, 128), 1, False, 16), log=quiet)
+
+
+# ---------------------------------------------------------------------------------------------
+# real TensorRT (skipped here: no TensorRT, no GPU)
+
+
+@pytest.fixture()
+def real_trt():
+    if trt_mod._find_tensorrt() is None:
+        reason = "TensorRT is not installed (pip install tensorrt on a machine with an NVIDIA GPU)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    if not torch.cuda.is_available():
+        print("SKIP: no CUDA GPU")
+        pytest.skip("TensorRT tests need a CUDA GPU")
+
+
+@pytest.mark.tensorrt
+def test_trt_fp32_engine_matches_pytorch(real_trt, ckpt, tmp_path):
+    res = export_model(ckpt, "tensorrt", out=tmp_path / "m.engine", batch=2, log=quiet)
+    assert res.parity.passed and res.parity.agreement >= 99.9
+    images = [np.random.default_rng(i).integers(0, 256, (64, 128, 3), dtype=np.uint8) for i in range(3)]
+    p_trt, p_torch = Predictor.load(res.path), Predictor.load(ckpt)
+    assert p_trt.backend == "tensorrt" and p_trt.engine.fixed_batch == 2
+    for a, b in zip(p_trt.predict(images), p_torch.predict(images)):
+        assert (a.labels == b.labels).mean() > 0.999
+
+
+@pytest.mark.tensorrt
+def test_trt_dynamic_fp16_and_labels(real_trt, ckpt, tmp_path):
+    res = export_model(ckpt, "tensorrt", out=tmp_path / "d.engine", dynamic=True, half=True, batch=2,
+                       output="labels", log=quiet, warn=quiet)
+    p = Predictor.load(res.path)
+    assert p.engine.size_range == ((32, 64), (128, 256))
+    for shape in ((64, 128, 3), (80, 96, 3), (300, 600, 3)):  # the last is scaled into the profile
+        out = p.predict([np.zeros(shape, np.uint8)])[0]
+        assert out.labels.shape == shape[:2]
+
+
+@pytest.mark.tensorrt
+def test_trt_int8_with_calibration(real_trt, ckpt, calib_dir, tmp_path):
+    res = export_model(ckpt, "tensorrt", out=tmp_path / "q.engine", int8=True, calib=calib_dir, log=quiet,
+                       warn=quiet)
+    assert res.meta["export"]["precision"] == "int8" and (tmp_path / "q.engine.calib").is_file()
+    assert res.parity is not None and res.parity.agreement > 50
