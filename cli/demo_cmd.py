@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
 @friendly
 def demo(
     model: Optional[Path] = typer.Option(
-        None, help="A .safetensors checkpoint or an exported model (default: the newest runs/adapt/*/final.safetensors)."),
+        None, help="A .safetensors checkpoint or an exported model "
+                   "(default: the newest runs/adapt/*/final.safetensors)."),
     backend: str = typer.Option("auto", help="auto, torch, onnx, tensorrt or pt2."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 exposes the demo to your network)."),
     port: int = typer.Option(7860, min=1, max=65535),
@@ -33,7 +34,7 @@ def demo(
     max_file_size: str = typer.Option("20mb", help="Upload size limit per file (e.g. 5mb, 500kb)."),
     max_megapixels: float = typer.Option(2.1, min=0.01, help="Larger images are downscaled (with a notice)."),
     examples: int = typer.Option(4, min=0, help="Synthetic target-domain examples (generated once, cached)."),
-    compare: bool = typer.Option(True, help="Offer the before/after-adaptation comparison if the run has a before model."),
+    compare: bool = typer.Option(True, help="Offer the before/after comparison when the run has a before model."),
     output_dir: Optional[Path] = typer.Option(
         None, help="Where the demo writes (downloads, uploads); default: a temporary folder removed at exit."),
 ) -> None:

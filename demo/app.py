@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -72,8 +73,9 @@ def resolve_model(model: str | Path | None, project: str | Path = "runs") -> Pat
     if path is None:
         raise NoModelError(
             f"no model given and no adapted model found ({Path(project) / 'adapt' / '*' / 'final.safetensors'}). "
-            "Make one with `diga adapt` (e.g. `diga adapt --preset cpu` adapts on the built-in synthetic "
-            "benchmark in a few minutes), or pass --model PATH (a .safetensors checkpoint or an exported model).")
+            "Make one with `diga adapt` (with no data options it adapts on the built-in synthetic benchmark; "
+            "`--preset cpu` for a machine without GPU), or pass --model PATH (a .safetensors checkpoint or an "
+            "exported model).")
     return path
 
 
@@ -316,7 +318,6 @@ class DemoLogic:
                 "after": r.overlay if show_before else None, "compare_visible": show_before,
                 "legend": r.legend_html, "plot": share_figure(r), "runtime": runtime}
 
-
     def view_files(self, state: dict | None, index: int | None, alpha: float, compare: bool) -> dict[str, Any]:
         """:meth:`view` with the images saved as PNGs in a fresh folder inside the request's folder.
 
@@ -421,7 +422,8 @@ def build_app(
     backend = str(getattr(predictor, "backend", "?"))
     device = str(getattr(predictor, "device", "?"))
 
-    with gr.Blocks(title="DiGA segmentation demo", analytics_enabled=False, delete_cache=(1800, int(keep_seconds))) as demo:
+    cache_policy = (1800, int(keep_seconds))  # Gradio's own copies: swept every 30 min, kept keep_seconds
+    with gr.Blocks(title="DiGA segmentation demo", analytics_enabled=False, delete_cache=cache_policy) as demo:
         state = gr.State(None, time_to_live=int(keep_seconds))
         stage = (getattr(predictor, "meta", None) or {}).get("stage")
         gr.Markdown(f"# {title}\n"
@@ -447,7 +449,7 @@ def build_app(
                     gallery = gr.Gallery(
                         value=[(p, f"example {i + 1}") for i, p in enumerate(example_paths)],
                         label="Examples (target domain) — click one", columns=2, height=260,
-                        allow_preview=False, interactive=False, elem_id="diga-examples")
+                        allow_preview=False, interactive=False, buttons=[], elem_id="diga-examples")
             with gr.Column(scale=3):
                 status = gr.Markdown("Upload one or several street images, or click an example.",
                                      elem_id="diga-status")
@@ -595,10 +597,10 @@ def launch(
 
     from .examples import ensure_examples
 
+    load_path = model_for_backend(model_path, backend)
     out_dir = _make_output_dir(output_dir)
     # Gradio's uploads and served copies go inside the demo's own folder too.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(out_dir / "gradio"))
-    load_path = model_for_backend(model_path, backend)
     predictor = Predictor.load(load_path, backend=backend, device=device)
     before = None
     before_path = find_before_model(model_path) if compare else None
@@ -617,8 +619,15 @@ def launch(
                      concurrency=concurrency, max_queue=max_queue, max_pixels=max_pixels)
     echo(f"model {load_path} (backend {predictor.backend}, device {predictor.device})"
          + (f"; before adaptation: {before_path}" if before is not None else "; no before-adaptation model"))
+    if not prevent_thread_lock and threading.current_thread() is threading.main_thread():
+        # `kill` (SIGTERM) stops like Ctrl+C: the server closes and the temporary folder is removed.
+        signal.signal(signal.SIGTERM, _interrupt)
     serve(demo, host, port, share, max_file_size, prevent_thread_lock)
     return demo
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _display_name(path: Path) -> str:

@@ -189,7 +189,8 @@ def runtime_markdown(backend: str, device: str, latency_ms: float, n_images: int
     """One Markdown line: backend, device and inference latency (ms per image)."""
     per = latency_ms / max(n_images, 1)
     parts = [f"**backend** `{backend}`", f"**device** `{device}`",
-             f"**latency** {per:.1f} ms/image" + (f" ({n_images} images, {latency_ms:.0f} ms total)" if n_images > 1 else "")]
+             f"**latency** {per:.1f} ms/image"
+             + (f" ({n_images} images, {latency_ms:.0f} ms total)" if n_images > 1 else "")]
     if before_latency_ms is not None:
         parts.append(f"**before-adaptation model** {before_latency_ms / max(n_images, 1):.1f} ms/image")
     if model_name:

@@ -69,6 +69,8 @@ def export_model(
     if int8 and calib is None:
         raise ExportError("--int8 needs --calib DIR: a folder of target-domain images (a few hundred frames "
                           "of the deployment camera); INT8 without target-domain calibration loses several mIoU")
+    if check and n_check < 1:
+        raise ExportError(f"the parity check needs at least one image, got n_check={n_check}")
     if check_images is not None and not Path(check_images).is_dir():
         raise ExportError(f"--check-images {check_images}: not a folder")
     weights = Path(weights)

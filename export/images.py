@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +169,3 @@ class OutputNamer:
             raise PredictorError(f"output name {stem!r} would leave the output folder {self.out_dir}")
         return path
 
-
-def describe(sources: Sequence) -> str:
-    return ", ".join(str(s) for s in sources[:3]) + (" ..." if len(sources) > 3 else "")

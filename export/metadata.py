@@ -73,9 +73,9 @@ def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return read_metadata(path)
     if suffix == ".onnx":
         return read_onnx_metadata(path)
-    if suffix in (".engine", ".plan", ".pt2"):
+    if suffix in (".engine", ".plan", ".trt", ".pt2"):
         if not path.is_file():
             raise PredictorError(f"model file not found: {path}")
         return read_sidecar(path)
     raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected "
-                         ".safetensors, .onnx, .engine/.plan or .pt2")
+                         ".safetensors, .onnx, .engine/.plan/.trt or .pt2")

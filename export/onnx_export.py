@@ -78,6 +78,10 @@ def to_onnx(module: torch.nn.Module, example: torch.Tensor, *, output: str, dyna
         try:
             with torch.no_grad():
                 proto = _dynamo(module, example, output, dynamic, opset)
+            if opset is not None and opset_of(proto) != opset:
+                # the dynamo exporter builds opset 18+ and converts down; when the onnx version
+                # converter cannot (e.g. ReduceMean axes for 17) it keeps its own opset silently
+                raise ExportError(f"it produced opset {opset_of(proto)} instead of the requested {opset}")
             return proto, f"torch.onnx.export(dynamo=True) torch {torch.__version__}"
         except Exception as e:  # the exporter raises many types; report and fall back
             reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"

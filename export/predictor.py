@@ -126,8 +126,10 @@ class Predictor:
 
     def predict(self, images: Sequence | np.ndarray | str | os.PathLike, return_probs: bool = False,
                 batch_size: int | None = None) -> list[Prediction]:
-        """Predict a list of images: (H, W, 3) uint8 arrays, PIL images or paths."""
-        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+        """Predict images: a list of (H, W, 3) uint8 arrays, PIL images or paths (or just one)."""
+        if isinstance(images, np.ndarray) and images.ndim == 4:  # an (N, H, W, 3) stack
+            images = list(images)
+        elif not isinstance(images, (list, tuple)):  # one path / PIL image / array
             images = [images]
         if return_probs and self.engine.output != "logits":
             raise PredictorError("return_probs needs a model that outputs logits; this export outputs labels "

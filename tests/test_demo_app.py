@@ -4,9 +4,7 @@ deeplabv2_light checkpoints and 64x128 synthetic target-domain images keep it fa
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -189,7 +187,7 @@ def test_mixed_upload_corrupt_large_and_rgba(client, demo_env, tmp_path):
 def test_upload_size_limit_is_enforced(client, tmp_path):
     huge = tmp_path / "huge.png"
     huge.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(3 * 1024 * 1024))
-    with pytest.raises(Exception) as e:  # the server refuses the upload itself (max_file_size=2mb)
+    with pytest.raises(Exception, match="maximum file size") as e:  # refused at upload (max_file_size=2mb)
         _segment(client, [huge])
     assert "Traceback" not in str(e.value)
 
@@ -256,3 +254,25 @@ def test_browser_renders_the_app(server, tmp_path):
     for text in ("DiGA", "domain-adapted street-scene segmentation", "Street images", "Overlay opacity",
                  "Colour mask", "Before vs after adaptation", "Examples (target domain)"):
         assert text in dom, f"{text!r} not in the rendered page"
+
+
+def test_rerender_views_opacity_selection_and_comparison(server, demo_env):
+    """What the slider, the image selector and the before/after toggle call (private events)."""
+    logic = server["demo"].diga_logic
+    state, status, downloads = logic.segment([str(p) for p in demo_env["images"][:2]], compare=False)
+    assert state and len(state["items"]) == 2 and len(downloads) == 4
+    v0 = logic.view_files(state, 1, 0.0, False)
+    v1 = logic.view_files(state, 1, 1.0, False)
+    img = np.asarray(Image.open(demo_env["images"][1]).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(Image.open(v0["overlay"])), img)  # opacity 0: the image
+    np.testing.assert_array_equal(np.asarray(Image.open(v1["overlay"])), np.asarray(Image.open(v1["mask"])))
+    assert v0["before"] is None and not v0["compare_visible"]
+    assert logic.ensure_before(state) is None
+    v2 = logic.view_files(state, 0, 0.5, True)
+    assert v2["compare_visible"] and Path(v2["before"]).is_file() and "before" in v2["legend"]
+    out = server["out"].resolve()
+    for v in (v0, v1, v2):
+        for key in ("input", "mask", "overlay"):
+            assert Path(v[key]).resolve().is_relative_to(out)
+    assert logic.view_files(None, 0, 0.5, True)["input"] is None
+    assert logic.view_files(state, 99, 0.5, False)["input"] is not None  # a stale index falls back to the first

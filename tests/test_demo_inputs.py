@@ -164,7 +164,7 @@ def test_header_only_bomb_is_refused_without_decoding():
     t0 = time.perf_counter()
     with pytest.raises(DemoInputError, match="too large"):
         decode_image(data, name="bomb.png")
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 5.0  # decoding 3.6 GP would take minutes (or exhaust memory)
 
 
 def test_hard_pixel_limit_and_small_images():

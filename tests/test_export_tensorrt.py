@@ -268,8 +268,6 @@ def test_export_tensorrt_against_fake_module(ckpt, calib_dir, tmp_path, monkeypa
     out, cache = tmp_path / "m.engine", tmp_path / "timing.cache"
     res = export_model(ckpt, "tensorrt", out=out, int8=True, calib=calib_dir, batch=2, dynamic=True,
                        imgsz=(64, 128), output="labels", check=False, exporter="torchscript", log=quiet)
-    import diga.export.exporter as exporter_mod  # noqa: F401  (the lazy import inside export_model)
-
     assert out.read_bytes() == b"ENGINE" and (tmp_path / "m.engine.calib").read_bytes() == b"table"
     calls = fake.calls
     assert ("set_shape", "images", (1, 3, 32, 64), (2, 3, 64, 128), (2, 3, 128, 256)) in calls

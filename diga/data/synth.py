@@ -45,7 +45,7 @@ __all__ = [
     "render_scene", "generate_benchmark", "trainid_to_labelid", "TRAINID_TO_LABELID",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEG, TERRAIN, SKY, PERSON, RIDER, CAR,
  TRUCK, BUS, TRAIN, MOTO, BIKE) = range(19)
@@ -577,9 +577,9 @@ def _fence(sc: _Scene, sgn, xp, z0, z1, height) -> None:
     dark = sc.inst(FENCE, c * sc.style.side_shade, 2, abs(xp))
     kind = int(rng.choice(3, p=(0.35, 0.35, 0.3)))  # 0 pickets, 1 lattice, 2 rails
     step = rng.uniform(1.8, 2.8)
-    pstep = rng.uniform(0.32, 0.45)
-    period = rng.uniform(0.6, 0.9)
-    n_rails = int(rng.integers(3, 5))
+    pstep = rng.uniform(0.26, 0.36)
+    period = rng.uniform(0.5, 0.75)
+    n_rails = int(rng.integers(4, 7))
     z0 = max(z0, 1.0)
     if z1 <= z0:
         return
@@ -592,7 +592,7 @@ def _fence(sc: _Scene, sgn, xp, z0, z1, height) -> None:
     if kind == 0:  # pickets
         z = z0
         while z < z1 and gap_px(z, pstep) >= 2.0 * k:
-            sc.vstrip(xp, z, 0.1, 0.08, height - 0.08, iid)
+            sc.vstrip(xp, z, 0.13, 0.08, height - 0.08, iid)
             z += pstep
         rails = ((0.2, 0.14), (height - 0.35, 0.14))
     elif kind == 1:  # diagonal lattice
@@ -607,17 +607,34 @@ def _fence(sc: _Scene, sgn, xp, z0, z1, height) -> None:
                     ta, tb = (za - z) / span, (zb - z) / span
                     y_a = ya + span * (ta if rising else 1 - ta)
                     y_b = ya + span * (tb if rising else 1 - tb)
-                    sc.dstrip(xp, za, y_a, zb, y_b, 0.08, iid)
+                    sc.dstrip(xp, za, y_a, zb, y_b, 0.13, iid)
             z += period
         rails = ((0.0, 0.14), (height - 0.14, 0.14))
     else:  # posts and rails
-        rails = tuple((float(y), 0.12) for y in np.linspace(0.25, height - 0.12, n_rails))
+        rails = tuple((float(y), 0.15) for y in np.linspace(0.2, height - 0.15, n_rails))
     for y, t in rails:
         sc.hstrip(xp, y, t, z0, z1, iid, 2.0 if kind != 2 else 1.5)
     z = z0
     while z < z1 and gap_px(z, step) >= 3.0 * k:  # posts
         sc.vstrip(xp, z, 0.15, 0.0, height + 0.1, dark, 2.0)
         z += step
+
+
+def _railing(sc: _Scene, xp, za, zb, height, iid, dark) -> None:
+    """One 2-3 m piece of a pedestrian guard rail on the curb (drawn piecewise so that the
+    painter's order against the street objects stays right): a post, two rails, balusters."""
+    za = max(za, 1.0)
+    if zb <= za:
+        return
+    f, k = sc.f, sc.k
+    ax = max(abs(xp), 0.1)
+    z = za + 0.15
+    while z < zb - 0.05 and f * ax * 0.22 / (z * (z + 0.22)) >= 2.0 * k:
+        sc.vstrip(xp, z, 0.05, 0.15, height, iid)
+        z += 0.22
+    sc.hstrip(xp, height - 0.1, 0.1, za, zb, iid, 2.0)
+    sc.hstrip(xp, 0.15, 0.08, za, zb, iid, 1.0)
+    sc.vstrip(xp, za, 0.1, 0.0, height + 0.05, dark, 2.0)
 
 
 def _hedge(sc: _Scene, sgn, xp, z0, z1, height) -> None:
@@ -661,19 +678,30 @@ def _tree(sc: _Scene, x, z, scale=1.0, conifer=False) -> None:
     sc.shadow_blob(x, z, rc, cy)
 
 
+# Minimum on-screen sizes, in pixels per metre of a 256-pixel-wide image (see _Scene.bbm): the
+# heads of traffic lights and signs, pedestrians and two-wheelers never shrink below them.
+_MIN_S_LIGHT = 11.0    # a 0.6 x 1.2 m light box -> at least 6.6 x 13.2 px
+_MIN_S_SIGN_D = 8.0    # sign diameter in pixels
+_MIN_S_PERSON = 7.0    # a 1.75 m pedestrian -> at least ~12 px tall, ~4 px wide
+_MIN_S_RIDER = 9.0     # two-wheelers (and their riders) -> wheels at least ~6 px across
+_POLE_PX = 3.0         # poles are at least 3 px wide
+
+
 def _lamp(sc: _Scene, x, z, sgn) -> None:
     rng = sc.rng
     u, v, s = sc.bb(x, z)
     iid = sc.new(POLE, "pole", z)
-    hp = rng.uniform(5.5, 9.0)
-    w = rng.uniform(0.14, 0.24)
-    sc.bbar(u, v, s, 0.0, w, 0.0, hp, iid)
-    if rng.random() < 0.8:
-        arm = rng.uniform(1.0, 2.5) * -sgn
-        sc.bline(u, v, s, [(0.0, hp - 0.05), (arm * 0.6, hp + 0.25), (arm, hp + 0.2)], 0.1, iid)
+    hp = rng.uniform(5.5, 8.5)
+    w = rng.uniform(0.2, 0.3)
+    arm_p, arm_l = rng.random(), rng.uniform(1.0, 2.5)
+    sc.bbar(u, v, s, 0.0, w, 0.0, hp, iid, _POLE_PX)
+    if arm_p < 0.8:
+        arm = arm_l * -sgn
+        sc.bline(u, v, s, [(0.0, hp - 0.05), (arm * 0.6, hp + 0.25), (arm, hp + 0.2)], 0.12, iid, 2.0)
         head = sc.new(POLE, "pole", z, shade=0.7)
-        sc.bpoly(u, v, s, [(arm - 0.35, hp + 0.28), (arm + 0.35, hp + 0.28), (arm + 0.25, hp + 0.08),
-                           (arm - 0.25, hp + 0.08)], head)
+        hu, hv = u + s * arm, v - s * (hp + 0.18)
+        hs = max(s, 7.0 * sc.k)  # the lamp head at least ~6 px wide
+        sc.bpoly(hu, hv, hs, [(-0.45, 0.12), (0.45, 0.12), (0.32, -0.12), (-0.32, -0.12)], head)
     if sc.style.shadow > 0:
         sx, sz = sc.sun
         sc.shadows.append([(x - w, z), (x + w, z), (x + w + sx * hp, z + sz * hp),
@@ -681,18 +709,25 @@ def _lamp(sc: _Scene, x, z, sgn) -> None:
 
 
 def _light_box(sc: _Scene, u, v, s, cx, ytop, front, z) -> None:
+    """A traffic-light head hanging from (cx, ytop) of the frame (u, v, s): a dark box with
+    three round lamps, never smaller than ``_MIN_S_LIGHT``."""
     box = sc.new(LIGHT, "tl_box", z)
-    w, hb = 0.34, 0.95
-    sc.bpoly(u, v, s, [(cx - w / 2, ytop - hb), (cx + w / 2, ytop - hb), (cx + w / 2, ytop),
-                       (cx - w / 2, ytop)], box)
+    lit = int(sc.rng.integers(3))
+    pu, pv = u + s * cx, v - s * ytop
+    hs = max(s, _MIN_S_LIGHT * sc.k)
+    w, hb = 0.6, 1.2
+    sc.bpoly(pu, pv, hs, [(-w / 2, -hb), (w / 2, -hb), (w / 2, 0.0), (-w / 2, 0.0)], box)
     if front:
-        lit = int(sc.rng.integers(3))
         for k, name in enumerate(("tl_red", "tl_amber", "tl_green")):
             iid = sc.new(LIGHT, name if k == lit else "tl_off", z)
-            sc.bell(u, v, s, cx, ytop - 0.17 - k * 0.3, 0.1, 0.1, iid)
-        # visor plate behind the box
-        sc.bpoly(u, v, s, [(cx - w / 2 - 0.08, ytop - hb + 0.05), (cx - w / 2, ytop - hb + 0.05),
-                           (cx - w / 2, ytop - 0.05), (cx - w / 2 - 0.08, ytop - 0.05)], box)
+            sc.bell(pu, pv, hs, 0.0, -0.22 - k * 0.38, 0.16, 0.16, iid)
+        # visor plate beside the box
+        sc.bpoly(pu, pv, hs, [(-w / 2 - 0.12, -hb + 0.08), (-w / 2, -hb + 0.08), (-w / 2, -0.08),
+                              (-w / 2 - 0.12, -0.08)], box)
+    else:
+        back = sc.new(LIGHT, "tl_box", z, shade=1.4)
+        sc.bpoly(pu, pv, hs, [(-w / 2 + 0.1, -hb + 0.12), (w / 2 - 0.1, -hb + 0.12),
+                              (w / 2 - 0.1, -0.12), (-w / 2 + 0.1, -0.12)], back)
 
 
 def _traffic_light(sc: _Scene, x, z, sgn) -> None:
@@ -702,74 +737,90 @@ def _traffic_light(sc: _Scene, x, z, sgn) -> None:
     front = rng.random() < 0.8
     if rng.random() < 0.45:  # overhead arm over the road
         hp = rng.uniform(5.5, 7.0)
-        sc.bbar(u, v, s, 0.0, 0.22, 0.0, hp, pole)
-        arm = -sgn * rng.uniform(3.0, 7.0)
-        sc.bline(u, v, s, [(0.0, hp - 0.2), (arm, hp - 0.2)], 0.14, pole)
+        sc.bbar(u, v, s, 0.0, 0.24, 0.0, hp, pole, _POLE_PX)
+        arm = -sgn * rng.uniform(3.0, 6.0)
+        sc.bline(u, v, s, [(0.0, hp - 0.2), (arm, hp - 0.2)], 0.16, pole, 2.0)
         _light_box(sc, u, v, s, arm * 0.85, hp - 0.25, front, z)
         if rng.random() < 0.5:
-            _light_box(sc, u, v, s, arm * 0.45, hp - 0.25, front, z)
+            _light_box(sc, u, v, s, arm * 0.4, hp - 0.25, front, z)
     else:
-        hp = rng.uniform(2.6, 3.8)
-        sc.bbar(u, v, s, 0.0, 0.16, 0.0, hp, pole)
-        _light_box(sc, u, v, s, 0.0, hp + 0.95, front, z)
-        if rng.random() < 0.3:  # a small pedestrian light lower down
-            _light_box(sc, u, v, s, -sgn * 0.25, 2.3, front, z)
+        hp = rng.uniform(2.6, 3.6)
+        sc.bbar(u, v, s, 0.0, 0.18, 0.0, hp, pole, _POLE_PX)
+        _light_box(sc, u, v, s, 0.0, hp + max(1.2, _MIN_S_LIGHT * sc.k * 1.2 / s), front, z)
     if sc.style.shadow > 0:
         sx, sz = sc.sun
         sc.shadows.append([(x - 0.15, z), (x + 0.15, z), (x + 0.15 + sx * hp, z + sz * hp),
                            (x - 0.15 + sx * hp, z + sz * hp)])
 
 
-def _sign(sc: _Scene, u, v, s, cy, kind, z, front=True) -> None:
-    r = sc.rng.uniform(0.28, 0.42)
+def _sign(sc: _Scene, u, v, s, kind, z, front=True, r: float | None = None) -> float:
+    """A sign plate centred at pixel (u, v) drawn with ``s`` pixels per metre; returns the
+    plate's half height in metres."""
+    rng = sc.rng
+    if r is None:
+        r = rng.uniform(0.35, 0.5)
+    flip, choice = rng.random(), rng.random()
+    cy = 0.0
     if not front:
         back = sc.new(SIGN, "sign_back", z)
-        if kind in ("circle", "octagon"):
+        if kind in ("circle", "octagon", "blue"):
             sc.bell(u, v, s, 0, cy, r, r, back)
         elif kind == "triangle":
             sc.bpoly(u, v, s, [(-r * 1.15, cy + r * 0.8), (r * 1.15, cy + r * 0.8), (0, cy - r * 1.1)], back)
+        elif kind == "diamond":
+            sc.bpoly(u, v, s, [(-r, cy), (0, cy + r), (r, cy), (0, cy - r)], back)
         else:
-            sc.bpoly(u, v, s, [(-r, cy - r * 0.7), (r, cy - r * 0.7), (r, cy + r * 0.7), (-r, cy + r * 0.7)], back)
-        return
+            sc.bpoly(u, v, s, [(-r * 1.1, cy - r * 0.75), (r * 1.1, cy - r * 0.75),
+                               (r * 1.1, cy + r * 0.75), (-r * 1.1, cy + r * 0.75)], back)
+        return r
     if kind == "circle":
         outer = sc.new(SIGN, "sign_red", z)
         sc.bell(u, v, s, 0, cy, r, r, outer)
-        if sc.rng.random() < 0.5:
+        if flip < 0.5:
             inner = sc.new(SIGN, "sign_white", z)
-            sc.bell(u, v, s, 0, cy, r * 0.72, r * 0.72, inner)
+            sc.bell(u, v, s, 0, cy, r * 0.68, r * 0.68, inner)
+        else:  # no-entry bar
+            inner = sc.new(SIGN, "sign_white", z)
+            sc.bpoly(u, v, s, [(-r * 0.65, -r * 0.2), (r * 0.65, -r * 0.2), (r * 0.65, r * 0.2),
+                               (-r * 0.65, r * 0.2)], inner)
     elif kind == "blue":
         disc = sc.new(SIGN, "sign_blue", z)
         sc.bell(u, v, s, 0, cy, r, r, disc)
         arrow = sc.new(SIGN, "sign_white", z)
-        sc.bpoly(u, v, s, [(-0.06, cy - r * 0.6), (0.06, cy - r * 0.6), (0.06, cy + 0.1),
-                           (r * 0.4, cy + 0.1), (0, cy + r * 0.65), (-r * 0.4, cy + 0.1),
-                           (-0.06, cy + 0.1)], arrow)
+        sc.bpoly(u, v, s, [(-0.1 * r, cy - r * 0.6), (0.1 * r, cy - r * 0.6), (0.1 * r, cy + 0.1 * r),
+                           (r * 0.45, cy + 0.1 * r), (0, cy + r * 0.65), (-r * 0.45, cy + 0.1 * r),
+                           (-0.1 * r, cy + 0.1 * r)], arrow)
     elif kind == "triangle":
         outer = sc.new(SIGN, "sign_red", z)
         pts = [(-r * 1.15, cy - r * 0.8), (r * 1.15, cy - r * 0.8), (0, cy + r * 1.1)]
-        if sc.rng.random() < 0.5:  # yield sign: pointing down
+        if flip < 0.5:  # yield sign: pointing down
             pts = [(-r * 1.15, cy + r * 0.8), (r * 1.15, cy + r * 0.8), (0, cy - r * 1.1)]
         sc.bpoly(u, v, s, pts, outer)
         inner = sc.new(SIGN, "sign_white", z)
-        sc.bpoly(u, v, s, [(0.62 * px, cy + 0.62 * (py - cy)) for px, py in pts], inner)
+        sc.bpoly(u, v, s, [(0.55 * px, cy + 0.55 * (py - cy)) for px, py in pts], inner)
     elif kind == "octagon":
         outer = sc.new(SIGN, "sign_red", z)
         sc.bpoly(u, v, s, [(r * math.cos(math.pi / 8 + k * math.pi / 4),
                             cy + r * math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)], outer)
+        inner = sc.new(SIGN, "sign_white", z)
+        sc.bpoly(u, v, s, [(-r * 0.6, -r * 0.15), (r * 0.6, -r * 0.15), (r * 0.6, r * 0.15),
+                           (-r * 0.6, r * 0.15)], inner)
     elif kind == "diamond":
         outer = sc.new(SIGN, "sign_white", z)
         sc.bpoly(u, v, s, [(-r, cy), (0, cy + r), (r, cy), (0, cy - r)], outer)
         inner = sc.new(SIGN, "sign_yellow", z)
         sc.bpoly(u, v, s, [(-r * 0.65, cy), (0, cy + r * 0.65), (r * 0.65, cy), (0, cy - r * 0.65)], inner)
     else:  # rectangle
-        outer = sc.new(SIGN, "sign_blue" if sc.rng.random() < 0.6 else "sign_white", z)
+        outer = sc.new(SIGN, "sign_blue" if choice < 0.6 else "sign_white", z)
         w, hh = r * 1.1, r * 0.75
-        if sc.rng.random() < 0.4:
+        if flip < 0.4:
             w, hh = hh, w
         sc.bpoly(u, v, s, [(-w, cy - hh), (w, cy - hh), (w, cy + hh), (-w, cy + hh)], outer)
         inner = sc.new(SIGN, "sign_white", z)
-        sc.bpoly(u, v, s, [(-w * 0.5, cy - hh * 0.12), (w * 0.6, cy - hh * 0.12),
-                           (w * 0.6, cy + hh * 0.12), (-w * 0.5, cy + hh * 0.12)], inner)
+        sc.bpoly(u, v, s, [(-w * 0.55, cy - hh * 0.5), (w * 0.55, cy - hh * 0.5),
+                           (w * 0.55, cy + hh * 0.5), (-w * 0.55, cy + hh * 0.5)], inner)
+        return hh
+    return r
 
 
 _SIGN_KINDS = ("circle", "blue", "triangle", "octagon", "diamond", "rect")
@@ -779,12 +830,19 @@ def _sign_post(sc: _Scene, x, z) -> None:
     rng = sc.rng
     u, v, s = sc.bb(x, z)
     pole = sc.new(POLE, "pole", z)
-    hp = rng.uniform(2.0, 2.9)
-    sc.bbar(u, v, s, 0.0, 0.08, 0.0, hp + 0.2, pole)
+    hp = rng.uniform(2.2, 3.0)
+    r = rng.uniform(0.35, 0.5)
     front = rng.random() < 0.82
-    _sign(sc, u, v, s, hp + 0.35, _SIGN_KINDS[int(rng.integers(len(_SIGN_KINDS)))], z, front)
-    if rng.random() < 0.3:
-        _sign(sc, u, v, s, hp - 0.45, "rect", z, front)
+    kind = _SIGN_KINDS[int(rng.integers(len(_SIGN_KINDS)))]
+    second = rng.random() < 0.3
+    r2 = rng.uniform(0.3, 0.4)
+    hs = max(s, _MIN_S_SIGN_D * sc.k / (2 * r))  # the plate at least ~8 px across
+    top = v - s * hp  # the top of the post, the centre of the (first) plate
+    sc.bbar(u, v, s, 0.0, 0.1, 0.0, hp, pole, _POLE_PX)
+    half = _sign(sc, u, top, hs, kind, z, front, r)
+    if second:
+        cy = min(top + hs * (half + 0.08 + r2 * 0.75), v - hs * r2 - 2 * sc.k)
+        _sign(sc, u, cy, hs, "rect", z, front, r2)
     if sc.style.shadow > 0:
         sx, sz = sc.sun
         sc.shadows.append([(x - 0.05, z), (x + 0.05, z), (x + 0.05 + sx * hp, z + sz * hp),
@@ -798,83 +856,93 @@ def _person_colours(sc: _Scene, z, cls):
 
 def _person(sc: _Scene, x, z, view: str, cls: int = PERSON) -> None:
     rng = sc.rng
-    u, v, s = sc.bb(x, z)
+    u, v, s = sc.bbm(x, z, _MIN_S_PERSON)
     s *= rng.uniform(1.55, 1.95) / 1.75
     shirt, pants, skin, hair = _person_colours(sc, z, cls)
+    d = 1 if rng.random() < 0.5 else -1
+    st = rng.uniform(0.1, 0.28)
+    sp = rng.uniform(0.0, 0.08)
+    bag = rng.random() < 0.25
     if view == "side":
-        d = 1 if rng.random() < 0.5 else -1
-        st = rng.uniform(0.1, 0.28)
-        sc.bpoly(u, v, s, [(-0.07, 0.9), (0.07, 0.9), (d * st + 0.07, 0), (d * st - 0.07, 0)], pants)
-        sc.bpoly(u, v, s, [(-0.07, 0.9), (0.07, 0.9), (-d * st + 0.07, 0), (-d * st - 0.07, 0)], pants)
-        sc.bpoly(u, v, s, [(-0.13, 0.86), (0.13, 0.86), (0.12, 1.45), (-0.12, 1.45)], shirt)
-        sc.bpoly(u, v, s, [(-0.05, 1.42), (0.05, 1.42), (d * 0.16 + 0.05, 0.9), (d * 0.16 - 0.05, 0.9)], shirt)
-        sc.bell(u, v, s, d * 0.02, 1.6, 0.1, 0.12, skin)
-        sc.bell(u, v, s, -d * 0.02, 1.66, 0.1, 0.07, hair)
+        sc.bpoly(u, v, s, [(-0.09, 0.92), (0.09, 0.92), (d * st + 0.09, 0), (d * st - 0.09, 0)], pants)
+        sc.bpoly(u, v, s, [(-0.09, 0.92), (0.09, 0.92), (-d * st + 0.09, 0), (-d * st - 0.09, 0)], pants)
+        sc.bpoly(u, v, s, [(-0.17, 0.86), (0.17, 0.86), (0.15, 1.46), (-0.15, 1.46)], shirt)
+        sc.bpoly(u, v, s, [(-0.07, 1.42), (0.07, 1.42), (d * 0.18 + 0.07, 0.88), (d * 0.18 - 0.07, 0.88)], shirt)
+        if bag:  # a backpack
+            sc.bpoly(u, v, s, [(-d * 0.15, 1.0), (-d * 0.3, 1.02), (-d * 0.3, 1.38), (-d * 0.15, 1.4)], pants)
+        sc.bell(u, v, s, d * 0.02, 1.6, 0.12, 0.13, skin)
+        sc.bell(u, v, s, -d * 0.02, 1.67, 0.12, 0.08, hair)
     else:
-        sp = rng.uniform(0.0, 0.08)
-        sc.bpoly(u, v, s, [(-0.17 - sp, 0), (-0.04 - sp, 0), (-0.02, 0.9), (-0.16, 0.9)], pants)
-        sc.bpoly(u, v, s, [(0.04 + sp, 0), (0.17 + sp, 0), (0.16, 0.9), (0.02, 0.9)], pants)
-        sc.bpoly(u, v, s, [(-0.19, 0.86), (0.19, 0.86), (0.23, 1.45), (-0.23, 1.45)], shirt)
-        sc.bpoly(u, v, s, [(-0.23, 1.43), (-0.16, 1.43), (-0.25, 0.82), (-0.31, 0.85)], shirt)
-        sc.bpoly(u, v, s, [(0.16, 1.43), (0.23, 1.43), (0.31, 0.85), (0.25, 0.82)], shirt)
-        sc.bell(u, v, s, 0, 1.6, 0.1, 0.12, skin)
+        sc.bpoly(u, v, s, [(-0.2 - sp, 0), (-0.04 - sp, 0), (-0.02, 0.92), (-0.19, 0.92)], pants)
+        sc.bpoly(u, v, s, [(0.04 + sp, 0), (0.2 + sp, 0), (0.19, 0.92), (0.02, 0.92)], pants)
+        sc.bpoly(u, v, s, [(-0.22, 0.86), (0.22, 0.86), (0.26, 1.46), (-0.26, 1.46)], shirt)
+        sc.bpoly(u, v, s, [(-0.26, 1.44), (-0.18, 1.44), (-0.28, 0.82), (-0.35, 0.85)], shirt)
+        sc.bpoly(u, v, s, [(0.18, 1.44), (0.26, 1.44), (0.35, 0.85), (0.28, 0.82)], shirt)
+        sc.bell(u, v, s, 0, 1.6, 0.12, 0.13, skin)
         if view == "back":
-            sc.bell(u, v, s, 0, 1.62, 0.105, 0.11, hair)
+            sc.bell(u, v, s, 0, 1.63, 0.125, 0.12, hair)
         else:
-            sc.bell(u, v, s, 0, 1.68, 0.1, 0.05, hair)
-        if rng.random() < 0.2:  # a bag
-            bag = sc.new(cls, "pants", z)
-            sc.bpoly(u, v, s, [(0.25, 0.75), (0.45, 0.75), (0.45, 1.0), (0.25, 1.0)], bag)
+            sc.bell(u, v, s, 0, 1.69, 0.12, 0.06, hair)
+        if bag:  # a bag
+            sc.bpoly(u, v, s, [(0.28, 0.72), (0.5, 0.72), (0.5, 1.0), (0.28, 1.0)], pants)
     sc.shadow_blob(x, z, 0.3, 0.8)
 
 
-def _bicycle_side(sc: _Scene, u, v, s, d, z) -> None:
+def _bicycle_side(sc: _Scene, u, v, s, d, z, c: float = 1.0) -> None:
+    """A bicycle seen from the side (``c`` = 1) or obliquely (``c`` < 1: squeezed sideways)."""
     frame = sc.new(BIKE, "bike", z)
     tyre = sc.new(BIKE, "tyre", z)
-    for cx in (-0.53, 0.53):
-        sc.bell(u, v, s, d * cx, 0.34, 0.34, 0.34, tyre, ring=0.06)
-    pts = [(-0.53, 0.34), (-0.05, 0.34), (-0.15, 0.9), (0.45, 0.9), (0.53, 0.34)]
-    sc.bline(u, v, s, [(d * a, b) for a, b in pts], 0.05, frame)
-    sc.bline(u, v, s, [(d * -0.05, 0.34), (d * 0.45, 0.9)], 0.05, frame)
-    sc.bline(u, v, s, [(d * -0.53, 0.34), (d * -0.15, 0.9)], 0.04, frame)
-    sc.bline(u, v, s, [(d * 0.45, 0.9), (d * 0.42, 1.05), (d * 0.3, 1.08)], 0.04, frame)
-    sc.bline(u, v, s, [(d * -0.27, 0.94), (d * -0.05, 0.94)], 0.06, tyre)
+    D = lambda a, b: (d * c * a, b)  # noqa: E731
+    for cx in (-0.55, 0.55):
+        sc.bell(u, v, s, d * c * cx, 0.37, 0.37 * max(c, 0.3), 0.37, tyre, ring=0.1)
+    pts = [(-0.55, 0.37), (-0.05, 0.37), (-0.15, 0.92), (0.45, 0.92), (0.55, 0.37)]
+    sc.bline(u, v, s, [D(a, b) for a, b in pts], 0.08, frame)
+    sc.bline(u, v, s, [D(-0.05, 0.37), D(0.45, 0.92)], 0.08, frame)
+    sc.bline(u, v, s, [D(-0.55, 0.37), D(-0.15, 0.92)], 0.06, frame)
+    sc.bline(u, v, s, [D(0.45, 0.92), D(0.42, 1.07), D(0.3, 1.1)], 0.07, frame)
+    sc.bline(u, v, s, [D(-0.27, 0.97), D(-0.05, 0.97)], 0.08, tyre)
 
 
-def _motorcycle_side(sc: _Scene, u, v, s, d, z) -> None:
+def _motorcycle_side(sc: _Scene, u, v, s, d, z, c: float = 1.0) -> None:
+    """A motorcycle seen from the side (``c`` = 1) or obliquely (``c`` < 1)."""
     body = sc.new(MOTO, "moto", z)
     dark = sc.new(MOTO, "tyre", z)
     metal = sc.new(MOTO, "metal", z)
-    for cx in (-0.72, 0.72):
-        sc.bell(u, v, s, d * cx, 0.32, 0.32, 0.32, dark)
-        sc.bell(u, v, s, d * cx, 0.32, 0.13, 0.13, metal)
-    sc.bpoly(u, v, s, [(d * a, b) for a, b in [(-0.35, 0.25), (0.3, 0.25), (0.4, 0.6), (-0.3, 0.6)]], metal)
-    sc.bpoly(u, v, s, [(d * a, b) for a, b in [(-0.85, 0.62), (-0.3, 0.55), (0.45, 0.6), (0.62, 0.85),
-                                               (0.35, 0.98), (0.0, 0.92), (-0.75, 0.88)]], body)
-    sc.bline(u, v, s, [(d * 0.72, 0.32), (d * 0.5, 1.0), (d * 0.38, 1.1)], 0.07, dark)
+    D = lambda a, b: (d * c * a, b)  # noqa: E731
+    for cx in (-0.75, 0.75):
+        sc.bell(u, v, s, d * c * cx, 0.34, 0.34 * max(c, 0.35), 0.34, dark)
+        sc.bell(u, v, s, d * c * cx, 0.34, 0.14 * max(c, 0.35), 0.14, metal)
+    sc.bpoly(u, v, s, [D(a, b) for a, b in [(-0.4, 0.22), (0.35, 0.22), (0.45, 0.62), (-0.35, 0.62)]], metal)
+    sc.bpoly(u, v, s, [D(a, b) for a, b in [(-0.9, 0.6), (-0.3, 0.52), (0.5, 0.58), (0.68, 0.9),
+                                            (0.38, 1.02), (0.0, 0.95), (-0.8, 0.9)]], body)
+    sc.bline(u, v, s, [D(0.75, 0.34), D(0.52, 1.02), D(0.4, 1.12)], 0.09, dark)
 
 
 def _rider(sc: _Scene, x, z, view: str, motor: bool) -> None:
+    """A cyclist or motorcyclist: ``view`` is "side", "oblique", "back" or "front"."""
     rng = sc.rng
-    u, v, s = sc.bb(x, z)
+    u, v, s = sc.bbm(x, z, _MIN_S_RIDER)
     s *= rng.uniform(0.92, 1.08)
     shirt, pants, skin, hair = _person_colours(sc, z, RIDER)
     helmet = sc.new(RIDER, "cloth", z) if (motor or rng.random() < 0.4) else hair
-    if view == "side":
-        d = 1 if rng.random() < 0.5 else -1
+    d = 1 if rng.random() < 0.5 else -1
+    c = rng.uniform(0.4, 0.6)
+    if view in ("side", "oblique"):
+        if view == "side":
+            c = 1.0
         if motor:
-            _motorcycle_side(sc, u, v, s, d, z)
-            hip, sh, hand, knee, foot = (-0.2, 1.0), (0.1, 1.58), (0.38, 1.1), (0.2, 0.8), (0.05, 0.35)
+            _motorcycle_side(sc, u, v, s, d, z, c)
+            hip, sh, hand, knee, foot = (-0.2, 1.02), (0.1, 1.6), (0.4, 1.12), (0.2, 0.8), (0.05, 0.35)
         else:
-            _bicycle_side(sc, u, v, s, d, z)
-            hip, sh, hand, knee, foot = (-0.15, 0.98), (0.15, 1.55), (0.32, 1.07), (0.12, 0.68), (-0.02, 0.25)
-        D = lambda p: (d * p[0], p[1])  # noqa: E731
-        sc.bline(u, v, s, [D(hip), D(knee), D(foot)], 0.15, pants)
-        sc.bline(u, v, s, [D(hip), D(sh)], 0.32, shirt)
-        sc.bline(u, v, s, [D(sh), D((hand[0] - 0.05, hand[1] + 0.12)), D(hand)], 0.1, shirt)
-        sc.bell(u, v, s, d * (sh[0] + 0.1), sh[1] + 0.17, 0.11, 0.12, skin)
-        sc.bell(u, v, s, d * (sh[0] + 0.07), sh[1] + 0.24, 0.13 if helmet != hair else 0.11,
-                0.09, helmet)
+            _bicycle_side(sc, u, v, s, d, z, c)
+            hip, sh, hand, knee, foot = (-0.15, 1.0), (0.15, 1.57), (0.34, 1.09), (0.12, 0.68), (-0.02, 0.25)
+        D = lambda p: (d * c * p[0], p[1])  # noqa: E731
+        sc.bline(u, v, s, [D(hip), D(knee), D(foot)], 0.17, pants)
+        sc.bline(u, v, s, [D(hip), D(sh)], 0.36, shirt)
+        sc.bline(u, v, s, [D(sh), D((hand[0] - 0.05, hand[1] + 0.12)), D(hand)], 0.12, shirt)
+        sc.bell(u, v, s, d * c * (sh[0] + 0.1), sh[1] + 0.18, 0.13, 0.13, skin)
+        sc.bell(u, v, s, d * c * (sh[0] + 0.07), sh[1] + 0.25, 0.14 if helmet != hair else 0.12,
+                0.1, helmet)
         sc.shadow_blob(x, z, 0.6, 0.5)
         return
     # seen from behind (riding along the road) or from the front
@@ -882,31 +950,42 @@ def _rider(sc: _Scene, x, z, view: str, motor: bool) -> None:
     tyre = sc.new(vehicle_cls, "tyre", z)
     body = sc.new(vehicle_cls, "moto" if motor else "bike", z)
     if motor:
-        sc.bpoly(u, v, s, [(-0.08, 0), (0.08, 0), (0.08, 0.62), (-0.08, 0.62)], tyre)
-        sc.bpoly(u, v, s, [(-0.28, 0.45), (0.28, 0.45), (0.24, 0.92), (-0.24, 0.92)], body)
+        sc.bpoly(u, v, s, [(-0.1, 0), (0.1, 0), (0.1, 0.66), (-0.1, 0.66)], tyre)
+        sc.bpoly(u, v, s, [(-0.32, 0.42), (0.32, 0.42), (0.27, 0.95), (-0.27, 0.95)], body)
         light = sc.new(MOTO, "taillight" if view == "back" else "headlight", z)
-        sc.bpoly(u, v, s, [(-0.1, 0.62), (0.1, 0.62), (0.1, 0.72), (-0.1, 0.72)], light)
-        sc.bline(u, v, s, [(-0.42, 1.1), (0.42, 1.1)], 0.06, tyre)
-        hip_y = 1.0
+        sc.bpoly(u, v, s, [(-0.12, 0.62), (0.12, 0.62), (0.12, 0.75), (-0.12, 0.75)], light)
+        sc.bline(u, v, s, [(-0.45, 1.12), (0.45, 1.12)], 0.08, tyre)
+        hip_y = 1.02
     else:
-        sc.bpoly(u, v, s, [(-0.025, 0), (0.025, 0), (0.025, 0.68), (-0.025, 0.68)], tyre)
-        sc.bline(u, v, s, [(0.0, 0.5), (0.0, 0.95)], 0.05, body)
-        sc.bline(u, v, s, [(-0.3, 1.05), (0.3, 1.05)], 0.04, body)
-        hip_y = 0.97
-    sc.bline(u, v, s, [(-0.1, hip_y), (-0.2, hip_y - 0.35), (-0.15, 0.3)], 0.14, pants)
-    sc.bline(u, v, s, [(0.1, hip_y), (0.2, hip_y - 0.3), (0.15, 0.45)], 0.14, pants)
-    sc.bpoly(u, v, s, [(-0.18, hip_y - 0.05), (0.18, hip_y - 0.05), (0.22, hip_y + 0.55),
-                       (-0.22, hip_y + 0.55)], shirt)
-    sc.bline(u, v, s, [(-0.2, hip_y + 0.5), (-0.3, hip_y + 0.1)], 0.09, shirt)
-    sc.bline(u, v, s, [(0.2, hip_y + 0.5), (0.3, hip_y + 0.1)], 0.09, shirt)
-    sc.bell(u, v, s, 0, hip_y + 0.7, 0.1, 0.12, skin)
-    sc.bell(u, v, s, 0, hip_y + 0.74, 0.125, 0.1, helmet)
+        sc.bpoly(u, v, s, [(-0.05, 0), (0.05, 0), (0.05, 0.72), (-0.05, 0.72)], tyre)
+        sc.bbar(u, v, s, 0.0, 0.06, 0.0, 0.72, tyre, 2.0)
+        sc.bline(u, v, s, [(0.0, 0.5), (0.0, 0.97)], 0.07, body, 2.0)
+        sc.bline(u, v, s, [(-0.34, 1.07), (0.34, 1.07)], 0.06, body)
+        hip_y = 0.98
+    sc.bline(u, v, s, [(-0.11, hip_y), (-0.22, hip_y - 0.35), (-0.16, 0.3)], 0.16, pants)
+    sc.bline(u, v, s, [(0.11, hip_y), (0.22, hip_y - 0.3), (0.16, 0.45)], 0.16, pants)
+    sc.bpoly(u, v, s, [(-0.21, hip_y - 0.05), (0.21, hip_y - 0.05), (0.25, hip_y + 0.56),
+                       (-0.25, hip_y + 0.56)], shirt)
+    sc.bline(u, v, s, [(-0.22, hip_y + 0.5), (-0.33, hip_y + 0.1)], 0.1, shirt)
+    sc.bline(u, v, s, [(0.22, hip_y + 0.5), (0.33, hip_y + 0.1)], 0.1, shirt)
+    sc.bell(u, v, s, 0, hip_y + 0.71, 0.12, 0.13, skin)
+    sc.bell(u, v, s, 0, hip_y + 0.76, 0.14, 0.11, helmet)
     sc.shadow_blob(x, z, 0.4, 0.6)
 
 
 def _parked_bicycle(sc: _Scene, x, z) -> None:
-    u, v, s = sc.bb(x, z)
-    _bicycle_side(sc, u, v, s, 1 if sc.rng.random() < 0.5 else -1, z)
+    u, v, s = sc.bbm(x, z, _MIN_S_RIDER)
+    d = 1 if sc.rng.random() < 0.5 else -1
+    c = 1.0 if sc.rng.random() < 0.5 else sc.rng.uniform(0.45, 0.7)
+    _bicycle_side(sc, u, v, s, d, z, c)
+
+
+def _parked_motorcycle(sc: _Scene, x, z) -> None:
+    u, v, s = sc.bbm(x, z, _MIN_S_RIDER)
+    d = 1 if sc.rng.random() < 0.5 else -1
+    c = 1.0 if sc.rng.random() < 0.5 else sc.rng.uniform(0.45, 0.7)
+    _motorcycle_side(sc, u, v, s, d, z, c)
+    sc.shadow_blob(x, z, 0.6, 0.4)
 
 
 def _car(sc: _Scene, xc, z0, front: bool) -> None:
@@ -968,9 +1047,9 @@ def _truck(sc: _Scene, xc, z0, front: bool) -> None:
     x0, x1 = xc - wd / 2, xc + wd / 2
     cab_c = sc.colour("car")
     box_c = sc.colour("truck_box")
-    lb = rng.uniform(5.0, 8.5)
-    hb = rng.uniform(3.2, 3.9)
-    hcab = rng.uniform(2.6, 3.0)
+    lb = rng.uniform(6.0, 9.0)
+    hb = rng.uniform(3.5, 4.1)
+    hcab = rng.uniform(2.7, 3.1)
     it = sc.new(TRUCK, "tyre", z0)
     cab = (sc.inst(TRUCK, cab_c, 0, z0), sc.inst(TRUCK, cab_c * st.side_shade, 0, z0 + 1),
            sc.inst(TRUCK, cab_c * st.top_shade, 0, z0 + 1))
@@ -998,10 +1077,14 @@ def _truck(sc: _Scene, xc, z0, front: bool) -> None:
             lt = sc.new(TRUCK, "headlight", za)
             for xa in (x0 + 0.1, x1 - 0.4):
                 sc.poly([(xa, 0.8, za), (xa + 0.3, 0.8, za), (xa + 0.3, 1.0, za), (xa, 1.0, za)], lt)
-        if not is_cab and not front:
+        if not is_cab and not front:  # cargo doors: a frame, a seam and a bumper
             seam = sc.new(TRUCK, "tyre", za, shade=2.5)
-            sc.poly([(xc - 0.03, 0.7, za), (xc + 0.03, 0.7, za), (xc + 0.03, hh - 0.1, za),
-                     (xc - 0.03, hh - 0.1, za)], seam)
+            sc.poly([(xc - 0.05, 0.7, za), (xc + 0.05, 0.7, za), (xc + 0.05, hh - 0.15, za),
+                     (xc - 0.05, hh - 0.15, za)], seam)
+            sc.poly([(x0 + 0.05, hh - 0.25, za), (x1 - 0.05, hh - 0.25, za), (x1 - 0.05, hh - 0.1, za),
+                     (x0 + 0.05, hh - 0.1, za)], seam)
+            sc.poly([(x0 + 0.2, 0.35, za), (x1 - 0.2, 0.35, za), (x1 - 0.2, 0.55, za),
+                     (x0 + 0.2, 0.55, za)], it)
             lt = sc.new(TRUCK, "taillight", za)
             for xa in (x0 + 0.05, x1 - 0.3):
                 sc.poly([(xa, 0.7, za), (xa + 0.25, 0.7, za), (xa + 0.25, 0.85, za), (xa, 0.85, za)], lt)
@@ -1047,6 +1130,10 @@ def _bus(sc: _Scene, xc, z0, front: bool, tram: bool = False) -> None:
     else:
         sc.poly([(x0 + 0.2, 1.9, z0), (x1 - 0.2, 1.9, z0), (x1 - 0.2, hb - 0.3, z0),
                  (x0 + 0.2, hb - 0.3, z0)], glass)
+        grille = sc.new(cls, "tyre", z0, shade=1.8)  # engine louvres
+        for yg in (1.05, 1.3, 1.55):
+            sc.poly([(x0 + 0.45, yg, z0), (x1 - 0.45, yg, z0), (x1 - 0.45, yg + 0.12, z0),
+                     (x0 + 0.45, yg + 0.12, z0)], grille)
         lt = sc.new(cls, "taillight", z0)
     for xa in (x0 + 0.1, x1 - 0.4):
         sc.poly([(xa, 0.6, z0), (xa + 0.3, 0.6, z0), (xa + 0.3, 0.85, z0), (xa, 0.85, z0)], lt)
@@ -1091,16 +1178,43 @@ def _layout(sc: _Scene) -> None:
         z = rng.uniform(-6.0, 2.0)
         while z < zmax:
             kind = ("building", "park", "wall", "fence", "street")[int(rng.choice(
-                5, p=(0.5, 0.12, 0.14, 0.12, 0.12)))]
+                5, p=(0.5, 0.12, 0.12, 0.14, 0.12)))]
             if kind == "street":
                 if z < 8.0 or (segs and segs[-1][0] == "street"):
                     kind = "building"
                 length = rng.uniform(9.0, 15.0)
+            elif kind in ("wall", "fence"):
+                length = rng.uniform(14.0, 34.0)
             else:
                 length = rng.uniform(8.0, 32.0)
-            segs.append((kind, z, min(z + length, zmax)))
+            segs.append([kind, z, min(z + length, zmax)])
             z += length
         side["segs"] = segs
+    # most images get a wall and a fence at a near/middle distance (far away they are thin
+    # slivers along the street): the segments there become one, preferably on the nearer side
+    near_first = sorted(sides, key=lambda sd: abs(sd["prop"]))
+    for kind, p in (("wall", 0.8), ("fence", 0.9)):
+        want, r_side, r_z = rng.random() < p, rng.random(), rng.uniform(1.0, 2.0)
+        order = near_first if r_side < 0.75 else near_first[::-1]
+        if not want:
+            continue
+        # buildings and parks give way; failing that, a fence may take over a wall
+        tries = [(sd, ("building", "park")) for sd in order]
+        if kind == "fence":
+            tries += [(sd, ("wall",)) for sd in order]
+        for side, ok in tries:
+            segs = side["segs"]
+            zt = r_z * abs(side["prop"])  # about where it comes into view of the narrower camera
+            if any(sg[0] == kind and sg[1] < zt + 6.0 and sg[2] > zt + 10.0 for sg in segs):
+                break
+            cand = [i for i, sg in enumerate(segs) if sg[2] > zt and sg[1] < zt + 15.0 and sg[0] in ok]
+            if cand:
+                i = cand[0]
+                segs[i][0] = kind
+                if (segs[i][2] - max(segs[i][1], zt) < 14.0 and i + 1 < len(segs)
+                        and segs[i + 1][0] in ok):
+                    segs[i + 1][0] = kind  # too short: the next one too
+                break
 
     # --- ground ------------------------------------------------------------------------------------
     g_terrain = sc.inst(TERRAIN, sc.colour("grass"), 1)
@@ -1196,6 +1310,11 @@ def _layout(sc: _Scene) -> None:
                 if setback > 0:
                     a, b = sorted((prop, xf))
                     sc.ground(a, b, z0, z1, side["g_yard"] if rng.random() < 0.5 else g_terrain)
+                    r, hy = rng.random(), rng.uniform(1.0, 1.8)
+                    if r < 0.2:  # a front-yard wall or fence
+                        add(1, z0, _wall, sgn, prop, z0, z1, hy)
+                    elif r < 0.4:
+                        add(1, z0, _fence, sgn, prop, z0, z1, hy)
                 height = (rng.uniform(4.5, 10.0), rng.uniform(10.0, 22.0),
                           rng.uniform(22.0, 45.0))[int(rng.choice(3, p=(0.3, 0.45, 0.25)))]
                 add(0, z0, _building, sgn, xf, z0, z1, height, rng.uniform(10.0, 25.0))
@@ -1211,7 +1330,7 @@ def _layout(sc: _Scene) -> None:
                     add(0, z0 + 1, _building, sgn, prop + sgn * rng.uniform(15.0, 30.0), z0, z1,
                         rng.uniform(8.0, 30.0), 15.0)
             elif kind == "wall":
-                wh = rng.uniform(1.0, 3.2)
+                wh = rng.uniform(1.6, 3.4)
                 add(1, z0, _wall, sgn, prop, z0, z1, wh)
                 if rng.random() < 0.6:
                     add(0, z0, _building, sgn, prop + sgn * rng.uniform(3.0, 10.0), z0, z1,
@@ -1221,7 +1340,7 @@ def _layout(sc: _Scene) -> None:
                         tz = rng.uniform(max(z0, 3.0), max(z1, 3.5))
                         add(0, tz, _tree, prop + sgn * rng.uniform(2.0, 8.0), tz, 1.0, False)
             elif kind == "fence":
-                add(1, z0, _fence, sgn, prop, z0, z1, rng.uniform(1.2, 2.4))
+                add(1, z0, _fence, sgn, prop, z0, z1, rng.uniform(1.6, 2.8))
                 if rng.random() < 0.5:
                     add(0, z0, _building, sgn, prop + sgn * rng.uniform(6.0, 20.0), z0, z1,
                         rng.uniform(6.0, 25.0), 15.0)
@@ -1231,17 +1350,17 @@ def _layout(sc: _Scene) -> None:
             else:  # side street: a building across it, a traffic light on the corner
                 add(0, z0 + 40, _building, sgn, sgn * (abs(prop) + rng.uniform(30.0, 60.0)),
                     z0 - 5, z1 + 5, rng.uniform(8.0, 30.0), 15.0)
-                if z0 > 5 and rng.random() < 0.75:
+                if 5.0 < z0 < 50.0 and rng.random() < 0.8:
                     tz = z0 - rng.uniform(0.5, 2.0)
                     add(2, tz, _traffic_light, edge + sgn * 0.6, tz, sgn)
-                if rng.random() < 0.4:
+                if z1 < 50.0 and rng.random() < 0.4:
                     tz = z1 + rng.uniform(0.5, 2.0)
                     add(2, tz, _traffic_light, edge + sgn * 0.6, tz, sgn)
-        # street lamps
+        # street lamps (few far away, where they would be specks)
         if rng.random() < 0.85:
-            z = rng.uniform(4.0, 18.0)
-            step = rng.uniform(14.0, 30.0)
-            while z < zmax:
+            z = rng.uniform(3.0, 14.0)
+            step = rng.uniform(12.0, 24.0)
+            while z < min(zmax, 70.0):
                 add(2, z, _lamp, edge + sgn * 0.45, z, sgn)
                 z += step * rng.uniform(0.85, 1.15)
         # street trees
@@ -1253,44 +1372,78 @@ def _layout(sc: _Scene) -> None:
                 add(2, z, _tree, xt, z, rng.uniform(0.8, 1.2), rng.random() < 0.15)
                 z += step * rng.uniform(0.8, 1.2)
         # bollards/sign posts
-        for _ in range(int(rng.choice(4, p=(0.25, 0.35, 0.25, 0.15)))):
-            tz = rng.uniform(4.0, 50.0)
+        for _ in range(int(rng.choice(4, p=(0.2, 0.35, 0.3, 0.15)))):
+            tz = rng.uniform(4.0, 30.0)
             add(2, tz, _sign_post, edge + sgn * rng.uniform(0.3, 0.7), tz)
         # pedestrians
         for _ in range(int(rng.choice(6, p=(0.15, 0.25, 0.2, 0.15, 0.15, 0.1)))):
-            tz = rng.uniform(3.0, 45.0)
+            tz = rng.uniform(3.0, 32.0)
             px = edge + sgn * (0.25 + lawn + rng.uniform(0.3, max(sw - 0.3, 0.4)))
             add(2, tz, _person, px, tz, ("front", "back", "side")[int(rng.integers(3))])
-        # parked bicycles
-        if rng.random() < 0.3:
-            tz = rng.uniform(4.0, 25.0)
+        # parked bicycles and motorcycles
+        if rng.random() < 0.4:
+            tz = rng.uniform(4.0, 20.0)
             for k in range(int(rng.integers(1, 4))):
                 add(2, tz + 0.7 * k, _parked_bicycle,
                     edge + sgn * (0.25 + lawn + 0.6), tz + 0.7 * k)
+        if rng.random() < 0.2:
+            tz = rng.uniform(4.0, 20.0)
+            for k in range(int(rng.integers(1, 3))):
+                add(2, tz + 1.2 * k, _parked_motorcycle,
+                    edge + sgn * (0.25 + lawn + 0.7), tz + 1.2 * k)
+    # a pedestrian guard rail along the curb sometimes (near; preferably on the nearer side)
+    r_do, r_side = rng.random(), rng.random()
+    rz0, rlen, rh = rng.uniform(2.0, 10.0), rng.uniform(12.0, 30.0), rng.uniform(0.9, 1.2)
+    if r_do < 0.4:
+        side = near_first[0 if r_side < 0.7 else 1]
+        c = sc.colour("fence")
+        iid = sc.inst(FENCE, c, 2, abs(side["edge"]))
+        dark = sc.inst(FENCE, c * st.side_shade, 2, abs(side["edge"]))
+        xp = side["edge"] + side["sgn"] * 0.15
+        n_pieces = int(rlen / 2.5)
+        for i in range(n_pieces):
+            za = rz0 + 2.5 * i
+            add(2, za + 1.25, _railing, xp, za, za + 2.5, rh, iid, dark)
     # a standalone traffic light sometimes
-    if rng.random() < 0.3:
+    if rng.random() < 0.45:
         side = sides[int(rng.integers(2))]
-        tz = rng.uniform(8.0, 40.0)
+        tz = rng.uniform(6.0, 28.0)
         add(2, tz, _traffic_light, side["edge"] + side["sgn"] * 0.6, tz, side["sgn"])
 
-    # vehicles per lane
+    # vehicles per lane; a truck and a bus at a near/middle distance in most images
+    # (reserved first, the lanes are filled around them)
+    # (each the first vehicle of its lane, in another lane than the other where possible)
+    reserved: list[list[tuple[float, float]]] = [[] for _ in range(lanes)]
+    for fn, p, length in ((_truck, 0.65, 11.5), (_bus, 0.6, 13.0)):
+        want, lane, zb = rng.random() < p, int(rng.integers(lanes)), rng.uniform(6.0, 20.0)
+        jx = rng.uniform(-0.3, 0.3)
+        if not want:
+            continue
+        if reserved[lane] and lanes > 1:
+            lane = (lane + 1) % lanes
+        if lane == ego:
+            zb += 5.0
+        for a, b in reserved[lane]:
+            if zb + length > a:
+                zb = b + 2.0
+        reserved[lane].append((0.0 if not reserved[lane] else zb - 2.0, zb + length + 2.0))
+        add(2, zb, fn, xl + (lane + 0.5) * lw + jx, zb, lane < n_oncoming)
     for lane in range(lanes):
         xc = xl + (lane + 0.5) * lw
         oncoming = lane < n_oncoming
         z = rng.uniform(5.0, 18.0) if lane != ego else rng.uniform(7.0, 25.0)
-        while z < zmax * 0.8:
+        while z < min(zmax * 0.8, 80.0):
             if rng.random() < 0.55:
                 r = rng.random()
                 x = xc + rng.uniform(-0.3, 0.3)
-                if r < 0.09:
-                    add(2, z, _truck, x, z, oncoming)
-                    z += 10.0
-                elif r < 0.16:
-                    add(2, z, _bus, x, z, oncoming)
-                    z += 13.0
+                kind, length = ((_truck, 11.5) if r < 0.12 else (_bus, 13.0) if r < 0.2
+                                else (_car, 5.0))
+                hit = [b for a, b in reserved[lane] if z < b and z + length > a]
+                if hit:
+                    z = max(hit)
                 else:
-                    add(2, z, _car, x, z, oncoming)
-                    z += 5.0
+                    add(2, z, kind, x, z, oncoming)
+                    z += length
             z += rng.uniform(4.0, 25.0)
     # parked cars along the curbs
     for side in sides:
@@ -1305,11 +1458,12 @@ def _layout(sc: _Scene) -> None:
         tz = rng.uniform(15.0, 50.0)
         add(2, tz, _bus, (xl + xr) / 2, tz, rng.random() < 0.5, True)
     # riders on the road
-    for _ in range(int(rng.choice(3, p=(0.45, 0.38, 0.17)))):
+    for _ in range(int(rng.choice(3, p=(0.3, 0.42, 0.28)))):
         lane = int(rng.integers(lanes))
-        tz = rng.uniform(4.0, 35.0)
-        motor = rng.random() < 0.4
-        view = "side" if rng.random() < 0.3 else "back"
+        tz = rng.uniform(4.0, 26.0)
+        motor = rng.random() < 0.35
+        r = rng.random()
+        view = "side" if r < 0.25 else "oblique" if r < 0.65 else "back"
         add(2, tz, _rider, xl + (lane + rng.uniform(0.2, 0.8)) * lw, tz, view, motor)
     # pedestrians crossing
     for z0, z1, sgn in crossings:
