@@ -214,8 +214,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=60)
     ap.add_argument("--cpu", action=argparse.BooleanOptionalAction, default=True, help="run the CPU part")
     ap.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True, help="run the GPU part if CUDA")
     ap.add_argument("--pt2", action=argparse.BooleanOptionalAction, default=True, help="include the .pt2 GPU row")

@@ -682,7 +682,7 @@ def _tree(sc: _Scene, x, z, scale=1.0, conifer=False) -> None:
 # heads of traffic lights and signs, pedestrians and two-wheelers never shrink below them.
 _MIN_S_LIGHT = 11.0    # a 0.6 x 1.2 m light box -> at least 6.6 x 13.2 px
 _MIN_S_SIGN_D = 8.0    # sign diameter in pixels
-_MIN_S_PERSON = 7.0    # a 1.75 m pedestrian -> at least ~12 px tall, ~4 px wide
+_MIN_S_PERSON = 8.0    # a 1.75 m pedestrian -> at least ~12 px tall, ~4 px wide
 _MIN_S_RIDER = 9.0     # two-wheelers (and their riders) -> wheels at least ~6 px across
 _POLE_PX = 3.0         # poles are at least 3 px wide
 
@@ -866,8 +866,8 @@ def _person(sc: _Scene, x, z, view: str, cls: int = PERSON) -> None:
     if view == "side":
         sc.bpoly(u, v, s, [(-0.09, 0.92), (0.09, 0.92), (d * st + 0.09, 0), (d * st - 0.09, 0)], pants)
         sc.bpoly(u, v, s, [(-0.09, 0.92), (0.09, 0.92), (-d * st + 0.09, 0), (-d * st - 0.09, 0)], pants)
-        sc.bpoly(u, v, s, [(-0.17, 0.86), (0.17, 0.86), (0.15, 1.46), (-0.15, 1.46)], shirt)
-        sc.bpoly(u, v, s, [(-0.07, 1.42), (0.07, 1.42), (d * 0.18 + 0.07, 0.88), (d * 0.18 - 0.07, 0.88)], shirt)
+        sc.bpoly(u, v, s, [(-0.2, 0.86), (0.2, 0.86), (0.18, 1.46), (-0.18, 1.46)], shirt)
+        sc.bpoly(u, v, s, [(-0.07, 1.42), (0.07, 1.42), (d * 0.22 + 0.07, 0.88), (d * 0.22 - 0.07, 0.88)], shirt)
         if bag:  # a backpack
             sc.bpoly(u, v, s, [(-d * 0.15, 1.0), (-d * 0.3, 1.02), (-d * 0.3, 1.38), (-d * 0.15, 1.4)], pants)
         sc.bell(u, v, s, d * 0.02, 1.6, 0.12, 0.13, skin)
