@@ -78,13 +78,14 @@ def as_rgb_array(image, name: str = "image") -> np.ndarray:
 
 
 def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> list[Path]:
-    """Files given directly, plus the image files directly inside given folders (sorted)."""
+    """Files given directly, plus the image files anywhere under given folders (sorted)."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir()
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+            found = sorted(f for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
                 raise PredictorError(f"{what}: folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             files.extend(found)

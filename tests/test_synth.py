@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from diga.classes import CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE, IGNORE_INDEX
+from diga.data import synth
 from diga.data.synth import (
-    SOURCE_STYLE, TARGET_STYLE, StyleConfig, generate_benchmark, render_scene, target_style,
-    trainid_to_labelid,
+    FORMAT_VERSION, SOURCE_STYLE, TARGET_STYLE, StyleConfig, generate_benchmark, render_scene,
+    target_style, trainid_to_labelid,
 )
 
 SMALL = (64, 128)
@@ -46,17 +47,131 @@ def test_label_values_valid():
         assert (tgt[-1] == IGNORE_INDEX).all()  # the ego-vehicle hood of the camera style
 
 
+CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "light", "sign",
+               "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+               "motorcycle", "bicycle")
+TRAIN = 16
+
+
 @pytest.mark.parametrize("style", [SOURCE_STYLE, TARGET_STYLE], ids=["source", "target"])
 def test_class_coverage(style):
     n = 40
     present = np.zeros(19)
+    big = np.zeros(19)  # images where the class covers at least 2% of the pixels
     for k in range(n):
         _, lab = _render([3, k], style, (128, 256))
-        present += np.bincount(lab.ravel(), minlength=256)[:19] > 0
-    regular = (present / n >= 0.2).sum()
-    assert regular >= 12, present
-    for c in (0, 1, 2, 5, 8, 10, 13):  # road, sidewalk, building, pole, vegetation, sky, car
-        assert present[c] >= 0.8 * n, (c, present)
+        share = np.bincount(lab.ravel(), minlength=256)[:19] / lab.size
+        present += share > 0
+        big += share >= 0.02
+    table = dict(zip(CLASS_NAMES, present / n))
+    # every class but the (rare) tram is in at least 30% of the images
+    for c in range(19):
+        if c != TRAIN:
+            assert present[c] >= 0.3 * n, (CLASS_NAMES[c], table)
+    for c in (0, 1, 2, 5, 8, 10, 11, 13):  # road .. building, pole, vegetation, sky, person, car
+        assert present[c] >= 0.85 * n, (CLASS_NAMES[c], table)
+    for c in (3, 4):  # walls and fences: near, long segments
+        assert present[c] >= 0.8 * n and big[c] >= 0.5 * n, (CLASS_NAMES[c], present[c], big[c])
+    for c in (14, 15):  # trucks and buses in most images
+        assert present[c] >= 0.5 * n, (CLASS_NAMES[c], table)
+
+
+# -- minimum on-screen sizes of the small classes ------------------------------------------------
+
+def _draw_one(fn, size, style, seed, *args):
+    """Labels of one object drawn alone (everything else: 255)."""
+    sc = synth._Scene(np.random.default_rng(seed), size, style)
+    sc.sun = style.sun
+    fn(sc, *args)
+    inst = np.asarray(sc.im)
+    return np.where(inst > 0, np.asarray(sc.cls, np.uint8)[inst], IGNORE_INDEX)
+
+
+def _bbox(mask):
+    ys, xs = np.nonzero(mask)
+    assert len(ys), "nothing drawn"
+    return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+
+def _pole_width(mask):
+    """Median width of the lower half of a pole (above it: arms, signs and lights)."""
+    w = mask.sum(1)
+    w = w[w > 0]
+    assert len(w), "no pole"
+    return np.median(w[len(w) // 2:])
+
+
+@pytest.mark.parametrize("size", [(128, 256), (256, 512)], ids=["128x256", "256x512"])
+@pytest.mark.parametrize("style", [SOURCE_STYLE, TARGET_STYLE], ids=["source", "target"])
+def test_small_objects_have_a_minimum_footprint(style, size):
+    """Poles, lights, signs, pedestrians and two-wheelers never shrink below a learnable size
+    (the minimum scales with the image: 3 px poles at 256 px width, 6 px at 512)."""
+    k = size[1] / 256
+    for z in (20.0, 35.0, 50.0):
+        for seed in range(6):
+            lab = _draw_one(synth._lamp, size, style, seed, 4.0, z, 1)
+            assert _pole_width(lab == 5) >= 3 * k, ("lamp pole", z, seed)
+            lab = _draw_one(synth._sign_post, size, style, seed, 4.0, z)
+            assert _pole_width(lab == 5) >= 3 * k, ("sign pole", z, seed)
+            h, w = _bbox(lab == 7)
+            assert h >= 6 * k and w >= 6 * k, ("sign", z, seed, h, w)
+            lab = _draw_one(synth._traffic_light, size, style, seed, 4.0, z, 1)
+            assert _pole_width(lab == 5) >= 3 * k, ("light pole", z, seed)
+            h, w = _bbox(lab == 6)
+            assert h >= 6 * k and w >= 6 * k, ("traffic light", z, seed, h, w)
+            view = ("front", "back", "side")[seed % 3]
+            h, w = _bbox(_draw_one(synth._person, size, style, seed, 3.0, z, view) == 11)
+            assert h >= 10 * k and w >= 4 * k, ("person", view, z, seed, h, w)
+            view = ("side", "oblique", "back")[seed % 3]
+            motor = seed % 2 == 0
+            lab = _draw_one(synth._rider, size, style, seed, 2.0, z, view, motor)
+            h, w = _bbox(lab == 12)
+            assert h >= 10 * k and w >= 4 * k, ("rider", view, z, seed, h, w)
+            h, w = _bbox(lab == (17 if motor else 18))
+            assert h >= 6 * k and w >= 6 * k, ("two-wheeler", view, z, seed, h, w)
+        for seed in range(4):
+            lab = _draw_one(synth._parked_bicycle, size, style, seed, 4.0, z)
+            h, w = _bbox(lab == 18)
+            assert h >= 6 * k and w >= 6 * k, ("bicycle", z, seed, h, w)
+
+
+def test_scene_poles_are_thick_and_lights_signs_are_blobs():
+    """In whole scenes at 128x256: pole pixels lie in horizontal runs of >= 3 px, and traffic
+    lights and signs form blobs of at least 6x6 px (occlusion aside)."""
+    runs, blobs = [], {6: [], 7: []}
+    for style in (SOURCE_STYLE, TARGET_STYLE):
+        for k in range(12):
+            _, lab = _render([4, k], style, (128, 256))
+            d = np.diff(np.pad((lab == 5).astype(np.int8), ((0, 0), (1, 1))), axis=1)
+            runs.append(np.nonzero(d == -1)[1] - np.nonzero(d == 1)[1])
+            for c in blobs:
+                blobs[c].extend(_components(lab == c))
+    r = np.concatenate(runs)
+    assert r[r >= 3].sum() >= 0.9 * r.sum()
+    for c, comps in blobs.items():
+        a = np.asarray(comps)
+        assert len(a) >= 10, c
+        big = a[(a[:, 1] >= 6) & (a[:, 2] >= 6), 0].sum()
+        assert big >= 0.85 * a[:, 0].sum(), (c, a.tolist())
+
+
+def _components(mask):
+    """(area, height, width) of the 8-connected components of a boolean mask."""
+    H, W = mask.shape
+    lab = np.where(mask, np.arange(1, mask.size + 1).reshape(H, W), 0)
+    while True:  # propagate the largest label through each component
+        p = np.pad(lab, 1)
+        nb = np.max([p[1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+                     for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        nb = np.where(mask, nb, 0)
+        if np.array_equal(nb, lab):
+            break
+        lab = nb
+    out = []
+    for i in np.unique(lab[mask]):
+        ys, xs = np.nonzero(lab == i)
+        out.append((len(ys), ys.max() - ys.min() + 1, xs.max() - xs.min() + 1))
+    return out
 
 
 def _class_means(style, n=12, size=(96, 192)):
@@ -212,6 +327,17 @@ def test_cache_and_regeneration(tmp_path):
     assert json.loads(meta_path.read_text())["complete"] is True
     assert set(_listing(root)) == _expected_files(3, 1)
 
+    # a benchmark written by another version of the generator is regenerated
+    meta = json.loads(meta_path.read_text())
+    assert meta["format_version"] == FORMAT_VERSION
+    meta["format_version"] = FORMAT_VERSION - 1
+    meta_path.write_text(json.dumps(meta))
+    before = _listing(root)
+    generate_benchmark(root, **kw)
+    after = _listing(root)
+    assert set(after) == set(before) and all(after[k] != before[k] for k in after)
+    assert json.loads(meta_path.read_text())["format_version"] == FORMAT_VERSION
+
     # other parameters: regenerated, stale files of the bigger run removed
     generate_benchmark(root, **{**kw, "n_train": 2})
     assert set(_listing(root)) == _expected_files(2, 1)
@@ -222,3 +348,17 @@ def test_generate_with_progress_bar(tmp_path):
     out = generate_benchmark(tmp_path / "p", n_train=1, n_val=1, size=(32, 64), seed=0,
                              progress=True)
     assert json.loads((out / "benchmark.json").read_text())["complete"] is True
+
+
+def test_generate_with_gap_strength(tmp_path):
+    out = generate_benchmark(tmp_path / "g", n_train=1, n_val=0, size=(32, 64), seed=1,
+                             progress=False, gap=0.5)
+    meta = json.loads((out / "benchmark.json").read_text())
+    assert meta["target_style"]["gap"] == 0.5
+    stem = "synthcity_000000_000000"
+    im = Image.open(out / "target/leftImg8bit/train/synthcity" / f"{stem}_leftImg8bit.png")
+    img, _ = render_scene(np.random.default_rng([1, 1, 0, 0]), (32, 64), target_style(0.5))
+    assert np.array_equal(np.asarray(im), img)
+    with pytest.raises(ValueError):
+        generate_benchmark(tmp_path / "h", n_train=1, n_val=0, size=(32, 64), progress=False,
+                           gap=0.5, target_style=TARGET_STYLE)

@@ -17,6 +17,15 @@ Two :class:`StyleConfig` instances describe the two domains:
   cast shadows, haze toward the horizon, per-image exposure, blur, sensor noise, vignetting, an
   ego-vehicle hood and a lower, narrower camera (objects and road at other positions and scales).
 
+The benchmark is meant to be learnable at small sizes (128x256 by default), so objects that
+would be a pixel or two wide there are drawn bigger than life: poles are at least 3 px wide,
+traffic-light heads and sign plates at least about 7 px, pedestrians about 12 px tall and
+two-wheelers (with visible wheels) and their riders somewhat bigger, in pixels of a 256-pixel-wide
+image (they scale with the width, so every size shows the same picture, only sharper). Small
+objects stand mostly at near and middle distances; most images have a truck and a bus (a cab
+with a cargo box; a long box with a row of windows) and a solid wall and a see-through fence
+(pickets, a diagonal lattice or posts and rails) within the first few tens of metres.
+
 Shapes carry the class identity in both styles (a car is always a car-shaped box with wheels and
 windows, whatever its colour -- object colours are drawn from wide palettes on purpose), while
 appearance shifts between them. :func:`target_style` interpolates all knobs between the two
@@ -145,6 +154,9 @@ def target_style(gap: float = 1.0, source: StyleConfig = SOURCE_STYLE,
             lo, hi = _CLAMPS.get(f.name, (-math.inf, math.inf))
             values[f.name] = min(max(v, lo), hi)
     return StyleConfig(**values)
+
+
+_interpolated_style = target_style  # reachable where a parameter is called target_style
 
 
 # ----------------------------------------------------------------------------------------------
@@ -954,13 +966,12 @@ def _rider(sc: _Scene, x, z, view: str, motor: bool) -> None:
         sc.bpoly(u, v, s, [(-0.32, 0.42), (0.32, 0.42), (0.27, 0.95), (-0.27, 0.95)], body)
         light = sc.new(MOTO, "taillight" if view == "back" else "headlight", z)
         sc.bpoly(u, v, s, [(-0.12, 0.62), (0.12, 0.62), (0.12, 0.75), (-0.12, 0.75)], light)
-        sc.bline(u, v, s, [(-0.45, 1.12), (0.45, 1.12)], 0.08, tyre)
         hip_y = 1.02
     else:
         sc.bpoly(u, v, s, [(-0.05, 0), (0.05, 0), (0.05, 0.72), (-0.05, 0.72)], tyre)
         sc.bbar(u, v, s, 0.0, 0.06, 0.0, 0.72, tyre, 2.0)
         sc.bline(u, v, s, [(0.0, 0.5), (0.0, 0.97)], 0.07, body, 2.0)
-        sc.bline(u, v, s, [(-0.34, 1.07), (0.34, 1.07)], 0.06, body)
+        sc.bpoly(u, v, s, [(-0.12, 0.62), (0.12, 0.62), (0.1, 0.74), (-0.1, 0.74)], body)  # mudguard
         hip_y = 0.98
     sc.bline(u, v, s, [(-0.11, hip_y), (-0.22, hip_y - 0.35), (-0.16, 0.3)], 0.16, pants)
     sc.bline(u, v, s, [(0.11, hip_y), (0.22, hip_y - 0.3), (0.16, 0.45)], 0.16, pants)
@@ -970,6 +981,8 @@ def _rider(sc: _Scene, x, z, view: str, motor: bool) -> None:
     sc.bline(u, v, s, [(0.22, hip_y + 0.5), (0.33, hip_y + 0.1)], 0.1, shirt)
     sc.bell(u, v, s, 0, hip_y + 0.71, 0.12, 0.13, skin)
     sc.bell(u, v, s, 0, hip_y + 0.76, 0.14, 0.11, helmet)
+    # handlebar ends sticking out beside the hands
+    sc.bline(u, v, s, [(-0.46, 1.1), (0.46, 1.1)], 0.07, tyre if motor else body, 2.0)
     sc.shadow_blob(x, z, 0.4, 0.6)
 
 
@@ -1178,7 +1191,7 @@ def _layout(sc: _Scene) -> None:
         z = rng.uniform(-6.0, 2.0)
         while z < zmax:
             kind = ("building", "park", "wall", "fence", "street")[int(rng.choice(
-                5, p=(0.5, 0.12, 0.12, 0.14, 0.12)))]
+                5, p=(0.52, 0.12, 0.1, 0.14, 0.12)))]
             if kind == "street":
                 if z < 8.0 or (segs and segs[-1][0] == "street"):
                     kind = "building"
@@ -1330,7 +1343,7 @@ def _layout(sc: _Scene) -> None:
                     add(0, z0 + 1, _building, sgn, prop + sgn * rng.uniform(15.0, 30.0), z0, z1,
                         rng.uniform(8.0, 30.0), 15.0)
             elif kind == "wall":
-                wh = rng.uniform(1.6, 3.4)
+                wh = rng.uniform(1.6, 3.2)
                 add(1, z0, _wall, sgn, prop, z0, z1, wh)
                 if rng.random() < 0.6:
                     add(0, z0, _building, sgn, prop + sgn * rng.uniform(3.0, 10.0), z0, z1,
@@ -1405,7 +1418,7 @@ def _layout(sc: _Scene) -> None:
             za = rz0 + 2.5 * i
             add(2, za + 1.25, _railing, xp, za, za + 2.5, rh, iid, dark)
     # a standalone traffic light sometimes
-    if rng.random() < 0.45:
+    if rng.random() < 0.6:
         side = sides[int(rng.integers(2))]
         tz = rng.uniform(6.0, 28.0)
         add(2, tz, _traffic_light, side["edge"] + side["sgn"] * 0.6, tz, side["sgn"])
@@ -1677,7 +1690,8 @@ def _jobs(out: Path, n_train: int, n_val: int):
 def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
                        size: tuple[int, int] = (128, 256), seed: int = 0,
                        progress: bool = True, *, source_style: StyleConfig | None = None,
-                       target_style: StyleConfig | None = None) -> Path:
+                       target_style: StyleConfig | None = None,
+                       gap: float | None = None) -> Path:
     """Write the two-domain benchmark under ``out`` and return ``out``.
 
     * ``out/source/{images,labels}/00000.png`` (GTA5 layout, ``n_train`` pairs) and
@@ -1690,15 +1704,24 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
     A complete benchmark with the same parameters is returned at once. Otherwise the folders
     ``source``, ``source_val`` and ``target`` under ``out`` are removed and rewritten. Image
     ``k`` of a split is drawn from ``default_rng([seed, domain, split, k])`` so the files depend
-    only on the parameters (same seed -> byte-identical files)."""
+    only on the parameters (same seed -> byte-identical files).
+
+    The target domain is drawn in ``target_style`` (default :data:`TARGET_STYLE`); ``gap``
+    instead picks the camera style ``target_style(gap)`` of that strength (0 = no domain gap,
+    1 = the full gap; not both)."""
     out = Path(out)
     H, W = int(size[0]), int(size[1])
     if H < 16 or W < 16:
         raise ValueError(f"image size {size} too small (at least 16x16)")
     if n_train < 0 or n_val < 0:
         raise ValueError("n_train and n_val must be >= 0")
+    if gap is not None and target_style is not None:
+        raise ValueError("give target_style or gap, not both")
     src = source_style if source_style is not None else SOURCE_STYLE
-    tgt = target_style if target_style is not None else TARGET_STYLE
+    if gap is not None:
+        tgt = _interpolated_style(float(gap), src)
+    else:
+        tgt = target_style if target_style is not None else TARGET_STYLE
     params = {
         "format_version": FORMAT_VERSION, "seed": int(seed), "size": [H, W],
         "n_train": int(n_train), "n_val": int(n_val),

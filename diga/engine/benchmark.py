@@ -14,20 +14,24 @@ from .config import StageConfig
 from .pipeline import run_stage, selected_miou
 from .supervised import SupervisedTrainer
 
-BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0)
+BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0, gap=1.0)
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser()
 
 
-def synthetic_benchmark(n_train: int = 400, n_val: int = 100, size: tuple[int, int] = (128, 256),
-                        seed: int = 0, root: Path | None = None) -> dict[str, str]:
-    """Generate (once) the two-domain benchmark; return dataset specs for every role."""
+def synthetic_benchmark(root: Path | None = None, **params) -> dict[str, str]:
+    """Generate (once) the two-domain benchmark; return dataset specs for every role.
+
+    ``params`` override BENCHMARK_DEFAULTS (n_train, n_val, size, seed, gap).
+    """
     from ..data.synth import generate_benchmark
 
-    root = root or cache_dir() / f"synth-{size[0]}x{size[1]}-n{n_train}-{n_val}-s{seed}"
-    generate_benchmark(root, n_train=n_train, n_val=n_val, size=tuple(size), seed=seed)
+    p = {**BENCHMARK_DEFAULTS, **params}
+    size = tuple(p["size"])
+    root = root or cache_dir() / f"synth-v2-{size[0]}x{size[1]}-n{p['n_train']}-{p['n_val']}-g{p['gap']}-s{p['seed']}"
+    generate_benchmark(root, n_train=p["n_train"], n_val=p["n_val"], size=size, seed=p["seed"], gap=p["gap"])
     return {"root": str(root), "source": f"gta5:{root / 'source'}", "source_val": f"gta5:{root / 'source_val'}",
             "target": f"cityscapes:{root / 'target'}", "val": f"cityscapes:{root / 'target'}"}
 
