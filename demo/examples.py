@@ -27,11 +27,14 @@ def ensure_examples(n: int = 4, size: tuple[int, int] = DEFAULT_SIZE, seed: int 
     if n <= 0:
         return []
     h, w = int(size[0]), int(size[1])
-    bench = (root or examples_dir()) / f"synth-{h}x{w}-n{n}-s{seed}"
+    from diga.engine.benchmark import BENCHMARK_DEFAULTS
+
+    gap = BENCHMARK_DEFAULTS["gap"]  # the same target style as the built-in benchmark
+    bench = (root or examples_dir()) / f"synth-v2-{h}x{w}-n{n}-g{gap}-s{seed}"
     try:
         from diga.data.synth import generate_benchmark
 
-        generate_benchmark(bench, n_train=0, n_val=n, size=(h, w), seed=seed, progress=False)
+        generate_benchmark(bench, n_train=0, n_val=n, size=(h, w), seed=seed, progress=False, gap=gap)
     except Exception as e:  # noqa: BLE001 - examples are a convenience, never a reason to fail
         log.warning("demo examples not available (%s: %s)", type(e).__name__, e)
         return []

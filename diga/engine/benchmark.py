@@ -14,7 +14,7 @@ from .config import StageConfig
 from .pipeline import run_stage, selected_miou
 from .supervised import SupervisedTrainer
 
-BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0, gap=1.0)
+BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0, gap=0.5)
 
 
 def cache_dir() -> Path:

@@ -132,8 +132,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Two CPU cores: the built-in synthetic benchmark end to end in under 20 minutes.
     "cpu": dict(
         model="deeplabv2_light", pretrained=None, crop=(64, 128), scale=(0.75, 1.5),
-        base_size=None, batch_size=4, workers=1, steps=1200, lr=1e-2, head_lr_mult=1.0,
-        eval_scales=(1.0,), log_every=25, eval_every=400, ckpt_every=200, vis_every=400,
+        base_size=None, batch_size=4, workers=1, steps=1600, selftrain_steps=800, lr=3e-2,
+        head_lr_mult=1.0, eval_scales=(1.0,), log_every=50, eval_every=400, ckpt_every=200, vis_every=400,
         amp="fp32", channels_last=False, fda_beta=0.05,
     ),
 }

@@ -253,8 +253,25 @@ class Trainer:
             self.save_models("best", result)
         return result
 
+    def inference_size(self) -> tuple[int, int]:
+        """The image size the model is meant to run at: what exports use by default.
+
+        The training crop is only a window; inference runs on whole (resized) images.
+        """
+        cfg = self.cfg
+        if cfg.eval_size or cfg.base_size:
+            return tuple(cfg.eval_size or cfg.base_size)
+        for dataset in (self.val_set, getattr(self, "target_set", None), getattr(self, "train_set", None),
+                        getattr(self, "source_set", None)):
+            if dataset is not None and len(dataset):
+                from PIL import Image
+
+                with Image.open(dataset.samples[0][0]) as im:
+                    return (im.height, im.width)
+        return tuple(cfg.crop)
+
     def metadata(self, **extra: Any) -> dict[str, Any]:
-        return model_metadata(self.architecture(), self.space.name, input_size=self.cfg.crop,
+        return model_metadata(self.architecture(), self.space.name, input_size=self.inference_size(),
                               stage=self.stage, source=self.cfg.source, target=self.cfg.target, **extra)
 
     def save_models(self, tag: str, metrics: dict | None = None) -> None:
