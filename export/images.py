@@ -95,7 +95,11 @@ def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> lis
             raise PredictorError(f"{what}: {p} does not exist")
     if not files:
         raise PredictorError(f"no {what} given")
-    return files
+    # A folder and its sub-folder given together must not segment the same file twice.
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values())
 
 
 def check_images(folder: str | os.PathLike | None, n: int, size: tuple[int, int],

@@ -31,7 +31,11 @@ def synthetic_benchmark(root: Path | None = None, **params) -> dict[str, str]:
     p = {**BENCHMARK_DEFAULTS, **params}
     size = tuple(p["size"])
     root = root or cache_dir() / f"synth-v2-{size[0]}x{size[1]}-n{p['n_train']}-{p['n_val']}-g{p['gap']}-s{p['seed']}"
-    generate_benchmark(root, n_train=p["n_train"], n_val=p["n_val"], size=size, seed=p["seed"], gap=p["gap"])
+    from . import runtime
+
+    if runtime.is_main():  # one writer; the other ranks wait for the finished files
+        generate_benchmark(root, n_train=p["n_train"], n_val=p["n_val"], size=size, seed=p["seed"], gap=p["gap"])
+    runtime.barrier()
     return {"root": str(root), "source": f"gta5:{root / 'source'}", "source_val": f"gta5:{root / 'source_val'}",
             "target": f"cityscapes:{root / 'target'}", "val": f"cityscapes:{root / 'target'}"}
 
