@@ -215,7 +215,7 @@ class Trainer:
         self.nonfinite_total += (~finite).long()
         runtime.broadcast_buffers(self.model)
         if self.teacher is not None:
-            self.teacher.update(self.model, step)
+            self.teacher.update(self.model, step, max_alpha=self.cfg.ema_max)
 
     def interval_stats(self) -> dict[str, float]:
         """Extra values read at the logging interval (subclasses add theirs)."""
