@@ -28,21 +28,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from diga.export.bench import time_fn
 from diga.export.graph import DeployModule
 from diga.models import create
-
-
-def timed(fn, sync, warmup: int, iters: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    out = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        sync()
-        out.append((time.perf_counter() - t) * 1e3)
-    return out
 
 
 def flops_of(module: torch.nn.Module, x: torch.Tensor) -> int:
@@ -60,7 +48,7 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, tf32: bool = False) ->
     torch.backends.cuda.matmul.allow_tf32 = tf32
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     try:
-        times = timed(lambda: a @ b, sync, 3, 10 if device.type == "cuda" else 5)
+        times = time_fn(lambda: a @ b, sync, 3, 10 if device.type == "cuda" else 5)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * n**3 / (min(times) / 1e3)
@@ -93,7 +81,7 @@ def interleaved(fns: dict, warmup: int, iters: int, chunk: int = 5) -> dict[str,
     while any(len(v) < iters for v in out.values()):
         for k, fn in fns.items():
             n = min(chunk, iters - len(out[k]))
-            out[k] += timed(fn, lambda: None, 0, n) if n > 0 else []
+            out[k] += time_fn(fn, lambda: None, 0, n) if n > 0 else []
     return out
 
 
@@ -138,7 +126,7 @@ def gpu_part(warmup: int, iters: int, pt2: bool) -> list[dict]:
 
     def add(backend, fn, prec, note=""):
         try:
-            t = timed(fn, sync, warmup, iters)
+            t = time_fn(fn, sync, warmup, iters)
             rows.append(row(name, "deeplabv2_resnet101", size, batch, backend, t, flops, rates[prec], note))
         except Exception as e:  # keep the other rows
             rows.append({"device": name, "model": "deeplabv2_resnet101", "input": f"{size[0]}x{size[1]}",

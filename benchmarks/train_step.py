@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from itertools import repeat
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from diga.engine.pseudolabels import combine
 from diga.engine.selftrain import SelfTrainer
 from diga.engine.warmup import WarmupTrainer
 from diga.evaluate import fused_logits
+from diga.export.bench import time_fn
 from diga.data.transforms import normalize
 
 
@@ -38,17 +38,9 @@ def sync(device: torch.device) -> None:
 
 def timed(fn, device, warmup: int, iters: int) -> tuple[float, float]:
     """(median ms, peak GiB) of fn() after warm-up calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1000)
+    times = time_fn(fn, lambda: sync(device), warmup, iters)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return statistics.median(times), peak
 
