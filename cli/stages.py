@@ -32,6 +32,9 @@ SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia
 TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' for your own).")
 VAL = typer.Option(None, help="Labelled target validation data, KIND:PATH (optional).")
 PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
+EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
+    "Cap of the EMA teacher's momentum (paper: 0.999). For runs of a few thousand steps 0.99 keeps "
+    "the teacher from lagging (see docs/BENCHMARKS.md)."))
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +52,7 @@ def warmup(
     distil: bool = typer.Option(True, help="Symmetric distillation from the EMA teacher."),
     mix: bool = typer.Option(True, help="Cross-domain class mixture for the second view."),
     translator: Optional[str] = typer.Option(None, help="fda, color or none."),
+    ema_max: Optional[float] = EMA_MAX,
     label_space: Optional[str] = typer.Option(None), amp: Optional[str] = typer.Option(None, help="auto, bf16, fp16, fp32."),
     seed: Optional[int] = typer.Option(None), device: Optional[str] = typer.Option(None),
     workers: Optional[int] = typer.Option(None, min=0),
@@ -59,7 +63,7 @@ def warmup(
     from diga.engine.warmup import WarmupTrainer
 
     cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, distil=distil, mix=mix)
+                  workers, label_space, amp, distil=distil, mix=mix, ema_max=ema_max)
     result = WarmupTrainer(cfg, project / "warmup" / name, resume=resume).run()
     _print_stage(result)
 
@@ -111,6 +115,7 @@ def adapt(
     lr: Optional[float] = typer.Option(None, min=0.0),
     selection: Optional[str] = typer.Option(None, help="dynamic (DiGA), threshold or none."),
     translator: Optional[str] = typer.Option(None, help="fda, color or none."),
+    ema_max: Optional[float] = EMA_MAX,
     label_space: Optional[str] = typer.Option(None), amp: Optional[str] = typer.Option(None),
     seed: Optional[int] = typer.Option(None), device: Optional[str] = typer.Option(None),
     workers: Optional[int] = typer.Option(None, min=0), project: Path = typer.Option(Path("runs")),
@@ -131,7 +136,8 @@ def adapt(
     elif source is None or target is None:
         raise typer.BadParameter("give both --source and --target, or neither for the built-in benchmark")
     cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, rounds=rounds, selftrain_steps=selftrain_steps, selection=selection)
+                  workers, label_space, amp, rounds=rounds, selftrain_steps=selftrain_steps, selection=selection,
+                  ema_max=ema_max)
     refs, before = {}, None
     if builtin and references:
         refs["source_only"], before = benchmark.reference("source_only", cfg, bench, console)
