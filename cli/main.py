@@ -137,24 +137,16 @@ def info() -> None:
     console.print(table)
 
 
-def _register_optional_commands() -> None:
-    """Commands that live beside their subsystem (stages, export, demo)."""
-    from . import stages
+def _register_commands() -> None:
+    """Commands that live beside their subsystem: the stages, deployment and the demo."""
+    from . import demo_cmd, deploy, stages
 
     stages.register(app)
-    try:
-        from . import deploy
-        deploy.register(app)
-    except ImportError:
-        pass
-    try:
-        from . import demo_cmd
-        demo_cmd.register(app)
-    except ImportError:
-        pass
+    deploy.register(app)
+    demo_cmd.register(app)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:
