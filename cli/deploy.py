@@ -8,7 +8,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .errors import err_console, friendly
@@ -65,10 +71,9 @@ def predict_cmd(
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Mask weight of the overlay."),
 ) -> None:
     """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg."""
-    from PIL import Image
-
     from diga.export import Predictor, PredictorError
     from diga.export.images import OutputNamer, list_images, read_rgb
+    from PIL import Image
 
     files = list_images(images, "images")
     predictor = Predictor.load(model, backend=backend, device=None if device == "auto" else device,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import BACKENDS, SUFFIX_BACKEND, Backend, TorchBackend, default_device, open_backend
+from .backends import BACKENDS, SUFFIX_BACKEND, TorchBackend, default_device, open_backend
 from .errors import PredictorError
 from .graph import prepare
 
@@ -146,7 +146,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                     row["export_s"] = round(time.perf_counter() - t, 1)
                 row["file_mb"] = round(model_path.stat().st_size / 2**20, 1)
                 with MemoryMeter(dev) as mem:
-                    backend: Backend = open_backend(model_path, name, dev)
+                    backend = open_backend(model_path, name, dev)
                     x = prepare(images, size, meta["mean"], meta["std"], backend.device)
                     out = backend.run(x)
                     times = time_fn(lambda: backend.run(x), backend.synchronize, warmup, iters)
@@ -163,7 +163,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                     row["agreement"] = round(100.0 * float((pred.cpu() == reference).float().mean()), 3)
                 else:
                     row["agreement"] = None
-                del backend
+                backend = out = None  # release the session/engine before the next backend
             except Exception as e:  # one failing backend must not hide the others
                 row["status"] = f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
             rows.append(row)

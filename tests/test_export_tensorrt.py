@@ -266,7 +266,7 @@ def test_export_tensorrt_against_fake_module(ckpt, calib_dir, tmp_path, monkeypa
     monkeypatch.setattr(trt_mod, "_to_cuda", torch.from_numpy)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "FakeGPU")
     out, cache = tmp_path / "m.engine", tmp_path / "timing.cache"
-    res = export_model(ckpt, "tensorrt", out=out, int8=True, calib=calib_dir, batch=2, dynamic=True,
+    export_model(ckpt, "tensorrt", out=out, int8=True, calib=calib_dir, batch=2, dynamic=True,
                        imgsz=(64, 128), output="labels", check=False, exporter="torchscript", log=quiet)
     assert out.read_bytes() == b"ENGINE" and (tmp_path / "m.engine.calib").read_bytes() == b"table"
     calls = fake.calls

@@ -26,7 +26,13 @@ from .errors import DatasetError
 from .folder import ImageFolderDataset
 from .gta5 import GTA5Dataset
 from .synthia import SynthiaDataset
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, normalize
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    TrainTransform,
+    normalize,
+)
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
     "gta5": GTA5Dataset,

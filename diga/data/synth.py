@@ -1746,8 +1746,13 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
     bar = None
     if progress:
         try:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
             bar = Progress(TextColumn("synthetic benchmark"), BarColumn(), MofNCompleteColumn(),
                            TimeRemainingColumn(), transient=True)
         except ImportError:  # pragma: no cover - rich is a dependency

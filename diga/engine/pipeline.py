@@ -15,13 +15,12 @@ from typing import Any
 
 from rich.console import Console
 
-from ..checkpoint import read_metadata, save_weights, load_weights
+from ..checkpoint import load_weights, save_weights
 from ..io import atomic_write_text
 from . import runtime
 from .config import StageConfig
 from .pseudolabels import compute_centroids, generate_pseudo_labels
 from .selftrain import SelfTrainer
-from .supervised import SupervisedTrainer
 from .trainer import StageResult, Trainer, completed_summary
 from .warmup import WarmupTrainer
 

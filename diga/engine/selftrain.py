@@ -5,19 +5,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import TrainTransform
 from ..method.augment import augment_and_blend
-from ..method.losses import seg_ce
+from ..method.losses import seg_ce, symmetric_distillation
 from ..method.mix import target_cross_mix
 from ..method.prototypes import (
-    batch_class_sums, ema_centroids, prototype_labels, select_dynamic, select_none, select_threshold,
+    batch_class_sums,
+    ema_centroids,
+    prototype_labels,
+    select_dynamic,
+    select_none,
+    select_threshold,
 )
 from . import runtime
-from .loaders import infinite_loader, train_dataset
+from .loaders import infinite_loader
 from .pseudolabels import PseudoLabelled, load_centroids, split_combined
 from .state import TrainState
 from .visualize import save_grid
 from .warmup import WarmupTrainer
-from ..data.transforms import TrainTransform
 
 
 class SelfTrainer(WarmupTrainer):
@@ -100,8 +105,6 @@ class SelfTrainer(WarmupTrainer):
         s_logits = self.forward(torch.cat([x, x_mix, t_mix]))[0].float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
         t_clean, t_mixp = t_logits[:n].softmax(1), t_logits[n:2 * n].softmax(1)
-        from ..method.losses import symmetric_distillation
-
         losses = {"seg": seg_ce(s_clean, y), "mix": seg_ce(s_tmix, y_mix),
                   "distil": symmetric_distillation(s_clean, s_mix, t_clean, t_mixp)}
         losses["loss"] = losses["seg"] + losses["mix"] + cfg.distil_weight * losses["distil"]

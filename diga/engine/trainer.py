@@ -17,9 +17,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from ..checkpoint import load_model, load_state_strict, model_metadata, read_metadata, save_weights
+from ..checkpoint import (
+    load_model,
+    load_state_strict,
+    model_metadata,
+    read_metadata,
+    save_weights,
+)
 from ..classes import get_label_space
 from ..data.transforms import normalize
 from ..evaluate import evaluate_model
@@ -180,7 +192,7 @@ class Trainer:
                 progress.update(task, advance=1)
                 if done % cfg.log_every == 0 or done == cfg.steps:
                     record = {k: float(v) / n_logged for k, v in sums.items()}
-                    record.update(self.interval_stats(), step=done, lr=cfg.lr * (1 - step / cfg.steps) ** cfg.poly_power)
+                    record.update(self.interval_stats(), step=done, lr=poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power))
                     elapsed = time.perf_counter() - t_log
                     record["steps_per_s"] = round(n_logged / elapsed, 4)
                     record["images_per_s"] = round(n_logged * cfg.batch_size * runtime.world_size() / elapsed, 2)
