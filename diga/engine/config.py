@@ -124,7 +124,8 @@ class StageConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage.
     "paper": {},
-    # One modern GPU in about an hour for the whole pipeline.
+    # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
+    # step costs of the larger network; not yet timed end to end).
     "gpu": dict(
         model="deeplabv2_resnet50", crop=(512, 896), batch_size=4, steps=6000,
         log_every=50, eval_every=1000, ckpt_every=500, vis_every=1000,
