@@ -42,7 +42,10 @@ def synthetic_benchmark(root: Path | None = None, **params) -> dict[str, str]:
 
 _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels", "centroids", "device",
                 "workers", "log_every", "eval_every", "ckpt_every", "vis_every", "rounds", "selftrain_steps",
-                "distil", "mix", "translator", "selection", "compile"}
+                "distil", "mix", "translator", "selection", "compile",
+                # settings of the DiGA stages that plain supervised training never reads
+                "fda_beta", "color_space", "distil_weight", "blend_beta", "ema_max", "threshold",
+                "centroid_momentum", "select"}
 
 
 def _key(cfg: StageConfig, bench: dict[str, str]) -> str:
