@@ -61,3 +61,15 @@ def cli():
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def make_checkpoint(path: Path, seed: int = 0, arch: str = "deeplabv2_light", input_size=(64, 128), **meta) -> Path:
+    """A random-weight diga checkpoint (safetensors + metadata) for tests that need a model file."""
+    import torch
+
+    from diga.checkpoint import model_metadata, save_weights
+    from diga.models import create
+
+    torch.manual_seed(seed)
+    model = create(arch, 19)
+    return save_weights(path, model.state_dict(), model_metadata(arch, "cityscapes19", input_size=input_size, **meta))

@@ -8,17 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_checkpoint
 
 pytest.importorskip("onnxruntime")
 
-from diga.checkpoint import model_metadata, save_weights  # noqa: E402
-from diga.models import create  # noqa: E402
 
 
 def run(*args):
-    from typer.testing import CliRunner
-
     from diga.cli.main import app
+    from typer.testing import CliRunner
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -29,11 +27,7 @@ def flat(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    model = create("deeplabv2_light", 19)
-    path = tmp_path_factory.mktemp("cli") / "m.safetensors"
-    save_weights(path, model.state_dict(), model_metadata("deeplabv2_light", "cityscapes19", input_size=(64, 128)))
-    return path
+    return make_checkpoint(tmp_path_factory.mktemp("cli") / "m.safetensors", seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +46,6 @@ def images(tmp_path_factory) -> Path:
 
 def test_export_labels_cli(ckpt, tmp_path):
     import onnxruntime as ort
-
     from diga.export.graph import DeployModule
 
     out = tmp_path / "labels.onnx"

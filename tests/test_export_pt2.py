@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from diga.checkpoint import model_metadata, save_weights
+from conftest import make_checkpoint
 from diga.export import ExportError, Predictor, export_model
-from diga.models import create
 
 
 def quiet(_m: str) -> None:
@@ -20,11 +18,7 @@ def quiet(_m: str) -> None:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(3)
-    model = create("deeplabv2_light", 19)
-    path = tmp_path_factory.mktemp("pt2") / "m.safetensors"
-    save_weights(path, model.state_dict(), model_metadata("deeplabv2_light", "cityscapes19", input_size=(64, 128)))
-    return path
+    return make_checkpoint(tmp_path_factory.mktemp("pt2") / "m.safetensors", seed=3)
 
 
 def test_half_pt2_needs_cuda(ckpt, tmp_path, monkeypatch):

@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from diga.checkpoint import model_metadata, save_weights
+from conftest import make_checkpoint
 from diga.export import ExportError, Predictor, PredictorError, export_model
 from diga.export import tensorrt as trt_mod
 from diga.export.graph import prepare
-from diga.export.tensorrt import CalibrationData, ProfileShapes, make_calibrator, profile_shapes
-from diga.models import create
+from diga.export.tensorrt import (
+    CalibrationData,
+    ProfileShapes,
+    make_calibrator,
+    profile_shapes,
+)
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -28,11 +31,7 @@ def quiet(_m: str) -> None:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(2)
-    model = create("deeplabv2_light", 19)
-    path = tmp_path_factory.mktemp("trt") / "m.safetensors"
-    save_weights(path, model.state_dict(), model_metadata("deeplabv2_light", "cityscapes19", input_size=(64, 128)))
-    return path
+    return make_checkpoint(tmp_path_factory.mktemp("trt") / "m.safetensors", seed=2)
 
 
 @pytest.fixture()
@@ -152,9 +151,8 @@ def test_engine_loading_errors(no_tensorrt, tmp_path):
 
 
 def test_cli_without_tensorrt(no_tensorrt, ckpt, tmp_path):
-    from typer.testing import CliRunner
-
     from diga.cli.main import app
+    from typer.testing import CliRunner
 
     res = CliRunner().invoke(app, ["export", str(ckpt), "--format", "tensorrt", "--out", str(tmp_path / "m.engine")])
     assert res.exit_code == 1 and "pip install tensorrt" in " ".join(res.output.split())
