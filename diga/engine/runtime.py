@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 from contextlib import nullcontext
@@ -73,7 +74,18 @@ def init_distributed_from_env() -> bool:
     if backend == "nccl":
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend)
+    atexit.register(_leave_process_group)
     return True
+
+
+def _leave_process_group() -> None:
+    """Leave together and tear the group down before Python finalises the rest: a rank exiting
+    while its peer still talks, or gloo threads outliving their objects, abort the process."""
+    if is_distributed():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def barrier() -> None:

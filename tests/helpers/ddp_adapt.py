@@ -7,6 +7,7 @@ teacher and centroids, and the step each resumed stage restarted from.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,7 +80,13 @@ def main(bench_root: str, out: str) -> None:
     }
     if runtime.is_main():
         (Path(out) / "ranks.json").write_text(json.dumps(result))
+    dist.barrier()  # leave together: a rank exiting while its peer still talks aborts gloo
     dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: gloo's C++ threads can abort ("terminate called without an
+    # active exception") when Python finalises objects of the first, interrupted DDP run.
+    os._exit(0)
 
 
 if __name__ == "__main__":
