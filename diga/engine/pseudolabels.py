@@ -42,6 +42,16 @@ def label_file_name(image: Path, root: Path) -> str:
     return f"{stem[:120]}-{digest}.png"
 
 
+def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (3,H,W) -> uint8 (3,h,w), bilinear: pseudo-labels and training see the same pixels."""
+    return F.interpolate(image[None].float(), size=size, mode="bilinear",
+                         align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def _resize_label(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long()
+
+
 def _collate(batch):
     return batch
 
@@ -56,8 +66,7 @@ class _Indexed(Dataset):
     def __getitem__(self, i: int):
         image, _ = self.base[i]
         if self.resize is not None and tuple(image.shape[-2:]) != tuple(self.resize):
-            image = F.interpolate(image[None].float(), size=self.resize, mode="bilinear",
-                                  align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+            image = _resize_image(image, self.resize)
         return i, image
 
 
@@ -143,7 +152,8 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
                 _, features = model(normalize(x))
             pseudo, _ = split_combined(combined.to(device))
             acc.add(features.float(), pseudo)
-    acc.all_reduce() if runtime.is_distributed() else None
+    if runtime.is_distributed():
+        acc.all_reduce()
     if runtime.is_main():
         tensors = {"centroids": acc.centroids().cpu().contiguous(), "valid": acc.valid.cpu().contiguous(),
                    **{f"acc.{k}": v.cpu().contiguous() for k, v in acc.state_dict().items()}}
@@ -198,13 +208,12 @@ class PseudoLabelled(Dataset):
         image, gt = self.base[i]
         pseudo = torch.from_numpy(np.array(Image.open(self.labels_dir / self.names[i]))).long()
         if self.size is not None and tuple(image.shape[-2:]) != tuple(self.size):
-            image = F.interpolate(image[None].float(), size=self.size, mode="bilinear",
-                                  align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+            image = _resize_image(image, self.size)
         h, w = image.shape[-2:]
         if tuple(pseudo.shape) != (h, w):
-            pseudo = F.interpolate(pseudo[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+            pseudo = _resize_label(pseudo, (h, w))
         if tuple(gt.shape) != (h, w):
-            gt = F.interpolate(gt[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+            gt = _resize_label(gt, (h, w))
         label = combine(pseudo, gt)
         if self.transform is not None:
             image, label = self.transform(image, label)

@@ -83,7 +83,7 @@ def _evaluate_pair(before: Path, after: Path, val: str, cfg: StageConfig, grid: 
             if i < n_show:
                 shown["target image"].append(x[0])
                 shown["ground truth"].append(label)
-    save_grid(grid, {k: torch.stack(v) if k != "target image" else torch.stack(v) for k, v in shown.items()}, space,
+    save_grid(grid, {k: torch.stack(v) for k, v in shown.items()}, space,
               max_rows=n_show)
     return {k: cm.compute(space.classes) for k, cm in cms.items()}, space
 
