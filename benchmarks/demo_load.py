@@ -80,7 +80,7 @@ def run_load(clients: int, requests: int, model: Path | None = None, work: Path 
                 break
             except Exception:
                 if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"demo server did not start: {server.stderr.read()[-2000:]}")
+                    raise RuntimeError(f"demo server did not start: {server.stderr.read()[-2000:]}") from None
                 time.sleep(0.5)
         warm.predict([handle_file(str(images[0]))], 0.5, False, api_name="/segment")
         rss = [rss_mib(server.pid)]

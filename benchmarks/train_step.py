@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from diga.data.transforms import normalize
 from diga.engine.benchmark import synthetic_benchmark
 from diga.engine.config import preset
 from diga.engine.pseudolabels import combine
@@ -28,7 +29,6 @@ from diga.engine.selftrain import SelfTrainer
 from diga.engine.warmup import WarmupTrainer
 from diga.evaluate import fused_logits
 from diga.export.bench import time_fn
-from diga.data.transforms import normalize
 
 
 def sync(device: torch.device) -> None:
@@ -56,9 +56,10 @@ def random_batches(device, batch, crop, num_classes, combined=False):
 
 def trainers(cfg, bench, tmp: Path):
     """A warm-up and a self-training trainer whose data iterators yield device-resident tensors."""
+    from safetensors.torch import save_file
+
     from diga.checkpoint import model_metadata, save_weights
     from diga.models import create
-    from safetensors.torch import save_file
 
     warm = WarmupTrainer(cfg, tmp / "warmup")
     init = tmp / "init.safetensors"

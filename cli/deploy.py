@@ -71,9 +71,10 @@ def predict_cmd(
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Mask weight of the overlay."),
 ) -> None:
     """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg."""
+    from PIL import Image
+
     from diga.export import Predictor, PredictorError
     from diga.export.images import OutputNamer, list_images, read_rgb
-    from PIL import Image
 
     files = list_images(images, "images")
     predictor = Predictor.load(model, backend=backend, device=None if device == "auto" else device,

@@ -25,9 +25,13 @@ class ConfusionMatrix:
         n = self.num_classes
         pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
         valid = (target != IGNORE_INDEX) & (target >= 0) & (target < n)
+        # Ignored pixels go to an extra bin that is dropped. A fixed-size scatter instead of boolean
+        # indexing + bincount: both of those read device values on the host (a GPU stall per image).
         # Predictions outside the label space cannot happen with argmax, but clamp defensively.
-        idx = target[valid] * n + pred[valid].clamp(0, n - 1)
-        self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n)
+        idx = torch.where(valid, target * n + pred.clamp(0, n - 1), n * n)
+        counts = torch.zeros(n * n + 1, dtype=torch.int64, device=idx.device)
+        counts.scatter_add_(0, idx, torch.ones_like(idx))
+        self.mat += counts[:-1].reshape(n, n).to(self.mat.device)
 
     def merge(self, other: "ConfusionMatrix") -> None:
         self.mat += other.mat.to(self.mat.device)

@@ -167,11 +167,11 @@ def _fp32_reference(model: torch.nn.Module, device: str | torch.device = "cpu") 
 
 def _export_onnx(*, model, full_meta, imgsz, batch, dynamic, half, output, opset, exporter, out, log, warn,
                  check, check_fn, source, precision, label_dtype=torch.uint8, parity_backend=True):
+    import onnx
+
     from diga.io import atomic_write
 
     from .onnx_export import finalize, opset_of, session, to_onnx
-
-    import onnx
 
     reference = _fp32_reference(model) if check and parity_backend else None
     net = copy.deepcopy(model).eval()

@@ -15,8 +15,15 @@ import pytest
 from PIL import Image
 
 from diga.demo.inputs import DemoInputError, decode_image, fit_pixels, safe_stem
-from diga.demo.render import (blend, class_shares, colorize, legend_html, render_prediction,
-                              runtime_markdown, share_figure)
+from diga.demo.render import (
+    blend,
+    class_shares,
+    colorize,
+    legend_html,
+    render_prediction,
+    runtime_markdown,
+    share_figure,
+)
 
 
 def _png(arr: np.ndarray, mode: str | None = None) -> bytes:

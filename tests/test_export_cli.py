@@ -15,8 +15,9 @@ pytest.importorskip("onnxruntime")
 
 
 def run(*args):
-    from diga.cli.main import app
     from typer.testing import CliRunner
+
+    from diga.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -46,6 +47,7 @@ def images(tmp_path_factory) -> Path:
 
 def test_export_labels_cli(ckpt, tmp_path):
     import onnxruntime as ort
+
     from diga.export.graph import DeployModule
 
     out = tmp_path / "labels.onnx"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_checkpoint
+
 from diga.export import ExportError, Predictor, export_model
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_checkpoint
+
 from diga.export import ExportError, Predictor, PredictorError, export_model
 from diga.export import tensorrt as trt_mod
 from diga.export.graph import prepare
@@ -151,8 +152,9 @@ def test_engine_loading_errors(no_tensorrt, tmp_path):
 
 
 def test_cli_without_tensorrt(no_tensorrt, ckpt, tmp_path):
-    from diga.cli.main import app
     from typer.testing import CliRunner
+
+    from diga.cli.main import app
 
     res = CliRunner().invoke(app, ["export", str(ckpt), "--format", "tensorrt", "--out", str(tmp_path / "m.engine")])
     assert res.exit_code == 1 and "pip install tensorrt" in " ".join(res.output.split())

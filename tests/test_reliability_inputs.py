@@ -83,8 +83,8 @@ def test_pickle_file_is_not_loaded_as_checkpoint(tmp_path):
 
 
 def test_foreign_backbone_is_loaded_without_unpickling(tmp_path):
-    from diga.models.weights import load_backbone_weights
     from diga.models.deeplabv2 import LightResNet
+    from diga.models.weights import load_backbone_weights
 
     class Evil:
         def __reduce__(self):

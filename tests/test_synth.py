@@ -13,8 +13,14 @@ from PIL import Image
 from diga.classes import CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE, IGNORE_INDEX
 from diga.data import synth
 from diga.data.synth import (
-    FORMAT_VERSION, SOURCE_STYLE, TARGET_STYLE, StyleConfig, generate_benchmark, render_scene,
-    target_style, trainid_to_labelid,
+    FORMAT_VERSION,
+    SOURCE_STYLE,
+    TARGET_STYLE,
+    StyleConfig,
+    generate_benchmark,
+    render_scene,
+    target_style,
+    trainid_to_labelid,
 )
 
 SMALL = (64, 128)

@@ -1283,7 +1283,7 @@ def _layout(sc: _Scene) -> None:
         for x in (xl + 0.3, xr - 0.3):
             sc.ground(x - 0.07, x + 0.07, 1.0, _ZFAR, g_lane)
     # crosswalks before side streets
-    for z0, z1, sgn in crossings:
+    for z0, _z1, _sgn in crossings:
         if z0 < 60 and rng.random() < 0.6:
             x = xl + 0.4
             while x < xr - 0.4:
@@ -1479,7 +1479,7 @@ def _layout(sc: _Scene) -> None:
         view = "side" if r < 0.25 else "oblique" if r < 0.65 else "back"
         add(2, tz, _rider, xl + (lane + rng.uniform(0.2, 0.8)) * lw, tz, view, motor)
     # pedestrians crossing
-    for z0, z1, sgn in crossings:
+    for z0, _z1, _sgn in crossings:
         if z0 < 50 and rng.random() < 0.5:
             for _ in range(int(rng.integers(1, 4))):
                 tz = z0 - rng.uniform(0.8, 3.5)

@@ -55,9 +55,9 @@ class EMATeacher:
             torch._foreach_lerp_(t_float, s_float, 1.0 - alpha)
         # Integer buffers (BN num_batches_tracked) are counters, not estimates: averaging them
         # makes no sense (and lerp rejects integers), so they are copied.
-        for t, s in zip(t_bufs, s_bufs):
-            if not t.is_floating_point():
-                t.copy_(s)
+        t_int = [t for t in t_bufs if not t.is_floating_point()]
+        if t_int:
+            torch._foreach_copy_(t_int, [s for s, t in zip(s_bufs, t_bufs) if not t.is_floating_point()])
         return alpha
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
