@@ -9,6 +9,7 @@ it happens on the host by design), so a regression fails on a CPU-only CI too.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -44,9 +45,9 @@ def _bool_index(args) -> bool:
 
 
 class _Unrecorded:
-    """An iterator whose ``next`` (the data loader) runs outside the recorder."""
+    """An iterator whose ``next`` (the data loader) runs outside the audit."""
 
-    def __init__(self, it, recorder: HostReadRecorder) -> None:
+    def __init__(self, it, recorder) -> None:
         self.it, self.recorder = it, recorder
 
     def __iter__(self):
@@ -72,8 +73,32 @@ def test_recorder_catches_host_reads():
     assert rec.calls == ["item", "__bool__", "__getitem__", "tolist"]
 
 
-def test_warmup_and_selftrain_steps_never_read_the_device(tiny_cfg, tmp_path, monkeypatch):
-    recorder = HostReadRecorder()
+class CudaSyncAudit:
+    """CUDA's own detector: any synchronising call inside the audited region raises."""
+
+    def __init__(self) -> None:
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = value
+        torch.cuda.set_sync_debug_mode(0 if value else "error")
+
+    def __enter__(self):
+        torch.cuda.synchronize()
+        self.paused = False
+        return self
+
+    def __exit__(self, *exc):
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def _adapt_with_audited_steps(cfg, run_dir, monkeypatch, audit) -> dict[str, int]:
+    """Run the pipeline with every warm-up/self-training step (minus data loading) inside ``audit``."""
     steps: dict[str, int] = {}
 
     def audited(stage_cls):
@@ -83,8 +108,8 @@ def test_warmup_and_selftrain_steps_never_read_the_device(tiny_cfg, tmp_path, mo
             for name in ("source", "target", "pseudo_batches"):
                 it = getattr(self, name, None)
                 if it is not None and not isinstance(it, _Unrecorded):
-                    setattr(self, name, _Unrecorded(it, recorder))
-            with recorder:
+                    setattr(self, name, _Unrecorded(it, audit))
+            with audit:
                 losses = train_step(self, i)
                 backward_and_step(self, losses["loss"], i)
             steps[self.stage] = steps.get(self.stage, 0) + 1
@@ -96,11 +121,23 @@ def test_warmup_and_selftrain_steps_never_read_the_device(tiny_cfg, tmp_path, mo
         monkeypatch.setattr(cls, "train_step", audited(cls))
         # The loop calls backward_and_step after train_step; it already ran inside the audit.
         monkeypatch.setattr(cls, "backward_and_step", lambda self, loss, i: None)
+    adapt(cfg.replace(eval_every=0, vis_every=0, ckpt_every=0, log_every=100), run_dir)
+    return steps
 
-    cfg = tiny_cfg.replace(eval_every=0, vis_every=0, ckpt_every=0, log_every=100)
-    adapt(cfg, tmp_path / "adapt")
-    assert steps == {"warmup": cfg.steps, "selftrain": cfg.selftrain_steps}
+
+def test_warmup_and_selftrain_steps_never_read_the_device(tiny_cfg, tmp_path, monkeypatch):
+    recorder = HostReadRecorder()
+    steps = _adapt_with_audited_steps(tiny_cfg.replace(device="cpu"), tmp_path / "adapt", monkeypatch, recorder)
+    assert steps == {"warmup": tiny_cfg.steps, "selftrain": tiny_cfg.selftrain_steps}
     assert recorder.calls == [], f"host reads inside training steps: {sorted(set(recorder.calls))}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's sync debug mode needs a CUDA GPU")
+def test_training_steps_do_not_synchronise_on_cuda(tiny_cfg, tmp_path, monkeypatch):
+    cfg = tiny_cfg.replace(device="cuda", amp="bf16", channels_last=True)
+    steps = _adapt_with_audited_steps(cfg, tmp_path / "adapt", monkeypatch, CudaSyncAudit())
+    assert steps == {"warmup": cfg.steps, "selftrain": cfg.selftrain_steps}
 
 
 def test_evaluation_loop_never_reads_the_device(tiny_cfg, monkeypatch):
