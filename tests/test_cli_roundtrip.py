@@ -83,3 +83,17 @@ def test_builtin_benchmark_adapt_without_source_and_target(cli, tmp_path, monkey
     for row in ("source-only", "warm-up", "self-training round 1", "oracle"):
         assert row in r.text
     assert (tmp_path / "adapt/synthetic/final.safetensors").exists()
+
+
+def test_builtin_benchmark_uses_its_own_preset_on_any_device(monkeypatch):
+    """With a GPU, `diga adapt` on the 128x256 benchmark keeps the cpu preset's sizes plus the fast path."""
+    import torch
+
+    from diga.cli.stages import builtin_benchmark_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert builtin_benchmark_settings(None, None) == ("cpu", None, {})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert builtin_benchmark_settings(None, None) == ("cpu", "auto", {"channels_last": True})
+    assert builtin_benchmark_settings(None, "fp32") == ("cpu", "fp32", {"channels_last": True})
+    assert builtin_benchmark_settings("cpu", None) == ("cpu", None, {})
