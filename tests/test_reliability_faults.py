@@ -76,6 +76,25 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path):
     load_weights(path)  # still a valid checkpoint
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    """Checkpoints must be readable by the team (umask applies), and an overwrite keeps the mode."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        fresh = atomic_write(tmp_path / "a.bin", lambda tmp: tmp.write_bytes(b"x"))
+        plain = tmp_path / "b.bin"
+        plain.write_bytes(b"x")
+        assert stat.S_IMODE(fresh.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+        os.chmod(fresh, 0o640)
+        atomic_write(fresh, lambda tmp: tmp.write_bytes(b"y"))
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640 and fresh.read_bytes() == b"y"
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_disk_full_is_reported_by_the_cli_without_traceback(cli, tiny_bench, monkeypatch):
     from diga.engine import supervised
 
