@@ -2,7 +2,8 @@
 
 Run `diga adapt` first (it trains the source-only/oracle references and the full pipeline into
 runs/adapt/synthetic); this script then trains, on the same benchmark and settings:
-  warm-up rows: distillation only, mixture only, full warm-up with the colour translator
+  warm-up rows: distillation only, mixture only, full warm-up with the colour translator, full
+  warm-up with the paper's EMA cap (0.999)
   self-training round 1 from the same warm-up and pseudo-labels with --selection threshold / none
 and prints every row as markdown. Jobs run two at a time with one thread each (two small
 processes use 2 cores better than one process with two threads).
@@ -55,6 +56,7 @@ def main() -> None:
         "warm-up, distillation only (no mixture)": ("warmup", {"mix": False}),
         "warm-up, mixture only (no distillation)": ("warmup", {"distil": False}),
         "warm-up, full, colour translator": ("warmup", {"translator": "color"}),
+        "warm-up, full, EMA cap 0.999 (the paper's, for 80k-step runs)": ("warmup", {"ema_max": 0.999}),
         "self-training round 1, threshold 0.9": ("selftrain", {"run": str(run), "selection": "threshold"}),
         "self-training round 1, no selection": ("selftrain", {"run": str(run), "selection": "none"}),
     }

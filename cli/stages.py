@@ -33,8 +33,8 @@ TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; '
 VAL = typer.Option(None, help="Labelled target validation data, KIND:PATH (optional).")
 PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
 EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
-    "Cap of the EMA teacher's momentum (paper: 0.999). For runs of a few thousand steps 0.99 keeps "
-    "the teacher from lagging (see docs/BENCHMARKS.md)."))
+    "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
+    "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))
 
 
 def register(app: typer.Typer) -> None:

@@ -33,12 +33,12 @@ def test_train_evaluate_predict_round_trip(cli, tiny_bench, tmp_path):
 def test_warmup_through_the_cli(cli, tiny_bench, tmp_path):
     r = cli("warmup", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--val", tiny_bench["val"],
             "--preset", "cpu", "--crop", "48", "96", "--steps", "2", "--workers", "0", "--translator", "color",
-            "--ema-max", "0.99", "--name", "w", "--project", tmp_path)
+            "--ema-max", "0.995", "--name", "w", "--project", tmp_path)
     assert r.exit_code == 0, r.output
     run = tmp_path / "warmup/w"
     assert (run / "weights/last_teacher.safetensors").exists()
     config = (run / "config.yaml").read_text()
-    assert "translator: color" in config and "ema_max: 0.99" in config
+    assert "translator: color" in config and "ema_max: 0.995" in config
     again = cli("warmup", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--preset", "cpu",
                 "--crop", "48", "96", "--steps", "2", "--workers", "0", "--name", "w", "--project", tmp_path)
     assert again.exit_code == 1 and "--resume" in again.text

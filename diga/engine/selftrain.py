@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from ..data.transforms import TrainTransform
+from ..io import atomic_write
 from ..method.augment import augment_and_blend
 from ..method.losses import seg_ce, symmetric_distillation
 from ..method.mix import target_cross_mix
@@ -124,10 +126,6 @@ class SelfTrainer(WarmupTrainer):
     def save_models(self, tag: str, metrics: dict | None = None) -> None:
         super().save_models(tag, metrics)
         if runtime.is_main():
-            from safetensors.torch import save_file
-
-            from ..io import atomic_write
-
             tensors = {"centroids": self.centroids.cpu().contiguous(), "valid": self.centroid_valid.cpu().contiguous()}
             atomic_write(self.weights_dir / f"{tag}_centroids.safetensors", lambda tmp: save_file(tensors, str(tmp)))
 
