@@ -22,8 +22,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 OOM_HINT = (
-    "CUDA ran out of memory. Lower the memory per step: a smaller --crop H W, a smaller "
-    "--batch-size, or --amp bf16/fp16 if you forced fp32; the run can be resumed with --resume."
+    "CUDA ran out of memory. Lower the memory per step: --accumulate N (gradient accumulation: "
+    "the same batch in N micro-batches, no accuracy cost from smaller crops), --amp bf16/fp16 if you "
+    "forced fp32, a smaller --batch-size or --crop H W; the run can be resumed with --resume."
 )
 
 

@@ -50,6 +50,7 @@ def train(
     preset: Optional[str] = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA else cpu)."),
     steps: Optional[int] = typer.Option(None, min=0, help="Training steps."),
     batch_size: Optional[int] = typer.Option(None, min=1),
+    accumulate: Optional[int] = typer.Option(None, min=1, help="Micro-batches per step (gradient accumulation)."),
     crop: Size = typer.Option(None, help="Crop height and width."),
     lr: Optional[float] = typer.Option(None, min=0.0),
     label_space: Optional[str] = typer.Option(None, help="cityscapes19, synthia16 or synthia13."),
@@ -65,8 +66,8 @@ def train(
     from diga.engine.supervised import SupervisedTrainer
 
     cfg = build_config(preset, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
-                       steps=steps, batch_size=batch_size, crop=crop, lr=lr, label_space=label_space,
-                       pretrained=_pretrained(pretrained), seed=seed, device=device, workers=workers)
+                       steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
+                       label_space=label_space, pretrained=_pretrained(pretrained), seed=seed, device=device, workers=workers)
     result = SupervisedTrainer(cfg, project / "train" / name, resume=resume).run()
     _print_result(result)
 

@@ -17,14 +17,14 @@ Size = Optional[tuple[int, int]]
 
 
 def _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-            workers, label_space, amp, **extra):
+            workers, label_space, amp, accumulate=None, **extra):
     if translator is not None and translator not in ("fda", "color", "none"):
         raise typer.BadParameter(f"{translator!r} is not one of fda, color, none", param_hint="--translator")
     return build_config(
         preset, source=check_spec(source, "--source"), target=check_spec(target, "--target"),
         val=check_spec(val, "--val"), model=model, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
         translator=translator, seed=seed, device=device, workers=workers, label_space=label_space, amp=amp,
-        **extra,
+        accumulate=accumulate, **extra,
     )
 
 
@@ -32,6 +32,9 @@ SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia
 TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' for your own).")
 VAL = typer.Option(None, help="Labelled target validation data, KIND:PATH (optional).")
 PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
+ACCUMULATE = typer.Option(None, min=1, help=(
+    "Gradient accumulation: split each batch into this many micro-batches (less GPU memory, same "
+    "effective batch; must divide --batch-size)."))
 EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
     "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
     "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))
@@ -47,7 +50,9 @@ def register(app: typer.Typer) -> None:
 def warmup(
     source: Optional[str] = SOURCE, target: Optional[str] = TARGET, val: Optional[str] = VAL,
     preset: Optional[str] = PRESET, model: Optional[str] = typer.Option(None),
-    steps: Optional[int] = typer.Option(None, min=0), batch_size: Optional[int] = typer.Option(None, min=1),
+    steps: Optional[int] = typer.Option(None, min=0),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    accumulate: Optional[int] = ACCUMULATE,
     crop: Size = typer.Option(None, help="Crop height and width."), lr: Optional[float] = typer.Option(None, min=0.0),
     distil: bool = typer.Option(True, help="Symmetric distillation from the EMA teacher."),
     mix: bool = typer.Option(True, help="Cross-domain class mixture for the second view."),
@@ -63,7 +68,7 @@ def warmup(
     from diga.engine.warmup import WarmupTrainer
 
     cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, distil=distil, mix=mix, ema_max=ema_max)
+                  workers, label_space, amp, accumulate, distil=distil, mix=mix, ema_max=ema_max)
     result = WarmupTrainer(cfg, project / "warmup" / name, resume=resume).run()
     _print_stage(result)
 
@@ -74,7 +79,8 @@ def selftrain(
     source: Optional[str] = SOURCE, target: Optional[str] = TARGET, val: Optional[str] = VAL,
     preset: Optional[str] = PRESET, steps: Optional[int] = typer.Option(None, min=0),
     rounds: int = typer.Option(1, min=1, help="Rounds; each regenerates pseudo-labels and centroids."),
-    batch_size: Optional[int] = typer.Option(None, min=1), crop: Size = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    accumulate: Optional[int] = ACCUMULATE, crop: Size = typer.Option(None),
     lr: Optional[float] = typer.Option(None, min=0.0),
     selection: Optional[str] = typer.Option(None, help="dynamic (DiGA), threshold or none."),
     threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold."),
@@ -89,7 +95,7 @@ def selftrain(
     from diga.engine.selftrain import SelfTrainer
 
     cfg = _common(preset, source, target, val, None, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, selection=selection, threshold=threshold)
+                  workers, label_space, amp, accumulate, selection=selection, threshold=threshold)
     if not init.is_file():
         raise typer.BadParameter(f"{init} does not exist", param_hint="--init")
     if not cfg.target:
@@ -111,7 +117,8 @@ def adapt(
     name: Optional[str] = typer.Option(None, help="Run name: runs/adapt/NAME (re-running it resumes)."),
     model: Optional[str] = typer.Option(None), steps: Optional[int] = typer.Option(None, min=0, help="Warm-up steps."),
     selftrain_steps: Optional[int] = typer.Option(None, min=0, help="Steps per self-training round."),
-    batch_size: Optional[int] = typer.Option(None, min=1), crop: Size = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, min=1),
+    accumulate: Optional[int] = ACCUMULATE, crop: Size = typer.Option(None),
     lr: Optional[float] = typer.Option(None, min=0.0),
     selection: Optional[str] = typer.Option(None, help="dynamic (DiGA), threshold or none."),
     translator: Optional[str] = typer.Option(None, help="fda, color or none."),
@@ -139,7 +146,8 @@ def adapt(
     if builtin and preset is None:
         preset, amp, gpu_speedups = builtin_benchmark_settings(device, amp)
     cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, rounds=rounds, selftrain_steps=selftrain_steps, selection=selection,
+                  workers, label_space, amp, accumulate, rounds=rounds, selftrain_steps=selftrain_steps,
+                  selection=selection,
                   ema_max=ema_max, **gpu_speedups)
     refs, before = {}, None
     if builtin and references:

@@ -33,12 +33,15 @@ def test_train_evaluate_predict_round_trip(cli, tiny_bench, tmp_path):
 def test_warmup_through_the_cli(cli, tiny_bench, tmp_path):
     r = cli("warmup", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--val", tiny_bench["val"],
             "--preset", "cpu", "--crop", "48", "96", "--steps", "2", "--workers", "0", "--translator", "color",
-            "--ema-max", "0.995", "--name", "w", "--project", tmp_path)
+            "--ema-max", "0.995", "--accumulate", "2", "--name", "w", "--project", tmp_path)
     assert r.exit_code == 0, r.output
     run = tmp_path / "warmup/w"
     assert (run / "weights/last_teacher.safetensors").exists()
     config = (run / "config.yaml").read_text()
-    assert "translator: color" in config and "ema_max: 0.995" in config
+    assert "translator: color" in config and "ema_max: 0.995" in config and "accumulate: 2" in config
+    bad = cli("warmup", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--preset", "cpu",
+              "--batch-size", "3", "--accumulate", "2", "--name", "bad", "--project", tmp_path)
+    assert bad.exit_code != 0 and "accumulate must divide batch_size" in bad.text
     again = cli("warmup", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--preset", "cpu",
                 "--crop", "48", "96", "--steps", "2", "--workers", "0", "--name", "w", "--project", tmp_path)
     assert again.exit_code == 1 and "--resume" in again.text

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from diga.engine import selftrain, warmup
+from diga.engine import trainer
 from diga.engine.pipeline import adapt
 
 # Tensor methods and functions that copy a device value to the host or need its value to decide
@@ -101,33 +101,27 @@ def _adapt_with_audited_steps(cfg, run_dir, monkeypatch, audit) -> dict[str, int
     """Run the pipeline with every warm-up/self-training step (minus data loading) inside ``audit``."""
     steps: dict[str, int] = {}
 
-    def audited(stage_cls):
-        train_step, backward_and_step = stage_cls.train_step, stage_cls.backward_and_step
+    optimization_step = trainer.Trainer.optimization_step
 
-        def step(self, i):
-            for name in ("source", "target", "pseudo_batches"):
-                it = getattr(self, name, None)
-                if it is not None and not isinstance(it, _Unrecorded):
-                    setattr(self, name, _Unrecorded(it, audit))
-            with audit:
-                losses = train_step(self, i)
-                backward_and_step(self, losses["loss"], i)
-            steps[self.stage] = steps.get(self.stage, 0) + 1
-            return losses
+    def audited(self, i):
+        for name in ("source", "target", "pseudo_batches"):
+            it = getattr(self, name, None)
+            if it is not None and not isinstance(it, _Unrecorded):
+                setattr(self, name, _Unrecorded(it, audit))
+        with audit:
+            losses = optimization_step(self, i)
+        steps[self.stage] = steps.get(self.stage, 0) + 1
+        return losses
 
-        return step
-
-    for cls in (warmup.WarmupTrainer, selftrain.SelfTrainer):
-        monkeypatch.setattr(cls, "train_step", audited(cls))
-        # The loop calls backward_and_step after train_step; it already ran inside the audit.
-        monkeypatch.setattr(cls, "backward_and_step", lambda self, loss, i: None)
+    monkeypatch.setattr(trainer.Trainer, "optimization_step", audited)
     adapt(cfg.replace(eval_every=0, vis_every=0, ckpt_every=0, log_every=100), run_dir)
     return steps
 
 
 def test_warmup_and_selftrain_steps_never_read_the_device(tiny_cfg, tmp_path, monkeypatch):
     recorder = HostReadRecorder()
-    steps = _adapt_with_audited_steps(tiny_cfg.replace(device="cpu"), tmp_path / "adapt", monkeypatch, recorder)
+    cfg = tiny_cfg.replace(device="cpu", accumulate=2)  # the micro-batch loop is audited too
+    steps = _adapt_with_audited_steps(cfg, tmp_path / "adapt", monkeypatch, recorder)
     assert steps == {"warmup": tiny_cfg.steps, "selftrain": tiny_cfg.selftrain_steps}
     assert recorder.calls == [], f"host reads inside training steps: {sorted(set(recorder.calls))}"
 

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from diga.checkpoint import load_model, read_metadata
+from diga.engine.loaders import infinite_loader
 from diga.engine.pipeline import adapt
 from diga.engine.supervised import SupervisedTrainer
 from diga.engine.trainer import RunExistsError
@@ -140,3 +141,33 @@ def test_adapt_resumes_inside_an_interrupted_stage(tiny_cfg, tmp_path, monkeypat
     adapt(tiny_cfg, run)
     assert trainer_steps == [2]  # continued from the step-2 checkpoint, not from scratch
     assert (run / "final.safetensors").exists()
+
+
+def test_gradient_accumulation_matches_the_full_batch_step(tiny_cfg, tmp_path):
+    """accumulate=2 (two micro-batches of 1) gives the update of one batch of 2.
+
+    BatchNorm and dropout are put in eval mode so that both runs compute the same function; the
+    only remaining difference is the per-micro-batch mean over non-ignored pixels.
+    """
+    cfg = tiny_cfg.replace(source=tiny_cfg.target, eval_every=0, vis_every=0, ckpt_every=0)
+    updates = {}
+    for accumulate in (1, 2):
+        trainer = SupervisedTrainer(cfg.replace(accumulate=accumulate), tmp_path / f"acc{accumulate}")
+        for m in trainer.model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout2d)):
+                m.eval()
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.batches = infinite_loader(trainer.train_set, trainer.cfg, 0)
+        losses = trainer.optimization_step(0)
+        assert torch.isfinite(losses["loss"])
+        after = trainer.model.state_dict()
+        updates[accumulate] = torch.cat([(after[k] - before[k]).flatten() for k in before
+                                         if before[k].is_floating_point()])
+    full, accumulated = updates[1], updates[2]
+    assert full.norm() > 0
+    assert (accumulated - full).norm() < 0.01 * full.norm()
+
+
+def test_accumulate_must_divide_the_batch(tiny_cfg):
+    with pytest.raises(ValueError, match="accumulate must divide batch_size"):
+        tiny_cfg.replace(batch_size=3, accumulate=2).validate()

@@ -53,7 +53,7 @@ def test_cuda_out_of_memory_names_the_options_to_lower(cli, tiny_bench, monkeypa
     result = cli("train", "--data", tiny_bench["source"], "--preset", "cpu", "--crop", "48", "96",
                  "--name", "oom", "--project", "/tmp/diga-oom-test")
     assert result.exit_code == 1
-    assert "--crop" in result.output and "--batch-size" in result.output
+    assert "--crop" in result.output and "--batch-size" in result.output and "--accumulate" in result.output
     assert "Traceback" not in result.output
 
 

@@ -27,6 +27,7 @@ class StageConfig:
     base_size: tuple[int, int] | None = (720, 1280)  # source/target resized to this before scaling
     eval_size: tuple[int, int] | None = None  # None: evaluate at the val images' own size
     batch_size: int = 3
+    accumulate: int = 1  # micro-batches per step (gradient accumulation; same effective batch)
     workers: int = 4
     # model
     model: str = "deeplabv2_resnet101"
@@ -83,6 +84,9 @@ class StageConfig:
             problems.append(f"steps must be >= 0 (got {self.steps})")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
+        if self.accumulate < 1 or self.batch_size % self.accumulate:
+            problems.append(f"accumulate must divide batch_size into equal micro-batches "
+                            f"(got batch_size {self.batch_size}, accumulate {self.accumulate})")
         if any(c < 16 for c in self.crop):
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
         if not 0 < self.scale[0] <= self.scale[1]:

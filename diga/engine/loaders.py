@@ -72,7 +72,7 @@ def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: i
     # run is reproducible too.
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + salt * 104_729 + start_step)
     loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        dataset, batch_size=cfg.batch_size // cfg.accumulate, sampler=sampler, num_workers=cfg.workers,
         pin_memory=torch.cuda.is_available(), drop_last=True, generator=gen,
         persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,10 +183,8 @@ class Trainer:
             for step in range(self.start_step, cfg.steps):
                 for group in self.optimizer.param_groups:
                     group["lr"] = poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power) * group["lr_mult"]
-                losses = self.train_step(step)
-                self.backward_and_step(losses["loss"], step)
+                losses = self.optimization_step(step)
                 for k, v in losses.items():
-                    v = v.detach().float()
                     sums[k] = sums[k] + v if k in sums else v
                 n_logged += 1
                 done = step + 1
@@ -208,14 +207,41 @@ class Trainer:
                     self.checkpoint(done)
         return self.finish()
 
-    def backward_and_step(self, loss: torch.Tensor, step: int) -> None:
-        finite = torch.isfinite(loss)
+    def optimization_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One optimiser step over ``accumulate`` micro-batches; returns the step's mean losses.
+
+        Gradient accumulation trades time for memory at the same effective batch: each
+        micro-batch runs the whole stage step (views, teacher, selection, losses) on
+        batch_size / accumulate images and back-propagates loss / accumulate; DDP all-reduces
+        only after the last micro-batch. (BatchNorm then sees the smaller micro-batches.)
+        """
+        n = self.cfg.accumulate
+        self.optimizer.zero_grad(set_to_none=True)
+        finite, totals = None, {}
+        for micro in range(n):
+            with self.gradient_sync(micro == n - 1):
+                losses = self.train_step(step)
+                ok = torch.isfinite(losses["loss"])
+                finite = ok if finite is None else finite & ok
+                self.scaler.scale(losses["loss"] / n).backward()
+            for k, v in losses.items():
+                v = v.detach().float() / n
+                totals[k] = totals[k] + v if k in totals else v
+        self.apply_gradients(finite, step)
+        return totals
+
+    def gradient_sync(self, enabled: bool):
+        """DDP's all-reduce only for the micro-batch that completes the step."""
+        if enabled or not runtime.is_distributed():
+            return nullcontext()
+        return self.net.no_sync()
+
+    def apply_gradients(self, finite: torch.Tensor, step: int) -> None:
+        """The optimiser and EMA step, skipped (on the device) when a loss was not finite."""
         if runtime.is_distributed():
             # Gradients are averaged across ranks, so one rank's NaN reaches every rank: skip
             # the step everywhere (a collective on the device, not a host sync).
             finite = runtime.all_reduce_sum((~finite).float()) == 0
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
         if not self.scaler.is_enabled():
             # Zero the gradients of a non-finite step on the device instead of a host check.
             for p in self.model.parameters():

@@ -41,7 +41,8 @@ def main(bench_root: str, out: str) -> None:
     bench = synthetic_benchmark(n_train=8, n_val=4, size=(64, 128), seed=0, root=Path(bench_root))
     cfg = preset("cpu").replace(source=bench["source"], target=bench["target"], val=bench["val"],
                                 crop=(48, 96), batch_size=2, workers=0, steps=4, log_every=2, eval_every=2,
-                                ckpt_every=2, vis_every=0, rounds=1, selftrain_steps=4)
+                                ckpt_every=2, vis_every=0, rounds=1, selftrain_steps=4,
+                                accumulate=2)  # micro-batches: DDP syncs only on the last one
     run = Path(out) / "run"
     original = selftrain.SelfTrainer.train_step
 
