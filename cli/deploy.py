@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .errors import err_console, friendly
+from .options import check_spec
 
 console = Console()
 Size = Optional[tuple[int, int]]
@@ -124,17 +125,23 @@ def benchmark_cmd(
     warmup: int = typer.Option(3, min=0),
     iters: int = typer.Option(20, min=1),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    data: Optional[str] = typer.Option(None, help="Labelled images, KIND:PATH: also report each backend's mIoU."),
+    max_images: int = typer.Option(100, min=1, help="Images of --data to score."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON here."),
 ) -> None:
-    """Latency p50/p90, images/s, peak memory and argmax agreement with PyTorch fp32, per backend."""
+    """Latency p50/p90, images/s, peak memory, agreement with PyTorch fp32 (and mIoU on --data), per backend."""
     from diga.export.bench import benchmark
 
     names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     rows = benchmark(path, names, imgsz=imgsz, batch=batch, warmup=warmup, iters=iters,
-                     device=None if device == "auto" else device,
+                     device=None if device == "auto" else device, data=check_spec(data, "--data"),
+                     max_images=max_images,
                      log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     table = Table(title=f"{path.name}: batch {batch}, {rows[0]['imgsz'][0]}x{rows[0]['imgsz'][1]}" if rows else "")
-    for col in ("backend", "status", "device", "file MB", "p50 ms", "p90 ms", "img/s", "peak MB", "agree %"):
+    columns = ["backend", "status", "device", "file MB", "p50 ms", "p90 ms", "img/s", "peak MB", "agree %"]
+    if data:
+        columns.append("mIoU")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("backend", "status", "device") else "right")
 
     def fmt(v):
@@ -143,7 +150,7 @@ def benchmark_cmd(
     for r in rows:
         table.add_row(r["backend"], r["status"], r.get("device", ""), fmt(r.get("file_mb")), fmt(r.get("p50_ms")),
                       fmt(r.get("p90_ms")), fmt(r.get("images_per_s")), fmt(r.get("peak_mem_mb")),
-                      fmt(r.get("agreement")))
+                      fmt(r.get("agreement")), *([fmt(r.get("miou"))] if data else []))
     console.print(table)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

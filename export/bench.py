@@ -16,6 +16,7 @@ import torch
 from .backends import BACKENDS, SUFFIX_BACKEND, TorchBackend, default_device, open_backend
 from .errors import PredictorError
 from .graph import prepare
+from .predictor import Predictor
 
 
 def _proc_status(key: str) -> int | None:
@@ -85,12 +86,41 @@ def default_backends() -> list[str]:
     return names
 
 
+def labelled_samples(data: str, label_space: str, max_images: int) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """Up to ``max_images`` (image HxWx3 uint8, label HxW trainIds) pairs of a labelled dataset."""
+    from diga.data import build_dataset
+
+    split = "val" if data.startswith("cityscapes:") else "train"
+    dataset = build_dataset(data, split=split, label_space=label_space)
+    if not getattr(dataset, "has_labels", True) or len(dataset) == 0:
+        raise PredictorError(f"--data {data}: needs labelled images (found {len(dataset)} images"
+                             f"{'' if getattr(dataset, 'has_labels', True) else ', no labels'})")
+    samples = []
+    for i in range(min(len(dataset), max_images)):
+        image, label = dataset[i]
+        samples.append((image.permute(1, 2, 0).contiguous().numpy(), label))
+    return samples
+
+
+def predictor_miou(predictor: Predictor, samples, num_classes: int) -> float:
+    """mIoU of the whole Predictor pipeline (resize, run, resize back) over labelled samples."""
+    from diga.evaluate import ConfusionMatrix
+
+    cm = ConfusionMatrix(num_classes)
+    for prediction, (_, label) in zip(predictor.predict([image for image, _ in samples]), samples):
+        cm.update(torch.from_numpy(prediction.labels.astype(np.int64)), label)
+    return cm.compute().miou
+
+
 def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, imgsz: Sequence[int] | None = None,
               batch: int = 1, warmup: int = 3, iters: int = 20, device: str | None = None,
-              workdir: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              workdir: str | os.PathLike | None = None, data: str | None = None, max_images: int = 100,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """One row per backend. A checkpoint is exported (fixed shape ``imgsz`` x ``batch``) into
     ``workdir`` (a temp dir by default) for each non-torch backend; agreement is the % of pixels
-    whose argmax matches the PyTorch fp32 model (needs a checkpoint)."""
+    whose argmax matches the PyTorch fp32 model (needs a checkpoint). With ``data`` (a labelled
+    ``KIND:PATH``), each backend's mIoU over up to ``max_images`` of its images, through the same
+    Predictor pre- and post-processing."""
     from .exporter import DEFAULT_IMGSZ, export_model
     from .images import check_images
     from .metadata import read_export_metadata
@@ -118,6 +148,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                                   or meta.get("input_size") or DEFAULT_IMGSZ))
     images, source = check_images(None, batch, size)
     log(f"benchmark inputs: batch {batch} of {source}")
+    samples = labelled_samples(data, meta.get("label_space", "cityscapes19"), max_images) if data else None
 
     reference = None
     if kind == "torch":
@@ -163,6 +194,9 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                     row["agreement"] = round(100.0 * float((pred.cpu() == reference).float().mean()), 3)
                 else:
                     row["agreement"] = None
+                if samples is not None:
+                    row["miou"] = predictor_miou(Predictor(backend, batch), samples, len(meta["classes"]))
+                    row["miou_images"] = len(samples)
                 backend = out = None  # release the session/engine before the next backend
             except Exception as e:  # one failing backend must not hide the others
                 row["status"] = f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"

@@ -151,3 +151,22 @@ def test_benchmark_cli(ckpt, tmp_path):
         assert r["imgsz"] == [32, 64] and r["batch"] == 2
     res = run("benchmark", ckpt, "--backends", "torch,openvino")
     assert res.exit_code == 1 and "unknown backend(s) openvino" in flat(res.output)
+
+
+def test_benchmark_scores_every_backend_on_labelled_data(ckpt, tiny_bench, tmp_path):
+    """--data: each backend's mIoU through the same Predictor pipeline; ONNX matches PyTorch."""
+    out = tmp_path / "bench.json"
+    res = run("benchmark", ckpt, "--backends", "torch,onnx", "--imgsz", "64", "128", "--warmup", "0",
+              "--iters", "1", "--data", tiny_bench["val"], "--max-images", "3", "--json", out)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert all(r["status"] == "ok" and r["miou_images"] == 3 and 0 < r["miou"] <= 100 for r in rows)
+    assert abs(rows[0]["miou"] - rows[1]["miou"]) < 0.5
+    assert "mIoU" in res.output
+    unlabelled = tmp_path / "frames"
+    unlabelled.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (128, 64)).save(unlabelled / "a.png")
+    res = run("benchmark", ckpt, "--backends", "torch", "--data", f"folder:{unlabelled}")
+    assert res.exit_code == 1 and "needs labelled images" in flat(res.output)
