@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,25 @@ def test_folder_with_label_root(tmp_path):
     ds16 = ImageFolderDataset(images, label_root=labels, label_space=SYNTHIA16)
     assert ds16[0][1].tolist() == [[0, 255, 255], [255, 7, 255]]
     assert ds16.unknown_ids == {18: 1, 19: 1, 200: 1}
+
+
+def test_folder_labels_given_in_the_spec(tmp_path):
+    """`folder:DIR?labels=LABEL_DIR` is the CLI's way to a labelled folder (own annotated frames)."""
+    images, labels = tmp_path / "my frames", tmp_path / "my gt"
+    images.mkdir()
+    labels.mkdir()
+    ids = np.array([[0, 13], [2, 255]], np.uint8)
+    Image.fromarray(rgb_for(ids)).save(images / "a.png")
+    Image.fromarray(ids, "L").save(labels / "a.png")
+    ds = build_dataset(f"folder:{images}?labels={labels}")
+    assert ds.has_labels and ds.root == images and ds[0][1].tolist() == [[0, 13], [2, 255]]
+    assert parse_spec(f"folder:{images}?labels={labels}") == ("folder", images)
+    with pytest.raises(DatasetError, match=r"unknown or empty option 'label=x'.*\?labels=PATH"):
+        build_dataset(f"folder:{images}?label=x")
+    with pytest.raises(DatasetError, match="label folder .*does not exist"):
+        build_dataset(f"folder:{images}?labels={tmp_path / 'missing'}")
+    # Kinds without options keep a '?' as part of the path.
+    assert parse_spec("gta5:/data/what?.d") == ("gta5", Path("/data/what?.d"))
 
 
 def test_folder_single_file(tmp_path):

@@ -45,13 +45,25 @@ __all__ = [
     "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "CityscapesDataset",
     "DatasetError", "EvalTransform", "GTA5Dataset", "IdMapper", "ImageFolderDataset",
     "SegmentationDataset", "SynthiaDataset", "TrainTransform", "build_dataset",
-    "decode_image_rgb", "normalize", "parse_spec", "read_image", "read_label",
+    "decode_image_rgb", "normalize", "parse_spec", "parse_spec_options", "read_image", "read_label",
 ]
+
+
+# Options a spec may carry after the path, ``KIND:PATH?name=value``, per dataset kind.
+SPEC_OPTIONS = {"folder": {"labels": "label_root"}}
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
     """``"gta5:/data/GTA5"`` -> ``("gta5", Path("/data/GTA5"))``. The kind is case-insensitive;
-    the path is split at the first colon and ``~`` is expanded."""
+    the path is split at the first colon and ``~`` is expanded; options (``?labels=DIR``) are
+    checked and dropped (see :func:`parse_spec_options`)."""
+    kind, path, _ = parse_spec_options(spec)
+    return kind, path
+
+
+def parse_spec_options(spec: str) -> tuple[str, Path, dict[str, Path]]:
+    """Like :func:`parse_spec`, plus the spec's options as dataset keywords:
+    ``"folder:/frames?labels=/frames_gt"`` -> ``("folder", Path("/frames"), {"label_root": Path("/frames_gt")})``."""
     choices = ", ".join(DATASETS)
     if not isinstance(spec, str) or ":" not in spec:
         hint = ""
@@ -71,9 +83,25 @@ def parse_spec(spec: str) -> tuple[str, Path]:
         raise DatasetError(
             f"unknown dataset kind {kind!r} in {spec!r}; choose one of {choices}"
         )
+    path, options = _split_options(path, kind, spec)
     if not path.strip():
         raise DatasetError(f"dataset spec {spec!r} has no path after '{kind}:'")
-    return kind, Path(path).expanduser()
+    return kind, Path(path).expanduser(), options
+
+
+def _split_options(path: str, kind: str, spec: str) -> tuple[str, dict[str, Path]]:
+    allowed = SPEC_OPTIONS.get(kind, {})
+    if "?" not in path or not allowed:
+        return path, {}  # a '?' in a path of a kind without options is part of the path
+    path, query = path.rsplit("?", 1)
+    options = {}
+    for item in query.split("&"):
+        name, sep, value = item.partition("=")
+        if name not in allowed or not sep or not value.strip():
+            raise DatasetError(f"dataset spec {spec!r}: unknown or empty option {item!r}; {kind} accepts "
+                               + ", ".join(f"?{n}=PATH" for n in allowed))
+        options[allowed[name]] = Path(value).expanduser()
+    return path, options
 
 
 def build_dataset(
@@ -87,7 +115,8 @@ def build_dataset(
     """Build a dataset from a ``KIND:PATH`` spec. ``split`` matters for Cityscapes only.
     Extra keywords go to the dataset class (``label_root=`` for ``folder``,
     ``on_size_mismatch=``)."""
-    kind, root = parse_spec(spec)
+    kind, root, options = parse_spec_options(spec)
+    kwargs = {**options, **kwargs}
     if "label_root" in kwargs and kind != "folder":
         raise TypeError(f"label_root= applies to folder datasets only, not {kind}")
     return DATASETS[kind](root, split=split, label_space=label_space, transform=transform,
