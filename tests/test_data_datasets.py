@@ -232,6 +232,31 @@ def test_folder_labels_given_in_the_spec(tmp_path):
     assert parse_spec("gta5:/data/what?.d") == ("gta5", Path("/data/what?.d"))
 
 
+def test_folder_labels_with_own_ids_and_a_label_map(tmp_path):
+    """Own annotation ids -> classes through a JSON map given in the spec (`&map=FILE`)."""
+    import json
+
+    images, labels = tmp_path / "img", tmp_path / "gt"
+    images.mkdir()
+    labels.mkdir()
+    own = np.array([[7, 26], [0, 99]], np.uint8)  # 7 road, 26 car, 0 ignore, 99 not in the map
+    Image.fromarray(rgb_for(own)).save(images / "a.png")
+    Image.fromarray(own, "L").save(labels / "a.png")
+    good = tmp_path / "map.json"
+    good.write_text(json.dumps({"7": "road", "26": 13, "0": 255}))
+    ds = build_dataset(f"folder:{images}?labels={labels}&map={good}")
+    assert ds[0][1].tolist() == [[0, 13], [255, 255]]
+    assert ds.unknown_ids == {99: 1}  # listed ids (0 -> ignore) are not "unknown"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"7": "roadway", "x": 1, "3": 40}))
+    with pytest.raises(DatasetError, match=r"bad.json: 7: 'roadway' is neither a class.*key 'x'.*3: 40"):
+        build_dataset(f"folder:{images}?labels={labels}&map={bad}")[0]
+    with pytest.raises(DatasetError, match="needs labels"):
+        build_dataset(f"folder:{images}?map={good}")
+    with pytest.raises(DatasetError, match="does not exist"):
+        build_dataset(f"folder:{images}?labels={labels}&map={tmp_path / 'none.json'}")
+
+
 def test_folder_single_file(tmp_path):
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "one.png")
     ds = build_dataset(f"folder:{tmp_path / 'one.png'}")

@@ -50,7 +50,7 @@ __all__ = [
 
 
 # Options a spec may carry after the path, ``KIND:PATH?name=value``, per dataset kind.
-SPEC_OPTIONS = {"folder": {"labels": "label_root"}}
+SPEC_OPTIONS = {"folder": {"labels": "label_root", "map": "label_map"}}
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
