@@ -45,6 +45,11 @@ class SegMetrics:
     miou: float
     pixel_accuracy: float
     iou: dict[str, float | None] = field(default_factory=dict)
+    confusion: torch.Tensor | None = field(default=None, repr=False)  # (C, C), rows = ground truth
+
+    def subset_miou(self, classes: Sequence[int]) -> float:
+        """mIoU over some classes only (e.g. SYNTHIA's 13 inside its 16), same protocol."""
+        return metrics_from_confusion(self.confusion, subset=classes).miou
 
     def as_dict(self) -> dict:
         return {"miou": self.miou, "pixel_accuracy": self.pixel_accuracy, "iou": self.iou}
@@ -74,7 +79,7 @@ def metrics_from_confusion(
     per_class = {
         names[i]: (None if torch.isnan(iou[i]) else round(float(iou[i]) * 100, 2)) for i in keep
     }
-    return SegMetrics(miou=round(miou, 2), pixel_accuracy=round(acc, 2), iou=per_class)
+    return SegMetrics(miou=round(miou, 2), pixel_accuracy=round(acc, 2), iou=per_class, confusion=mat)
 
 
 def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float] = (1.0,)) -> torch.Tensor:

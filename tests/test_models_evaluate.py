@@ -48,6 +48,7 @@ def test_miou_hand_computed():
     assert m.pixel_accuracy == 75.0
     sub = cm.compute(["a", "b", "c"], subset=[1])
     assert sub.miou == 66.67
+    assert m.subset_miou([1]) == 66.67 and m.subset_miou([0, 2]) == 50.0  # c excluded again
 
 
 def test_class_predicted_but_absent_from_gt_counts_as_zero():
@@ -79,3 +80,30 @@ def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path):
     assert read_metadata(tmp_path / "m.safetensors")["mean"] == [0.485, 0.456, 0.406]
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_evaluate_checkpoint_reports_the_synthia_13_class_mean(tmp_path):
+    """A synthia16 model: 16-class mIoU plus the 13-class mean over the same confusion matrix."""
+    import numpy as np
+
+    from diga.checkpoint import model_metadata, save_weights
+    from diga.classes import SYNTHIA13_CLASSES, SYNTHIA16, SYNTHIA_ID_TO_TRAINID
+    from diga.engine.evaluation import evaluate_checkpoint
+    from diga.models import create
+
+    try:
+        from fixtures_data import make_synthia
+    except ImportError:
+        from tests.fixtures_data import make_synthia
+
+    rng = np.random.default_rng(0)
+    ids = np.array(sorted(SYNTHIA_ID_TO_TRAINID))
+    root = make_synthia(tmp_path / "syn", {f"{i:07d}.png": rng.choice(ids, (32, 64)) for i in range(2)})
+    torch.manual_seed(0)
+    weights = save_weights(tmp_path / "m.safetensors", create("deeplabv2_light", 16).state_dict(),
+                           model_metadata("deeplabv2_light", "synthia16", input_size=(32, 64)))
+    result = evaluate_checkpoint(weights, f"synthia:{root}", scales=(1.0,), device="cpu", workers=0)
+    thirteen = result["extra_miou"]["mIoU (13 classes)"]
+    present = [result["iou"][c] for c in SYNTHIA13_CLASSES if result["iou"][c] is not None]
+    assert len(result["iou"]) == SYNTHIA16.num_classes
+    assert abs(thirteen - sum(present) / len(present)) < 0.01  # same classes, unrounded IoUs
