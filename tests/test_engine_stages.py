@@ -171,3 +171,15 @@ def test_gradient_accumulation_matches_the_full_batch_step(tiny_cfg, tmp_path):
 def test_accumulate_must_divide_the_batch(tiny_cfg):
     with pytest.raises(ValueError, match="accumulate must divide batch_size"):
         tiny_cfg.replace(batch_size=3, accumulate=2).validate()
+
+
+def test_teacher_runs_in_inference_mode_and_student_with_autograd(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(steps=1, val=None, eval_every=0, vis_every=0, ckpt_every=0)  # no evaluation
+    trainer = WarmupTrainer(cfg, tmp_path / "w")
+    modes = {"teacher": [], "student": []}
+    trainer.teacher.module.register_forward_hook(
+        lambda *_: modes["teacher"].append(torch.is_inference_mode_enabled()))
+    trainer.model.register_forward_hook(lambda *_: modes["student"].append(torch.is_grad_enabled()))
+    trainer.run()
+    assert modes["teacher"] and all(modes["teacher"])
+    assert modes["student"] and all(modes["student"])

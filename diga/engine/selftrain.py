@@ -96,8 +96,7 @@ class SelfTrainer(WarmupTrainer):
         views = self.source_views(x, y, t_pool)
         x_mix = views["x_mix"]
         n = x.shape[0]
-        with torch.no_grad():
-            t_logits, t_feats = self.forward(torch.cat([x, x_mix, t]), net=self.teacher.module)
+        t_logits, t_feats = self.teacher_forward(torch.cat([x, x_mix, t]))
         t_logits = t_logits.float()
         kept = self.select(pseudo, t_logits[2 * n:], t_feats[2 * n:])
         self.count(pseudo, kept, gt)

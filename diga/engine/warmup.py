@@ -56,8 +56,7 @@ class WarmupTrainer(Trainer):
         return {"x": x, "x_translated": x_tr, "x_mix": cross_domain_mixture(x_aug, x_tr, mask)}
 
     def distillation(self, s_clean, s_mix, x, x_mix) -> torch.Tensor:
-        with torch.no_grad():
-            t_logits = self.forward(torch.cat([x, x_mix]), net=self.teacher.module)[0].float()
+        t_logits = self.teacher_forward(torch.cat([x, x_mix]))[0].float()
         t_clean, t_mix = t_logits.softmax(1).chunk(2)
         return symmetric_distillation(s_clean.float(), s_mix.float(), t_clean, t_mix)
 
