@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .config import StageConfig
-from .pipeline import run_stage, selected_miou
+from .pipeline import main_rank_console, run_stage, selected_miou
 from .supervised import SupervisedTrainer
 
 BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0, gap=0.5)
@@ -59,7 +59,7 @@ def reference(kind: str, cfg: StageConfig, bench: dict[str, str], console: Conso
     data = {"source_only": bench["source"], "oracle": bench["target"]}[kind]
     ref_cfg = cfg.replace(source=data, target=None, val=bench["val"], distil=False, mix=False)
     run_dir = cache_dir() / "references" / f"{kind}-{_key(cfg, bench)}"
-    if console:
-        console.rule(f"reference: {kind.replace('_', '-')} ({run_dir})")
+    console = main_rank_console(console)
+    console.rule(f"reference: {kind.replace('_', '-')} ({run_dir})")
     result = run_stage(SupervisedTrainer, ref_cfg, run_dir, console)
     return selected_miou(result.metrics), result.weights

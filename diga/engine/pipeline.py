@@ -57,11 +57,18 @@ class AdaptResult:
     rows: list[tuple[str, float | None]] = field(default_factory=list)
 
 
+def main_rank_console(console: Console | None) -> Console:
+    """``console`` (or a new stderr console) on rank 0; a silent one on the other DDP ranks."""
+    if not runtime.is_main():
+        return Console(stderr=True, quiet=True)
+    return console or Console(stderr=True)
+
+
 def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | None] | None = None,
           before: Path | None = None, console: Console | None = None) -> AdaptResult:
     """The whole DiGA pipeline into ``run_dir``; returns the final weights and the mIoU table."""
     run_dir = Path(run_dir)
-    console = console or Console(stderr=True)
+    console = main_rank_console(console)
     if not cfg.source or not cfg.target:
         raise ValueError("diga adapt needs --source KIND:PATH and --target KIND:PATH")
     if runtime.is_main():
@@ -77,7 +84,7 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | N
         console.rule(f"round {r}: pseudo-labels and centroids from {current.name}")
         manifest = generate_pseudo_labels(current, cfg.target, round_dir / "pseudo", cfg)
         centroids = compute_centroids(current, manifest, round_dir / "centroids.safetensors", cfg)
-        console.rule(f"stage 2, round {r}: self-training with dynamic pseudo-label selection")
+        console.rule(f"stage 2, round {r}: self-training with {cfg.selection} pseudo-label selection")
         stage = run_stage(SelfTrainer, selftrain_config(cfg, current, manifest, centroids),
                           round_dir / "selftrain", console)
         rows.append((f"self-training round {r} ({cfg.selection})", selected_miou(stage.metrics)))
