@@ -147,8 +147,7 @@ def adapt(
         preset, amp, gpu_speedups = builtin_benchmark_settings(device, amp)
     cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
                   workers, label_space, amp, accumulate, rounds=rounds, selftrain_steps=selftrain_steps,
-                  selection=selection,
-                  ema_max=ema_max, **gpu_speedups)
+                  selection=selection, ema_max=ema_max, **gpu_speedups)
     refs, before = {}, None
     if builtin and references:
         refs["source_only"], before = benchmark.reference("source_only", cfg, bench, console)

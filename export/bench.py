@@ -90,8 +90,7 @@ def labelled_samples(data: str, label_space: str, max_images: int) -> list[tuple
     """Up to ``max_images`` (image HxWx3 uint8, label HxW trainIds) pairs of a labelled dataset."""
     from diga.data import build_dataset
 
-    split = "val" if data.startswith("cityscapes:") else "train"
-    dataset = build_dataset(data, split=split, label_space=label_space)
+    dataset = build_dataset(data, split="val", label_space=label_space)  # the split matters for Cityscapes only
     if not getattr(dataset, "has_labels", True) or len(dataset) == 0:
         raise PredictorError(f"--data {data}: needs labelled images (found {len(dataset)} images"
                              f"{'' if getattr(dataset, 'has_labels', True) else ', no labels'})")
