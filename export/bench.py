@@ -86,28 +86,29 @@ def default_backends() -> list[str]:
     return names
 
 
-def labelled_samples(data: str, label_space: str, max_images: int) -> list[tuple[np.ndarray, torch.Tensor]]:
-    """Up to ``max_images`` (image HxWx3 uint8, label HxW trainIds) pairs of a labelled dataset."""
+def labelled_dataset(data: str, label_space: str):
+    """A labelled dataset for ``--data``; refuses one without labels."""
     from diga.data import build_dataset
 
     dataset = build_dataset(data, split="val", label_space=label_space)  # the split matters for Cityscapes only
     if not getattr(dataset, "has_labels", True) or len(dataset) == 0:
         raise PredictorError(f"--data {data}: needs labelled images (found {len(dataset)} images"
                              f"{'' if getattr(dataset, 'has_labels', True) else ', no labels'})")
-    samples = []
-    for i in range(min(len(dataset), max_images)):
-        image, label = dataset[i]
-        samples.append((image.permute(1, 2, 0).contiguous().numpy(), label))
-    return samples
+    return dataset
 
 
-def predictor_miou(predictor: Predictor, samples, num_classes: int) -> float:
-    """mIoU of the whole Predictor pipeline (resize, run, resize back) over labelled samples."""
+def predictor_miou(predictor: Predictor, dataset, max_images: int, chunk: int = 8) -> float:
+    """mIoU of the whole Predictor pipeline (resize, run, resize back) over the first
+    ``max_images`` of a labelled dataset, read a chunk at a time."""
     from diga.evaluate import ConfusionMatrix
 
-    cm = ConfusionMatrix(num_classes)
-    for prediction, (_, label) in zip(predictor.predict([image for image, _ in samples]), samples):
-        cm.update(torch.from_numpy(prediction.labels.astype(np.int64)), label)
+    cm = ConfusionMatrix(predictor.num_classes)
+    n = min(len(dataset), max_images)
+    for start in range(0, n, chunk):
+        pairs = [dataset[i] for i in range(start, min(start + chunk, n))]
+        images = [image.permute(1, 2, 0).contiguous().numpy() for image, _ in pairs]
+        for prediction, (_, label) in zip(predictor.predict(images), pairs):
+            cm.update(torch.from_numpy(prediction.labels.astype(np.int64)), label)
     return cm.compute().miou
 
 
@@ -147,7 +148,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                                   or meta.get("input_size") or DEFAULT_IMGSZ))
     images, source = check_images(None, batch, size)
     log(f"benchmark inputs: batch {batch} of {source}")
-    samples = labelled_samples(data, meta.get("label_space", "cityscapes19"), max_images) if data else None
+    scored = labelled_dataset(data, meta.get("label_space", "cityscapes19")) if data else None
 
     reference = None
     if kind == "torch":
@@ -193,9 +194,9 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                     row["agreement"] = round(100.0 * float((pred.cpu() == reference).float().mean()), 3)
                 else:
                     row["agreement"] = None
-                if samples is not None:
-                    row["miou"] = predictor_miou(Predictor(backend, batch), samples, len(meta["classes"]))
-                    row["miou_images"] = len(samples)
+                if scored is not None:
+                    row["miou"] = predictor_miou(Predictor(backend, batch), scored, max_images)
+                    row["miou_images"] = min(len(scored), max_images)
                 backend = out = None  # release the session/engine before the next backend
             except Exception as e:  # one failing backend must not hide the others
                 row["status"] = f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
