@@ -67,7 +67,8 @@ def train(
 
     cfg = build_config(preset, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
-                       label_space=label_space, pretrained=_pretrained(pretrained), seed=seed, device=device, workers=workers)
+                       label_space=label_space, pretrained=_pretrained(pretrained), seed=seed, device=device,
+                       workers=workers)
     result = SupervisedTrainer(cfg, project / "train" / name, resume=resume).run()
     _print_result(result)
 

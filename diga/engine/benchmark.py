@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from . import runtime
 from .config import StageConfig
 from .pipeline import main_rank_console, run_stage, selected_miou
 from .supervised import SupervisedTrainer
@@ -31,8 +32,6 @@ def synthetic_benchmark(root: Path | None = None, **params) -> dict[str, str]:
     p = {**BENCHMARK_DEFAULTS, **params}
     size = tuple(p["size"])
     root = root or cache_dir() / f"synth-v2-{size[0]}x{size[1]}-n{p['n_train']}-{p['n_val']}-g{p['gap']}-s{p['seed']}"
-    from . import runtime
-
     if runtime.is_main():  # one writer; the other ranks wait for the finished files
         generate_benchmark(root, n_train=p["n_train"], n_val=p["n_val"], size=size, seed=p["seed"], gap=p["gap"])
     runtime.barrier()

@@ -171,16 +171,16 @@ class Trainer:
         with runtime.autocast(self.device, self.amp):
             return (net or self.net)(normalize(x01))
 
-    def teacher_forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The EMA teacher's (logits, features): no autograd at all (inference mode).
+    def teacher_forward(self, x01: torch.Tensor, features: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The EMA teacher's (logits, features or None): no autograd at all (inference mode).
 
         Inference tensors may not be saved for the student's backward nor updated in place later
-        (the centroids are built from the features), so the outputs are cloned into ordinary
+        (the centroids are built from the features), so the outputs used are cloned into ordinary
         tensors: a copy of a few MB, against no version counting or graph bookkeeping at all.
         """
         with torch.inference_mode():
             logits, feats = self.forward(x01, net=self.teacher.module)
-        return logits.clone(), feats.clone()
+        return logits.clone(), feats.clone() if features else None
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -56,7 +56,7 @@ class WarmupTrainer(Trainer):
         return {"x": x, "x_translated": x_tr, "x_mix": cross_domain_mixture(x_aug, x_tr, mask)}
 
     def distillation(self, s_clean, s_mix, x, x_mix) -> torch.Tensor:
-        t_logits = self.teacher_forward(torch.cat([x, x_mix]))[0].float()
+        t_logits = self.teacher_forward(torch.cat([x, x_mix]), features=False)[0].float()
         t_clean, t_mix = t_logits.softmax(1).chunk(2)
         return symmetric_distillation(s_clean.float(), s_mix.float(), t_clean, t_mix)
 
