@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from diga.classes import CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE, IGNORE_INDEX
-from diga.data import synth
 from diga.data.synth import (
     FORMAT_VERSION,
     SOURCE_STYLE,
@@ -23,6 +22,9 @@ from diga.data.synth import (
     target_style,
     trainid_to_labelid,
 )
+from diga.data.synth.people import parked_bicycle, person, rider
+from diga.data.synth.scene import Scene
+from diga.data.synth.street_furniture import lamp, sign_post, traffic_light
 
 SMALL = (64, 128)
 VALID = set(range(19)) | {IGNORE_INDEX}
@@ -87,8 +89,7 @@ def test_class_coverage(style):
 
 def _draw_one(fn, size, style, seed, *args):
     """Labels of one object drawn alone (everything else: 255)."""
-    sc = synth._Scene(np.random.default_rng(seed), size, style)
-    sc.sun = style.sun
+    sc = Scene(np.random.default_rng(seed), size, style)
     fn(sc, *args)
     inst = np.asarray(sc.im)
     return np.where(inst > 0, np.asarray(sc.cls, np.uint8)[inst], IGNORE_INDEX)
@@ -116,28 +117,28 @@ def test_small_objects_have_a_minimum_footprint(style, size):
     k = size[1] / 256
     for z in (20.0, 35.0, 50.0):
         for seed in range(6):
-            lab = _draw_one(synth._lamp, size, style, seed, 4.0, z, 1)
+            lab = _draw_one(lamp, size, style, seed, 4.0, z, 1)
             assert _pole_width(lab == 5) >= 3 * k, ("lamp pole", z, seed)
-            lab = _draw_one(synth._sign_post, size, style, seed, 4.0, z)
+            lab = _draw_one(sign_post, size, style, seed, 4.0, z)
             assert _pole_width(lab == 5) >= 3 * k, ("sign pole", z, seed)
             h, w = _bbox(lab == 7)
             assert h >= 6 * k and w >= 6 * k, ("sign", z, seed, h, w)
-            lab = _draw_one(synth._traffic_light, size, style, seed, 4.0, z, 1)
+            lab = _draw_one(traffic_light, size, style, seed, 4.0, z, 1)
             assert _pole_width(lab == 5) >= 3 * k, ("light pole", z, seed)
             h, w = _bbox(lab == 6)
             assert h >= 6 * k and w >= 6 * k, ("traffic light", z, seed, h, w)
             view = ("front", "back", "side")[seed % 3]
-            h, w = _bbox(_draw_one(synth._person, size, style, seed, 3.0, z, view) == 11)
+            h, w = _bbox(_draw_one(person, size, style, seed, 3.0, z, view) == 11)
             assert h >= 10 * k and w >= 4 * k, ("person", view, z, seed, h, w)
             view = ("side", "oblique", "back")[seed % 3]
             motor = seed % 2 == 0
-            lab = _draw_one(synth._rider, size, style, seed, 2.0, z, view, motor)
+            lab = _draw_one(rider, size, style, seed, 2.0, z, view, motor)
             h, w = _bbox(lab == 12)
             assert h >= 10 * k and w >= 4 * k, ("rider", view, z, seed, h, w)
             h, w = _bbox(lab == (17 if motor else 18))
             assert h >= 6 * k and w >= 6 * k, ("two-wheeler", view, z, seed, h, w)
         for seed in range(4):
-            lab = _draw_one(synth._parked_bicycle, size, style, seed, 4.0, z)
+            lab = _draw_one(parked_bicycle, size, style, seed, 4.0, z)
             h, w = _bbox(lab == 18)
             assert h >= 6 * k and w >= 6 * k, ("bicycle", z, seed, h, w)
 
@@ -391,3 +392,55 @@ def test_generated_files_match_the_pinned_checksum(tmp_path):
                              progress=False)
     assert not list(out.rglob(".*.tmp"))  # no temporary file left behind
     assert _tree_sha256(out) == PINNED_SHA256
+
+
+def test_interrupted_generation_leaves_no_partial_file_and_is_redone(tmp_path, monkeypatch):
+    """A write that dies half way (here: the fifth PNG) leaves neither a truncated file under its
+    real name nor a temporary file; the next call regenerates the same bytes."""
+    real_save = Image.Image.save
+    saves = []
+
+    def dying_save(self, fp, *args, **kwargs):
+        saves.append(fp)
+        if len(saves) == 5:
+            Path(fp).write_bytes(b"\x89PNG truncated")
+            raise KeyboardInterrupt
+        return real_save(self, fp, *args, **kwargs)
+
+    out = tmp_path / "pin"
+    kw = dict(n_train=6, n_val=3, size=(64, 128), seed=0, progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(Image.Image, "save", dying_save)
+        with pytest.raises(KeyboardInterrupt):
+            generate_benchmark(out, **kw)
+    assert Path(saves[4]).parent == out / "source" / "images"  # the third pair's image
+    assert not (out / "source" / "images" / "00002.png").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert len(list(out.rglob("*.png"))) == 4  # the two pairs before it, whole
+    assert json.loads((out / "benchmark.json").read_text())["complete"] is False
+    generate_benchmark(out, **kw)
+    assert _tree_sha256(out) == PINNED_SHA256
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_generate_uses_the_project_progress_bar(tmp_path, monkeypatch, progress):
+    from diga.data.synth import writer
+    from diga.progress import progress_bar
+
+    seen = []
+
+    def recording_bar(*args, **kwargs):
+        seen.append(kwargs)
+        return progress_bar(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "progress_bar", recording_bar)
+    generate_benchmark(tmp_path / "p", n_train=1, n_val=1, size=(32, 64), progress=progress)
+    assert seen == [{"enabled": progress, "transient": True}]
+
+
+def test_package_keeps_its_public_names():
+    import diga.data.synth as synth
+
+    for name in synth.__all__:
+        assert hasattr(synth, name), name
+    assert synth.TRAINID_TO_LABELID[0] == 7 and synth.TRAINID_TO_LABELID[IGNORE_INDEX] == 0
