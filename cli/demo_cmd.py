@@ -8,10 +8,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from diga.export.formats import BACKENDS as MODEL_BACKENDS
+from diga.export.formats import CHECKPOINT_SUFFIX, choices
+
 from .errors import friendly
 
 console = Console()
-BACKENDS = ("auto", "torch", "onnx", "tensorrt", "pt2")
+BACKENDS = ("auto", *MODEL_BACKENDS)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,11 +24,12 @@ def register(app: typer.Typer) -> None:
 @friendly
 def demo(
     model: Optional[Path] = typer.Option(
-        None, help="A .safetensors checkpoint or an exported model "
-                   "(default: the newest runs/adapt/*/final.safetensors)."),
-    backend: str = typer.Option("auto", help="auto, torch, onnx, tensorrt or pt2."),
+        None, help=f"A {CHECKPOINT_SUFFIX} checkpoint or an exported model "
+                   f"(default: the newest runs/adapt/*/final{CHECKPOINT_SUFFIX})."),
+    backend: str = typer.Option("auto", help=f"{choices(BACKENDS)}; a checkpoint with an export "
+                                "backend loads its export beside it."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 exposes the demo to your network)."),
-    port: int = typer.Option(7860, min=1, max=65535),
+    port: int = typer.Option(7860, min=1, max=65535, help="Port to serve on."),
     share: bool = typer.Option(False, help="Also open a public *.gradio.live link (needs internet)."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N (default: the backend's choice)."),
     project: Path = typer.Option(Path("runs"), help="Folder of all runs (where the newest model is looked for)."),

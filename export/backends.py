@@ -16,12 +16,9 @@ import numpy as np
 import torch
 
 from .errors import PredictorError
+from .formats import BACKENDS, ModelFormat, format_of, known_suffixes
 from .graph import INPUT_NAME, DeployModule, output_stride
 from .metadata import META_KEY, NO_META_HINT, loads, read_sidecar, sidecar
-
-BACKENDS = ("torch", "onnx", "tensorrt", "pt2")
-SUFFIX_BACKEND = {".safetensors": "torch", ".onnx": "onnx", ".engine": "tensorrt", ".plan": "tensorrt",
-                  ".trt": "tensorrt", ".pt2": "pt2"}
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -239,16 +236,31 @@ class TensorRTBackend(Backend):
         return outputs[self.output_name]
 
 
+def model_format(path: str | Path) -> ModelFormat:
+    """The row of the formats table whose suffix ``path`` has; the backend of that name opens it."""
+    fmt = format_of(path)
+    if fmt is None:
+        suffix = Path(path).suffix.lower()
+        raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected one of "
+                             f"{known_suffixes()}")
+    return fmt
+
+
+def _load_torch(path: Path, device: torch.device) -> Backend:
+    return TorchBackend.load(path, device)
+
+
+# One loader per row of diga.export.formats.MODEL_FORMATS.
+LOADERS = {"torch": _load_torch, "onnx": OnnxBackend, "tensorrt": TensorRTBackend, "pt2": PT2Backend}
+
+
 def open_backend(path: str | Path, backend: str = "auto", device: str | torch.device | None = None) -> Backend:
     """The backend for ``path`` (chosen by extension with ``backend='auto'``)."""
     path = Path(path)
     if backend not in ("auto", *BACKENDS):
         raise PredictorError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    suffix = path.suffix.lower()
-    kind = SUFFIX_BACKEND.get(suffix)
-    if kind is None:
-        raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected a diga "
-                             "checkpoint (.safetensors), .onnx, a TensorRT engine (.engine/.plan) or .pt2")
+    fmt = model_format(path)
+    kind = fmt.argument
     if not path.is_file():
         raise PredictorError(f"model file not found: {path}")
     if backend != "auto" and backend != kind:
@@ -256,10 +268,7 @@ def open_backend(path: str | Path, backend: str = "auto", device: str | torch.de
                 else f"use backend='{kind}' or 'auto'")
         raise PredictorError(f"backend {backend!r} cannot run {path.name} (a {kind} model); {hint}")
     dev = default_device(device)
-    if kind == "torch":
-        return TorchBackend.load(path, dev)
-    if kind == "onnx":
-        return OnnxBackend(path, dev)
-    if kind == "pt2":
-        return PT2Backend(path, dev)
-    return TensorRTBackend(path, dev)
+    if not fmt.cpu and dev.type == "cpu" and device not in (None, "auto"):
+        raise PredictorError(f"{path.name}: a {fmt.name} runs on a CUDA GPU only, not on device {str(device)!r}; "
+                             "leave the device unset or pass a CUDA device")
+    return LOADERS[kind](path, dev)

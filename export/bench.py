@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import BACKENDS, SUFFIX_BACKEND, TorchBackend, default_device, open_backend
+from .backends import TorchBackend, default_device, open_backend
 from .errors import PredictorError
+from .formats import BACKENDS, export_path, format_of
 from .graph import prepare
 from .predictor import Predictor
 
@@ -126,7 +127,8 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
     from .metadata import read_export_metadata
 
     path = Path(path)
-    kind = SUFFIX_BACKEND.get(path.suffix.lower())
+    fmt = format_of(path)
+    kind = fmt.argument if fmt is not None else None
     if kind is None or not path.is_file():
         raise PredictorError(f"{path}: expected an existing .safetensors checkpoint or exported model")
     if batch < 1 or iters < 1 or warmup < 0:
@@ -169,10 +171,9 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
             try:
                 model_path = path
                 if kind == "torch" and name != "torch":
-                    fmt = name
-                    model_path = workdir / f"{path.stem}{ {'onnx': '.onnx', 'tensorrt': '.engine', 'pt2': '.pt2'}[fmt] }"
+                    model_path = export_path(workdir / path.name, name)
                     t = time.perf_counter()
-                    export_model(path, fmt, out=model_path, imgsz=size, batch=batch, dynamic=False, check=False,
+                    export_model(path, name, out=model_path, imgsz=size, batch=batch, dynamic=False, check=False,
                                  log=lambda m: None)
                     row["export_s"] = round(time.perf_counter() - t, 1)
                 row["file_mb"] = round(model_path.stat().st_size / 2**20, 1)

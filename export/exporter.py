@@ -15,13 +15,14 @@ from typing import Any
 import torch
 
 from .errors import ExportError
+from .formats import CHECKPOINT_SUFFIX, EXPORT_FORMATS, ModelFormat, choices, export_path, format_named
 from .graph import INPUT_NAME, OUTPUTS, DeployModule, output_stride, round_to_stride
 from .metadata import dumps, sidecar
 from .parity import ParityReport, check_batches, compare, enforce
 
-FORMATS = ("onnx", "tensorrt", "pt2")
-SUFFIX = {"onnx": ".onnx", "tensorrt": ".engine", "pt2": ".pt2"}
+FORMATS = EXPORT_FORMATS  # the public name of the export formats (rows of diga.export.formats)
 DEFAULT_IMGSZ = (512, 1024)
+DEFAULT_WORKSPACE_GB = 4.0
 
 
 @dataclass
@@ -43,12 +44,22 @@ def _pair(value, what: str) -> tuple[int, int] | None:
     return value  # type: ignore[return-value]
 
 
+def _check_options(fmt: ModelFormat, given: dict[str, bool]) -> None:
+    """Refuse an option the format does not take (its row's ``options``), naming the formats that do."""
+    for option, used in given.items():
+        if used and option not in fmt.options:
+            takers = tuple(f"--format {name}" for name in FORMATS if option in format_named(name).options)
+            own = ", ".join(f"--{o}" for o in fmt.options) or "none"
+            raise ExportError(f"--{option} is only supported with {choices(takers)} "
+                              f"(--format {fmt.argument} takes: {own})")
+
+
 def export_model(
     weights: str | os.PathLike, format: str = "onnx", *, out: str | os.PathLike | None = None,
     imgsz: Sequence[int] | None = None, batch: int = 1, dynamic: bool = False, half: bool = False,
     int8: bool = False, calib: str | os.PathLike | None = None, opset: int | None = None,
     output: str = "logits", check: bool = True, check_images: str | os.PathLike | None = None,
-    n_check: int = 4, exporter: str = "auto", workspace_gb: float = 4.0,
+    n_check: int = 4, exporter: str = "auto", workspace_gb: float = DEFAULT_WORKSPACE_GB,
     timing_cache: str | os.PathLike | None = None,
     log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
 ) -> ExportResult:
@@ -60,12 +71,14 @@ def export_model(
     format = format.lower()
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
+    _check_options(format_named(format), {
+        "half": half, "int8": int8, "calib": calib is not None, "opset": opset is not None,
+        "exporter": exporter != "auto", "workspace": workspace_gb != DEFAULT_WORKSPACE_GB,
+        "timing-cache": timing_cache is not None})
     if output not in OUTPUTS:
         raise ExportError(f"--output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
-    if int8 and format != "tensorrt":
-        raise ExportError("--int8 is only supported with --format tensorrt (INT8 calibration happens in TensorRT)")
     if int8 and calib is None:
         raise ExportError("--int8 needs --calib DIR: a folder of target-domain images (a few hundred frames "
                           "of the deployment camera); INT8 without target-domain calibration loses several mIoU")
@@ -76,8 +89,8 @@ def export_model(
     weights = Path(weights)
     if not weights.is_file():
         raise ExportError(f"checkpoint not found: {weights}")
-    if weights.suffix.lower() != ".safetensors":
-        raise ExportError(f"{weights}: expected a diga checkpoint (.safetensors) to export")
+    if weights.suffix.lower() != CHECKPOINT_SUFFIX:
+        raise ExportError(f"{weights}: expected a diga checkpoint ({CHECKPOINT_SUFFIX}) to export")
     trt = None
     if format == "tensorrt":  # fail before spending minutes on the ONNX graph
         from .tensorrt import load_tensorrt
@@ -96,7 +109,7 @@ def export_model(
     if dynamic and min(imgsz) < 2 * stride:
         raise ExportError(f"--imgsz {imgsz[0]} {imgsz[1]} is too small for a dynamic export (at least "
                           f"{2 * stride} per side)")
-    out = Path(out) if out is not None else weights.with_suffix(SUFFIX[format])
+    out = Path(out) if out is not None else export_path(weights, format)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     precision = "int8" if int8 else ("fp32" if not half else "fp16")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PredictorError
+from .formats import format_of, known_suffixes
 
 META_KEY = "diga"
 NO_META_HINT = "export it with `diga export`"
@@ -66,16 +67,17 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Metadata of any diga model file (checkpoint, .onnx, .engine/.plan, .pt2)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
+    fmt = format_of(path)
+    if fmt is not None and fmt.metadata == "checkpoint":
         from diga.checkpoint import read_metadata
 
         return read_metadata(path)
-    if suffix == ".onnx":
+    if fmt is not None and fmt.metadata == "onnx":
         return read_onnx_metadata(path)
-    if suffix in (".engine", ".plan", ".trt", ".pt2"):
+    if fmt is not None and fmt.metadata == "sidecar":
         if not path.is_file():
             raise PredictorError(f"model file not found: {path}")
         return read_sidecar(path)
-    raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected "
-                         ".safetensors, .onnx, .engine/.plan/.trt or .pt2")
+    suffix = path.suffix.lower()
+    raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected one of "
+                         f"{known_suffixes()}")
