@@ -83,7 +83,9 @@ def demo_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(demo_env):
     """The app on a free 127.0.0.1 port; Gradio's own files go to the demo's output dir too."""
-    from diga.demo.app import build_app, find_before_model, serve
+    from diga.demo.app import serve
+    from diga.demo.discovery import find_before_model
+    from diga.demo.layout import build_app
     from diga.export import Predictor
 
     out = demo_env["root"] / "out"

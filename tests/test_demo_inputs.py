@@ -1,5 +1,5 @@
 """diga.demo.inputs (decoding/validation of uploads), diga.demo.render (pure view logic), the model
-lookup rules of diga.demo.app and the ``diga demo`` CLI errors. No server, no model runs here."""
+lookup rules of diga.demo.discovery and the ``diga demo`` CLI errors. No server, no model runs here."""
 
 from __future__ import annotations
 
@@ -256,7 +256,7 @@ def _ckpt(path: Path, **extra) -> Path:
 
 
 def test_find_before_model(tmp_path):
-    from diga.demo.app import find_before_model
+    from diga.demo.discovery import find_before_model
 
     run = tmp_path / "runs" / "adapt" / "a"
     final = _ckpt(run / "final.safetensors", before_adaptation="warmup/weights/last.safetensors")
@@ -276,7 +276,7 @@ def test_find_before_model(tmp_path):
 
 
 def test_newest_model_and_resolve(tmp_path):
-    from diga.demo.app import NoModelError, newest_model, resolve_model
+    from diga.demo.discovery import NoModelError, newest_model, resolve_model
 
     assert newest_model(tmp_path) is None
     with pytest.raises(NoModelError, match="diga adapt"):

@@ -1,10 +1,12 @@
-"""Screenshots of the running demo with headless Chromium, driven over the DevTools protocol.
+"""Screenshots of the running demo with headless Chromium, driven over the DevTools protocol: the
+README's ``docs/img/demo.png`` and manual browser checks. Not part of the installed package.
 
 Only the standard library: a minimal WebSocket client talks to Chromium's DevTools endpoint, so
 the page can be waited on in *real* time (Gradio streams results over a long-lived request, which
 ``chromium --screenshot --virtual-time-budget`` does not wait for).
 
-    python -m diga.demo.screenshot "http://127.0.0.1:7860/?example=1&compare=1" docs/img/demo.png \\
+    diga demo &   # then:
+    python tests/helpers/screenshot.py "http://127.0.0.1:7860/?example=1&compare=1" docs/img/demo.png \\
         --wait-for "Segmented"
 
 Chromium runs with ``--headless --no-sandbox --disable-gpu`` and no network features; its profile
