@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from diga.errors import DigaError
+
 #: Default pixel budget of one image: a Cityscapes frame (2048 x 1024).
 MAX_PIXELS = 2048 * 1024
 #: Images above this are refused outright (decoding them would cost too much memory).
@@ -41,7 +43,7 @@ FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm")
 
 
-class DemoInputError(ValueError):
+class DemoInputError(DigaError, ValueError):
     """A user's file that cannot be used; ``str(e)`` is a readable, complete message."""
 
 

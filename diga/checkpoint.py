@@ -18,6 +18,7 @@ from torch import nn
 
 from .classes import CITYSCAPES_PALETTE, get_label_space
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .errors import DigaError
 from .io import atomic_write, atomic_write_text
 
 FORMAT = "diga-checkpoint"
@@ -25,7 +26,7 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "architecture", "num_classes", "classes", "palette", "mean", "std")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DigaError, ValueError):
     pass
 
 

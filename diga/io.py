@@ -9,8 +9,10 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from .errors import DigaError
 
-class DiskFullError(OSError):
+
+class DiskFullError(DigaError, OSError):
     """Raised instead of a bare ENOSPC so that callers can say which file could not be written."""
 
 

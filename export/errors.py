@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from diga.errors import DigaError
 
-class ExportError(ValueError):
+
+class ExportError(DigaError, ValueError):
     """An export could not be made, or its parity check against PyTorch failed."""
 
 
-class PredictorError(ValueError):
+class PredictorError(DigaError, ValueError):
     """A model file cannot be loaded for inference, or an input cannot be predicted."""

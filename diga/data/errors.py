@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import DigaError
 
-class DatasetError(ValueError):
+
+class DatasetError(DigaError, ValueError):
     """A dataset root, list file, image or label is missing, malformed or inconsistent.
 
     The message always names the offending path(s) and says what was expected.

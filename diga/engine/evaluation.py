@@ -12,6 +12,7 @@ from ..checkpoint import load_model
 from ..classes import SYNTHIA13_CLASSES, get_label_space
 from ..data import build_dataset
 from ..data.transforms import EvalTransform
+from ..errors import ConfigError
 from ..evaluate import evaluate_model
 from . import runtime
 from .loaders import eval_loader
@@ -31,7 +32,7 @@ def evaluate_checkpoint(
     space = get_label_space(meta.get("label_space", "cityscapes19"))
     dataset = build_dataset(data, split=split, label_space=space, transform=EvalTransform(eval_size))
     if not getattr(dataset, "has_labels", True):
-        raise ValueError(f"{data} has no labels: cannot evaluate")
+        raise ConfigError(f"{data} has no labels: cannot evaluate")
     amp = runtime.amp_dtype(dev, "auto")
     loader = eval_loader(dataset, workers)
     metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp)

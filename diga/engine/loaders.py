@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..classes import get_label_space
 from ..data import build_dataset
 from ..data.transforms import EvalTransform, TrainTransform
+from ..errors import ConfigError
 from . import runtime
 from .config import StageConfig
 
@@ -54,7 +55,7 @@ def check_crop_fits(dataset, cfg: StageConfig, spec: str) -> None:
         with Image.open(dataset.samples[0][0]) as im:
             w, h = im.size
     if cfg.crop[0] > h or cfg.crop[1] > w:
-        raise ValueError(
+        raise ConfigError(
             f"--crop {cfg.crop[0]} {cfg.crop[1]} is larger than the images of {spec} ({h}x{w}"
             f"{' after resizing to base_size' if cfg.base_size else ''}); choose a crop of at most {h} {w}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
 from ..method.losses import seg_ce
 from .loaders import infinite_loader, train_dataset
 from .trainer import Trainer
@@ -17,10 +18,10 @@ class SupervisedTrainer(Trainer):
     def build_data(self) -> None:
         super().build_data()
         if not self.cfg.source:
-            raise ValueError("training needs labelled data: --data KIND:PATH")
+            raise ConfigError("training needs labelled data: --data KIND:PATH")
         self.train_set = train_dataset(self.cfg.source, self.cfg)
         if not getattr(self.train_set, "has_labels", True):
-            raise ValueError(f"{self.cfg.source} has no labels; supervised training needs labelled data")
+            raise ConfigError(f"{self.cfg.source} has no labels; supervised training needs labelled data")
 
     def run(self):
         self.batches = infinite_loader(self.train_set, self.cfg, self.start_step)

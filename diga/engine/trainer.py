@@ -35,6 +35,7 @@ from ..checkpoint import (
 )
 from ..classes import get_label_space
 from ..data.transforms import normalize
+from ..errors import DigaError
 from ..evaluate import evaluate_model
 from ..io import atomic_write_text, remove_stale_temps
 from ..models import create
@@ -44,11 +45,11 @@ from .loaders import eval_dataset, eval_loader
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 
 
-class RunExistsError(RuntimeError):
+class RunExistsError(DigaError, RuntimeError):
     pass
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DigaError, RuntimeError):
     pass
 
 
