@@ -121,9 +121,9 @@ def benchmark_cmd(
     backends: Optional[str] = typer.Option(None, help="Comma-separated: torch,onnx,tensorrt,pt2 "
                                            "(default: torch, onnx, and tensorrt where available)."),
     imgsz: Size = typer.Option(None, help="Input height and width (default: the model's input size)."),
-    batch: int = typer.Option(1, min=1),
-    warmup: int = typer.Option(3, min=0),
-    iters: int = typer.Option(20, min=1),
+    batch: int = typer.Option(1, min=1, help="Images per timed run."),
+    warmup: int = typer.Option(3, min=0, help="Untimed runs first (allocations, autotuning)."),
+    iters: int = typer.Option(20, min=1, help="Timed runs per backend."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     data: Optional[str] = typer.Option(None, help="Labelled images, KIND:PATH: also report each backend's mIoU."),
     max_images: int = typer.Option(100, min=1, help="Images of --data to score."),

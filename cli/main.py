@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import friendly
+from . import options as opt
+from .errors import friendly, set_debug
 from .options import build_config, check_spec
 
 app = typer.Typer(
@@ -22,6 +23,14 @@ app.add_typer(data_app, name="data")
 console = Console()
 
 Size = Optional[tuple[int, int]]
+
+
+@app.callback()
+def global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error (or set DIGA_DEBUG=1)."),
+) -> None:
+    """DiGA domain adaptation for semantic segmentation: adapt, evaluate, export, serve."""
+    set_debug(debug)
 
 
 @data_app.command("synth")
@@ -44,37 +53,34 @@ def data_synth(
 @app.command()
 @friendly
 def train(
-    data: str = typer.Option(..., help="Labelled training data, KIND:PATH (gta5, synthia, cityscapes, folder)."),
+    data: Optional[str] = typer.Option(None, help=(
+        "Labelled training data, KIND:PATH (gta5, synthia, cityscapes, folder); needed unless --config gives it.")),
     val: Optional[str] = typer.Option(None, help="Labelled validation data, KIND:PATH (split 'val' for cityscapes)."),
-    model: Optional[str] = typer.Option(None, help="Architecture (see `diga info`)."),
-    preset: Optional[str] = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA else cpu)."),
-    steps: Optional[int] = typer.Option(None, min=0, help="Training steps."),
-    batch_size: Optional[int] = typer.Option(None, min=1),
-    accumulate: Optional[int] = typer.Option(None, min=1, help="Micro-batches per step (gradient accumulation)."),
-    crop: Size = typer.Option(None, help="Crop height and width."),
-    lr: Optional[float] = typer.Option(None, min=0.0),
-    label_space: Optional[str] = typer.Option(None, help="cityscapes19, synthia16 or synthia13."),
-    pretrained: Optional[str] = typer.Option(None, help="'imagenet', a backbone file, or 'none'."),
-    seed: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
-    workers: Optional[int] = typer.Option(None, min=0),
-    name: str = typer.Option("exp", help="Run name: runs/train/NAME."),
-    project: Path = typer.Option(Path("runs"), help="Folder of all runs."),
-    resume: bool = typer.Option(False, help="Continue the run NAME from its last checkpoint."),
+    config: Optional[Path] = opt.CONFIG, preset: Optional[str] = opt.PRESET, model: Optional[str] = opt.MODEL,
+    steps: Optional[int] = opt.STEPS, batch_size: Optional[int] = opt.BATCH_SIZE,
+    accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP, lr: Optional[float] = opt.LR,
+    label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
+    amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
+    compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
+    device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
+    name: str = opt.name_option("train"), project: Path = opt.PROJECT, resume: bool = opt.resume_option("train"),
 ) -> None:
     """Supervised training (source-only baseline or target oracle)."""
+    from diga.engine.pipeline import check_resume
     from diga.engine.supervised import SupervisedTrainer
 
-    cfg = build_config(preset, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
+    cfg = build_config(preset, config, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
-                       label_space=label_space, pretrained=_pretrained(pretrained), seed=seed, device=device,
-                       workers=workers)
-    result = SupervisedTrainer(cfg, project / "train" / name, resume=resume).run()
+                       label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
+                       eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
+                       device=device, workers=workers)
+    if not cfg.source:
+        raise typer.BadParameter("training needs labelled data (KIND:PATH)", param_hint="--data")
+    run_dir = project / "train" / name
+    if resume:
+        check_resume(run_dir, cfg)
+    result = SupervisedTrainer(cfg, run_dir, resume=resume).run()
     _print_result(result)
-
-
-def _pretrained(value: Optional[str]) -> Optional[str]:
-    return None if value is None else ("" if value.lower() == "none" else value)
 
 
 def _print_result(result) -> None:
@@ -94,7 +100,7 @@ def evaluate(
     data: str = typer.Option(..., help="Labelled data, KIND:PATH."),
     split: str = typer.Option("val", help="Split for cityscapes."),
     scales: str = typer.Option("1.0,0.5", help="Comma-separated scales, max-fused."),
-    device: str = typer.Option("auto"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset."""

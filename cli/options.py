@@ -1,12 +1,61 @@
-"""Shared option handling: presets + CLI overrides -> a validated StageConfig."""
+"""Shared option handling: a preset or a config file, plus CLI overrides -> a validated StageConfig.
+
+The options every training command shares are defined once here. Each defaults to None, meaning
+"not given": only options given on the command line override the preset or the config file.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from diga.engine.config import PRESETS, StageConfig, preset
+from diga.errors import ConfigError
+
+CONFIG = typer.Option(
+    None, "--config", dir_okay=False,
+    help="Start from this config.yaml (every run writes one, e.g. runs/adapt/NAME/config.yaml) "
+         "instead of a preset; options given alongside override its values.")
+PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
+SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia, cityscapes, folder).")
+TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' for your own).")
+VAL = typer.Option(None, help="Labelled target validation data, KIND:PATH (optional).")
+MODEL = typer.Option(None, help="Architecture (see `diga info`).")
+STEPS = typer.Option(None, min=0, help="Training steps.")
+BATCH_SIZE = typer.Option(None, min=1, help="Images per optimisation step.")
+ACCUMULATE = typer.Option(None, min=1, help=(
+    "Gradient accumulation: split each batch into this many micro-batches (less GPU memory, same "
+    "effective batch; must divide --batch-size)."))
+CROP = typer.Option(None, help="Crop height and width.")
+LR = typer.Option(None, min=0.0, help="Base learning rate (poly schedule; the head trains at head_lr_mult x lr).")
+LABEL_SPACE = typer.Option(None, help="cityscapes19, synthia16 or synthia13.")
+PRETRAINED = typer.Option(None, help="'imagenet', a backbone file, or 'none'.")
+TRANSLATOR = typer.Option(None, help="Source-to-target style translation: fda, color or none.")
+EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
+    "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
+    "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))
+SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
+THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
+AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")
+SEED = typer.Option(None, help="Random seed (same seed and settings, same run).")
+DEVICE = typer.Option(None, help="auto, cpu, cuda, cuda:N.")
+WORKERS = typer.Option(None, min=0, help="Data-loading processes (0: load in the training process).")
+EVAL_EVERY = typer.Option(None, min=0, help="Evaluate on --val every this many steps (0: only at the end).")
+SELECT = typer.Option(None, help=(
+    "Model a stage hands on: last, or best (the best step on the --val labels; needs target labels)."))
+COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (faster steps after a slow start).")
+SYNC_BN = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs when run with torchrun.")
+PROJECT = typer.Option(Path("runs"), help="Folder of all runs.")
+
+
+def name_option(stage: str, extra: str = "") -> Any:
+    return typer.Option("exp", help=f"Run name: runs/{stage}/NAME{extra}.")
+
+
+def resume_option(stage: str) -> Any:
+    return typer.Option(False, help=f"Continue runs/{stage}/NAME from its last checkpoint, with the same settings.")
 
 
 def default_preset() -> str:
@@ -15,21 +64,43 @@ def default_preset() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def build_config(preset_name: str | None, base: StageConfig | None = None, **overrides: Any) -> StageConfig:
-    """Preset (or ``base``) with every non-None override applied; bad values become CLI errors."""
+def build_config(preset_name: str | None, config: Path | None = None, **overrides: Any) -> StageConfig:
+    """A preset or a config file, with every non-None override applied; bad values become CLI errors."""
     from diga.engine.runtime import init_distributed_from_env
 
     init_distributed_from_env()  # no-op unless launched by torchrun with several processes
-    name = preset_name or default_preset()
+    if config is not None and preset_name is not None:
+        raise typer.BadParameter("give --config or --preset, not both (a config file holds every setting)",
+                                 param_hint="--preset")
+    try:
+        base = StageConfig.load(config) if config is not None else _preset(preset_name)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        cfg = base.replace(**given).validate()
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from None
+    _check_device(cfg.device)
+    return cfg
+
+
+def _preset(name: str | None) -> StageConfig:
+    name = name or default_preset()
     if name not in PRESETS:
         raise typer.BadParameter(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}",
                                  param_hint="--preset")
-    cfg = base or preset(name)
-    given = {k: v for k, v in overrides.items() if v is not None}
+    return preset(name)
+
+
+def _check_device(name: str) -> None:
+    """Fail before any data is read when the device cannot be used here."""
+    from diga.engine.runtime import resolve_device
+
     try:
-        return cfg.replace(**given).validate()
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        resolve_device(name)
+    except RuntimeError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from None
 
 
 def check_spec(value: str | None, option: str) -> str | None:
@@ -43,3 +114,8 @@ def check_spec(value: str | None, option: str) -> str | None:
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint=option) from None
     return value
+
+
+def pretrained_value(value: str | None) -> str | None:
+    """--pretrained none -> '' (no pretrained weights); None stays "not given"."""
+    return None if value is None else ("" if value.lower() == "none" else value)

@@ -9,35 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import options as opt
 from .errors import friendly
 from .options import build_config, check_spec
 
 console = Console()
 Size = Optional[tuple[int, int]]
-
-
-def _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-            workers, label_space, amp, accumulate=None, **extra):
-    if translator is not None and translator not in ("fda", "color", "none"):
-        raise typer.BadParameter(f"{translator!r} is not one of fda, color, none", param_hint="--translator")
-    return build_config(
-        preset, source=check_spec(source, "--source"), target=check_spec(target, "--target"),
-        val=check_spec(val, "--val"), model=model, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
-        translator=translator, seed=seed, device=device, workers=workers, label_space=label_space, amp=amp,
-        accumulate=accumulate, **extra,
-    )
-
-
-SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia, cityscapes, folder).")
-TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' for your own).")
-VAL = typer.Option(None, help="Labelled target validation data, KIND:PATH (optional).")
-PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
-ACCUMULATE = typer.Option(None, min=1, help=(
-    "Gradient accumulation: split each batch into this many micro-batches (less GPU memory, same "
-    "effective batch; must divide --batch-size)."))
-EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
-    "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
-    "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))
 
 
 def register(app: typer.Typer) -> None:
@@ -46,114 +23,129 @@ def register(app: typer.Typer) -> None:
     app.command()(adapt)
 
 
+def _config(preset, config, source, target, val, **overrides):
+    return build_config(preset, config, source=check_spec(source, "--source"), target=check_spec(target, "--target"),
+                        val=check_spec(val, "--val"), **overrides)
+
+
 @friendly
 def warmup(
-    source: Optional[str] = SOURCE, target: Optional[str] = TARGET, val: Optional[str] = VAL,
-    preset: Optional[str] = PRESET, model: Optional[str] = typer.Option(None),
-    steps: Optional[int] = typer.Option(None, min=0),
-    batch_size: Optional[int] = typer.Option(None, min=1),
-    accumulate: Optional[int] = ACCUMULATE,
-    crop: Size = typer.Option(None, help="Crop height and width."), lr: Optional[float] = typer.Option(None, min=0.0),
-    distil: bool = typer.Option(True, help="Symmetric distillation from the EMA teacher."),
-    mix: bool = typer.Option(True, help="Cross-domain class mixture for the second view."),
-    translator: Optional[str] = typer.Option(None, help="fda, color or none."),
-    ema_max: Optional[float] = EMA_MAX,
-    label_space: Optional[str] = typer.Option(None), amp: Optional[str] = typer.Option(None, help="auto, bf16, fp16, fp32."),
-    seed: Optional[int] = typer.Option(None), device: Optional[str] = typer.Option(None),
-    workers: Optional[int] = typer.Option(None, min=0),
-    name: str = typer.Option("exp", help="Run name: runs/warmup/NAME."), project: Path = typer.Option(Path("runs")),
-    resume: bool = typer.Option(False, help="Continue runs/warmup/NAME from its last checkpoint."),
+    source: Optional[str] = opt.SOURCE, target: Optional[str] = opt.TARGET, val: Optional[str] = opt.VAL,
+    config: Optional[Path] = opt.CONFIG, preset: Optional[str] = opt.PRESET, model: Optional[str] = opt.MODEL,
+    steps: Optional[int] = opt.STEPS, batch_size: Optional[int] = opt.BATCH_SIZE,
+    accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP, lr: Optional[float] = opt.LR,
+    distil: Optional[bool] = typer.Option(None, "--distil/--no-distil", help=(
+        "Symmetric distillation from the EMA teacher (default: on).")),
+    mix: Optional[bool] = typer.Option(None, "--mix/--no-mix", help=(
+        "Cross-domain class mixture for the second view (default: on).")),
+    translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
+    amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
+    compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
+    device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
+    name: str = opt.name_option("warmup"), project: Path = opt.PROJECT, resume: bool = opt.resume_option("warmup"),
 ) -> None:
     """Stage 1: warm-up by symmetric distillation with the cross-domain mixture (--no-distil --no-mix: source-only)."""
+    from diga.engine.pipeline import check_resume
     from diga.engine.warmup import WarmupTrainer
 
-    cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, accumulate, distil=distil, mix=mix, ema_max=ema_max)
-    result = WarmupTrainer(cfg, project / "warmup" / name, resume=resume).run()
+    cfg = _config(preset, config, source, target, val, model=model, steps=steps, batch_size=batch_size,
+                  accumulate=accumulate, crop=crop, lr=lr, distil=distil, mix=mix, translator=translator,
+                  ema_max=ema_max, label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
+                  eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
+                  device=device, workers=workers)
+    if not cfg.source:
+        raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
+    run_dir = project / "warmup" / name
+    if resume:
+        check_resume(run_dir, cfg)
+    result = WarmupTrainer(cfg, run_dir, resume=resume).run()
     _print_stage(result)
 
 
 @friendly
 def selftrain(
-    init: Path = typer.Option(..., help="Warm-up checkpoint (student) to start from."),
-    source: Optional[str] = SOURCE, target: Optional[str] = TARGET, val: Optional[str] = VAL,
-    preset: Optional[str] = PRESET, steps: Optional[int] = typer.Option(None, min=0),
-    rounds: int = typer.Option(1, min=1, help="Rounds; each regenerates pseudo-labels and centroids."),
-    batch_size: Optional[int] = typer.Option(None, min=1),
-    accumulate: Optional[int] = ACCUMULATE, crop: Size = typer.Option(None),
-    lr: Optional[float] = typer.Option(None, min=0.0),
-    selection: Optional[str] = typer.Option(None, help="dynamic (DiGA), threshold or none."),
-    threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold."),
-    translator: Optional[str] = typer.Option(None), label_space: Optional[str] = typer.Option(None),
-    amp: Optional[str] = typer.Option(None), seed: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None), workers: Optional[int] = typer.Option(None, min=0),
-    name: str = typer.Option("exp", help="Run name: runs/selftrain/NAME."), project: Path = typer.Option(Path("runs")),
+    init: Optional[Path] = typer.Option(None, help=(
+        "Warm-up checkpoint (student) to start from; needed unless --config gives it.")),
+    source: Optional[str] = opt.SOURCE, target: Optional[str] = opt.TARGET, val: Optional[str] = opt.VAL,
+    config: Optional[Path] = opt.CONFIG, preset: Optional[str] = opt.PRESET,
+    steps: Optional[int] = typer.Option(None, min=0, help="Steps per round."),
+    rounds: Optional[int] = typer.Option(None, min=1, help=(
+        "Rounds, each regenerating pseudo-labels and centroids (default 1, or the --config file's).")),
+    batch_size: Optional[int] = opt.BATCH_SIZE, accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
+    lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
+    translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    label_space: Optional[str] = opt.LABEL_SPACE, amp: Optional[str] = opt.AMP,
+    eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
+    compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
+    device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
+    name: str = opt.name_option("selftrain", " (re-running it resumes, with the same settings)"),
+    project: Path = opt.PROJECT,
 ) -> None:
     """Stage 2: self-training with dynamic pseudo-label selection, from a warm-up checkpoint (resumes by itself)."""
-    from diga.engine.pipeline import run_stage, selftrain_config
-    from diga.engine.pseudolabels import compute_centroids, generate_pseudo_labels
-    from diga.engine.selftrain import SelfTrainer
+    from diga.engine.pipeline import self_train
 
-    cfg = _common(preset, source, target, val, None, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, accumulate, selection=selection, threshold=threshold)
-    if not init.is_file():
-        raise typer.BadParameter(f"{init} does not exist", param_hint="--init")
-    if not cfg.target:
-        raise typer.BadParameter("self-training needs target images", param_hint="--target")
-    current, run_dir = init, project / "selftrain" / name
-    for r in range(1, rounds + 1):
-        rd = run_dir / f"round{r}"
-        manifest = generate_pseudo_labels(current, cfg.target, rd / "pseudo", cfg)
-        centroids = compute_centroids(current, manifest, rd / "centroids.safetensors", cfg)
-        result = run_stage(SelfTrainer, selftrain_config(cfg, current, manifest, centroids), rd / "selftrain")
-        current = result.weights
-    _print_stage(result)
+    if rounds is None and config is None:
+        rounds = 1  # one round unless asked (the rounds default of the config is adapt's)
+    cfg = _config(preset, config, source, target, val, init=None if init is None else str(init),
+                  selftrain_steps=steps, rounds=rounds, batch_size=batch_size, accumulate=accumulate, crop=crop,
+                  lr=lr, selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
+                  label_space=label_space, amp=amp, eval_every=eval_every, select=select, compile=compile,
+                  sync_bn=sync_bn, seed=seed, device=device, workers=workers)
+    results = self_train(cfg, project / "selftrain" / name, console)
+    _print_stage(results[-1])
 
 
 @friendly
 def adapt(
-    source: Optional[str] = SOURCE, target: Optional[str] = TARGET, val: Optional[str] = VAL,
-    preset: Optional[str] = PRESET, rounds: Optional[int] = typer.Option(None, min=0, help="Self-training rounds (default 2)."),
-    name: Optional[str] = typer.Option(None, help="Run name: runs/adapt/NAME (re-running it resumes)."),
-    model: Optional[str] = typer.Option(None), steps: Optional[int] = typer.Option(None, min=0, help="Warm-up steps."),
+    source: Optional[str] = opt.SOURCE, target: Optional[str] = opt.TARGET, val: Optional[str] = opt.VAL,
+    config: Optional[Path] = opt.CONFIG, preset: Optional[str] = opt.PRESET,
+    rounds: Optional[int] = typer.Option(None, min=0, help="Self-training rounds (default 2)."),
+    name: Optional[str] = typer.Option(None, help=(
+        "Run name: runs/adapt/NAME (default: synthetic for the built-in benchmark, else exp; re-running it "
+        "resumes, with the same settings).")),
+    model: Optional[str] = opt.MODEL, steps: Optional[int] = typer.Option(None, min=0, help="Warm-up steps."),
     selftrain_steps: Optional[int] = typer.Option(None, min=0, help="Steps per self-training round."),
-    batch_size: Optional[int] = typer.Option(None, min=1),
-    accumulate: Optional[int] = ACCUMULATE, crop: Size = typer.Option(None),
-    lr: Optional[float] = typer.Option(None, min=0.0),
-    selection: Optional[str] = typer.Option(None, help="dynamic (DiGA), threshold or none."),
-    translator: Optional[str] = typer.Option(None, help="fda, color or none."),
-    ema_max: Optional[float] = EMA_MAX,
-    label_space: Optional[str] = typer.Option(None), amp: Optional[str] = typer.Option(None),
-    seed: Optional[int] = typer.Option(None), device: Optional[str] = typer.Option(None),
-    workers: Optional[int] = typer.Option(None, min=0), project: Path = typer.Option(Path("runs")),
+    batch_size: Optional[int] = opt.BATCH_SIZE, accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
+    lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
+    translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,
+    eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
+    compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
+    device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS, project: Path = opt.PROJECT,
     references: bool = typer.Option(True, help="On the synthetic benchmark, also train (once, cached) the source-only and oracle references."),
 ) -> None:
     """The whole DiGA pipeline: warm-up -> pseudo-labels -> centroids -> self-training x rounds -> evaluation.
 
-    With no --source/--target it runs the built-in synthetic benchmark (generated once, cached).
+    With no --source/--target (and no --config) it runs the built-in synthetic benchmark (generated once, cached).
     """
     from diga.engine import benchmark, runtime
     from diga.engine.pipeline import adapt as run_adapt
+    from diga.engine.pipeline import check_same_settings
 
     runtime.init_distributed_from_env()
-    builtin = source is None and target is None
+    builtin = source is None and target is None and config is None
     if builtin:
         bench = benchmark.synthetic_benchmark()
         source, target, val = bench["source"], bench["target"], val or bench["val"]
-    elif source is None or target is None:
+    elif config is None and (source is None or target is None):
         raise typer.BadParameter("give both --source and --target, or neither for the built-in benchmark")
     gpu_speedups = {}
     if builtin and preset is None:
         preset, amp, gpu_speedups = builtin_benchmark_settings(device, amp)
-    cfg = _common(preset, source, target, val, model, steps, batch_size, crop, lr, translator, seed, device,
-                  workers, label_space, amp, accumulate, rounds=rounds, selftrain_steps=selftrain_steps,
-                  selection=selection, ema_max=ema_max, **gpu_speedups)
+    cfg = _config(preset, config, source, target, val, model=model, steps=steps, rounds=rounds,
+                  selftrain_steps=selftrain_steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
+                  selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
+                  label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
+                  eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
+                  workers=workers, **gpu_speedups)
+    run_dir = project / "adapt" / (name or ("synthetic" if builtin else "exp"))
+    check_same_settings(run_dir, cfg)  # before the references: a refused run should cost nothing
     refs, before = {}, None
     if builtin and references:
         refs["source_only"], before = benchmark.reference("source_only", cfg, bench, console)
         refs["oracle"], _ = benchmark.reference("oracle", cfg, bench, console)
-    run_name = name or ("synthetic" if builtin else "exp")
-    result = run_adapt(cfg, project / "adapt" / run_name, references=refs, before=before)
+    result = run_adapt(cfg, run_dir, references=refs, before=before)
     if runtime.is_main():
         _print_table(result)
 

@@ -43,7 +43,8 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 "workers", "log_every", "eval_every", "ckpt_every", "vis_every", "rounds", "selftrain_steps",
                 "distil", "mix", "translator", "selection", "compile",
                 # settings of the DiGA stages that plain supervised training never reads
-                "fda_beta", "color_space", "distil_weight", "blend_beta", "ema_max", "threshold",
+                "fda_beta", "color_space", "distil_weight", "blend_beta", "selftrain_distil_weight",
+                "selftrain_blend_beta", "ema_max", "threshold",
                 "centroid_momentum", "select"}
 
 

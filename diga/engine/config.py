@@ -1,17 +1,23 @@
 """Stage configuration: one dataclass whose defaults are the paper's settings, plus presets.
 
-A run directory keeps its ``config.yaml``; CLI options override fields; presets are named sets of
-overrides, written as plain code.
+A run directory keeps its ``config.yaml``, which reads back into the same config (``diga adapt
+--config runs/adapt/NAME/config.yaml``); CLI options override fields; presets are named sets of
+overrides, written as plain code. Unknown keys are an error wherever they come from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..errors import ConfigError
 
 
 @dataclass
@@ -48,8 +54,12 @@ class StageConfig:
     translator: str = "fda"
     fda_beta: float = 0.01
     color_space: str = "lab"
-    distil_weight: float = 0.5  # lambda: 0.5 in the warm-up, 0.25 in self-training
-    blend_beta: float = 0.4  # x_aug = beta*aug(x) + (1-beta)*x: 0.4 warm-up, 0.3 self-training
+    # The paper weighs distillation and blends the augmented view differently per stage; a stage
+    # reads distil_weight/blend_beta, and a self-training round gets them from the selftrain_ pair.
+    distil_weight: float = 0.5  # lambda of the warm-up
+    blend_beta: float = 0.4  # x_aug = beta*aug(x) + (1-beta)*x, warm-up
+    selftrain_distil_weight: float = 0.25  # lambda of self-training
+    selftrain_blend_beta: float = 0.3  # beta of self-training
     ema_max: float = 0.999
     selection: str = "dynamic"  # dynamic | threshold | none
     threshold: float = 0.9
@@ -72,11 +82,8 @@ class StageConfig:
     compile: bool = False
 
     def replace(self, **overrides: Any) -> "StageConfig":
-        known = {f.name for f in fields(self)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items()})
+        check_known(overrides, "config")
+        return dataclasses.replace(self, **overrides)
 
     def validate(self) -> "StageConfig":
         problems = []
@@ -95,33 +102,52 @@ class StageConfig:
             problems.append(f"rounds must be >= 0 (got {self.rounds})")
         if self.lr <= 0:
             problems.append(f"lr must be > 0 (got {self.lr})")
+        from ..classes import LABEL_SPACES
+        from ..models import list_models
+
         choices = {"translator": ("fda", "color", "none"), "selection": ("dynamic", "threshold", "none"),
                    "amp": ("auto", "bf16", "fp16", "fp32"), "color_space": ("lab", "rgb"),
-                   "select": ("last", "best")}
+                   "select": ("last", "best"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models())}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
         if problems:
-            raise ValueError("invalid configuration: " + "; ".join(problems))
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "StageConfig":
-        raw = yaml.safe_load(text) or {}
-        kinds = {f.name: f.type for f in fields(cls)}
+    def from_yaml(cls, text: str, origin: str = "config") -> "StageConfig":
+        """The config a ``to_yaml`` text describes; ``origin`` (a file name) prefixes every error."""
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{origin}: not valid YAML ({' '.join(str(e).split())})") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{origin}: expected a mapping of settings (key: value), got {type(raw).__name__}")
+        check_known(raw, origin)
+        hints = typing.get_type_hints(cls)
         clean = {}
-        for k, v in raw.items():
-            if k not in kinds:
-                continue
-            clean[k] = tuple(v) if isinstance(v, list) else v
+        for key, value in raw.items():
+            try:
+                clean[key] = _as_type(value, hints[key])
+            except TypeError:
+                raise ConfigError(f"{origin}: {key} must be {_describe(hints[key])} (got {value!r})") from None
         return cls(**clean)
 
     @classmethod
-    def load(cls, path: Path) -> "StageConfig":
-        return cls.from_yaml(Path(path).read_text())
+    def load(cls, path: str | Path) -> "StageConfig":
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (IsADirectoryError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {path} cannot be read ({e})") from None
+        return cls.from_yaml(text, origin=str(path))
 
 
 # Presets are overrides of the paper defaults.
@@ -149,7 +175,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset(name: str) -> StageConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return StageConfig().replace(**PRESETS[name])
 
 
@@ -157,4 +183,73 @@ def field_names() -> list[str]:
     return [f.name for f in fields(StageConfig)]
 
 
-__all__ = ["StageConfig", "PRESETS", "preset", "field_names", "field"]
+def check_known(settings: dict[str, Any], origin: str) -> None:
+    """The one rule for unknown keys (files and ``replace`` alike): an error naming them and the valid ones."""
+    valid = field_names()
+    unknown = sorted(set(settings) - set(valid))
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise ConfigError(f"{origin}: unknown setting(s) {', '.join(hints)}; valid settings: {', '.join(valid)}")
+
+
+# Settings a resumed run may change: they decide how the work is spread over processes and how
+# often it is saved, not the method, the data or the optimisation. Everything else must match.
+RESUME_MAY_CHANGE = ("workers", "ckpt_every")
+
+
+def changed_settings(saved: StageConfig, new: StageConfig) -> list[tuple[str, Any, Any]]:
+    """(name, saved value, new value) of every setting that differs, except RESUME_MAY_CHANGE."""
+    return [(name, getattr(saved, name), getattr(new, name)) for name in field_names()
+            if name not in RESUME_MAY_CHANGE and getattr(saved, name) != getattr(new, name)]
+
+
+def _as_type(value: Any, hint: Any) -> Any:
+    """``value`` (as YAML loads it) converted to the field type ``hint``; TypeError if it is not one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        for option in args:
+            try:
+                return _as_type(value, option)
+            except TypeError:
+                continue
+        raise TypeError(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(hint)
+        items = args[:1] * len(value) if args[1:] == (Ellipsis,) else args
+        if len(items) != len(value):
+            raise TypeError(hint)
+        return tuple(_as_type(v, t) for v, t in zip(value, items))
+    if hint is type(None) and value is None:
+        return None
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    raise TypeError(hint)
+
+
+def _describe(hint: Any) -> str:
+    """A field type in the words of a YAML file: ``[int, int] or null``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        if args[1:] == (Ellipsis,):
+            return f"a list of {_describe(args[0])}"
+        return "[" + ", ".join(_describe(a) for a in args) + "]"
+    if hint is type(None):
+        return "null"
+    return {bool: "true or false", int: "int", float: "float", str: "str"}.get(hint, str(hint))
+
+
+__all__ = ["StageConfig", "PRESETS", "RESUME_MAY_CHANGE", "preset", "field_names", "check_known",
+           "changed_settings", "field"]

@@ -1,7 +1,9 @@
 """``adapt = warmup -> pseudo_labels -> centroids -> self_train x rounds -> evaluate``.
 
 Every stage writes its own sub-directory and a ``summary.json`` when it finishes; re-running the
-same command skips finished stages and resumes an interrupted one from its last checkpoint.
+same command skips finished stages and resumes an interrupted one from its last checkpoint. A run
+directory keeps the settings it was started with in ``config.yaml``; continuing it with other
+settings is refused (a run that mixes two configurations describes neither).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 from rich.console import Console
 
 from ..checkpoint import load_weights, save_weights
+from ..errors import ConfigError
 from ..io import atomic_write_text
 from . import runtime
-from .config import StageConfig
+from .config import StageConfig, changed_settings
 from .pseudolabels import compute_centroids, generate_pseudo_labels
 from .selftrain import SelfTrainer
 from .trainer import StageResult, Trainer, completed_summary
@@ -41,13 +44,94 @@ def selected_miou(summary: dict[str, Any]) -> float | None:
     return summary.get("final", {}).get("student", {}).get("miou")
 
 
+CONFIG_FILE = "config.yaml"
+
+
+def check_same_settings(run_dir: str | Path, cfg: StageConfig) -> None:
+    """Refuse to continue ``run_dir`` with settings other than those saved in its config.yaml."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        return
+    changes = changed_settings(StageConfig.load(path), cfg)
+    if changes:
+        listed = "; ".join(f"{name}: saved {saved!r}, now {new!r}" for name, saved, new in changes)
+        raise ConfigError(
+            f"{run_dir} was started with other settings, and a run continues only with its own: {listed}. "
+            f"Continue it with --config {path} (or the same options as before), or choose another --name "
+            "for a new run."
+        )
+
+
+def checkpoint_file(run_dir: str | Path) -> Path:
+    """Where a stage's trainer keeps the state it resumes from."""
+    return Path(run_dir) / "weights" / "state.safetensors"
+
+
+def check_resume(run_dir: str | Path, cfg: StageConfig) -> None:
+    """What ``--resume`` needs: a checkpoint in ``run_dir``, taken with the settings of ``cfg``."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ConfigError(f"--resume: there is no run {run_dir} to resume; run without --resume to start it")
+    if not checkpoint_file(run_dir).exists():
+        raise ConfigError(
+            f"--resume: {run_dir} has no checkpoint to resume from (the run stopped before its first one, "
+            f"taken every ckpt_every={cfg.ckpt_every} steps); run without --resume to start it again from step 0"
+        )
+    check_same_settings(run_dir, cfg)
+
+
+def start_run(run_dir: str | Path, cfg: StageConfig) -> None:
+    """Check the settings of an existing ``run_dir``, then save ``cfg`` as its config.yaml."""
+    check_same_settings(run_dir, cfg)
+    if runtime.is_main():
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(run_dir) / CONFIG_FILE, cfg.to_yaml())
+
+
 def warmup_config(cfg: StageConfig) -> StageConfig:
-    return cfg.replace(distil_weight=0.5, blend_beta=0.4)
+    """The warm-up reads the config as it is (distil_weight and blend_beta are the warm-up's)."""
+    return cfg
 
 
 def selftrain_config(cfg: StageConfig, init: Path, manifest: Path, centroids: Path) -> StageConfig:
-    return cfg.replace(distil_weight=0.25, blend_beta=0.3, init=str(init), pseudo_labels=str(manifest),
-                       centroids=str(centroids), steps=cfg.selftrain_steps or cfg.steps)
+    """The config of one self-training round: its inputs, and the self-training values of the
+    settings the stages set apart (steps, lambda, beta)."""
+    return cfg.replace(distil_weight=cfg.selftrain_distil_weight, blend_beta=cfg.selftrain_blend_beta,
+                       init=str(init), pseudo_labels=str(manifest), centroids=str(centroids),
+                       steps=cfg.selftrain_steps or cfg.steps)
+
+
+def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: Console) -> list[StageResult]:
+    """``cfg.rounds`` x (pseudo-labels -> centroids -> self-training), each round from the last one's model."""
+    results: list[StageResult] = []
+    current = Path(init)
+    for r in range(1, cfg.rounds + 1):
+        round_dir = run_dir / f"round{r}"
+        console.rule(f"round {r}: pseudo-labels and centroids from {current.name}")
+        manifest = generate_pseudo_labels(current, cfg.target, round_dir / "pseudo", cfg)
+        centroids = compute_centroids(current, manifest, round_dir / "centroids.safetensors", cfg)
+        console.rule(f"stage 2, round {r}: self-training with {cfg.selection} pseudo-label selection")
+        stage = run_stage(SelfTrainer, selftrain_config(cfg, current, manifest, centroids),
+                          round_dir / "selftrain", console)
+        results.append(stage)
+        current = stage.weights
+    return results
+
+
+def self_train(cfg: StageConfig, run_dir: str | Path, console: Console | None = None) -> list[StageResult]:
+    """Self-training alone, from the warm-up checkpoint ``cfg.init``: one result per round."""
+    run_dir = Path(run_dir)
+    console = main_rank_console(console)
+    if not cfg.init:
+        raise ConfigError("self-training needs a warm-up checkpoint to start from: --init PATH")
+    if not Path(cfg.init).is_file():
+        raise ConfigError(f"--init {cfg.init} does not exist (expected a warm-up checkpoint, .safetensors)")
+    if not cfg.target:
+        raise ConfigError("self-training needs target images: --target KIND:PATH")
+    if cfg.rounds < 1:
+        raise ConfigError(f"self-training needs at least one round (got rounds={cfg.rounds})")
+    start_run(run_dir, cfg)
+    return self_training_rounds(cfg, Path(cfg.init), run_dir, console)
 
 
 @dataclass
@@ -70,25 +154,14 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | N
     run_dir = Path(run_dir)
     console = main_rank_console(console)
     if not cfg.source or not cfg.target:
-        raise ValueError("diga adapt needs --source KIND:PATH and --target KIND:PATH")
-    if runtime.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
-    rows: list[tuple[str, float | None]] = []
+        raise ConfigError("diga adapt needs --source KIND:PATH and --target KIND:PATH")
+    start_run(run_dir, cfg)
     console.rule("stage 1: warm-up (symmetric distillation + cross-domain mixture)")
     stage = run_stage(WarmupTrainer, warmup_config(cfg), run_dir / "warmup", console)
-    rows.append(("warm-up", selected_miou(stage.metrics)))
-    current = stage.weights
-    for r in range(1, cfg.rounds + 1):
-        round_dir = run_dir / f"round{r}"
-        console.rule(f"round {r}: pseudo-labels and centroids from {current.name}")
-        manifest = generate_pseudo_labels(current, cfg.target, round_dir / "pseudo", cfg)
-        centroids = compute_centroids(current, manifest, round_dir / "centroids.safetensors", cfg)
-        console.rule(f"stage 2, round {r}: self-training with {cfg.selection} pseudo-label selection")
-        stage = run_stage(SelfTrainer, selftrain_config(cfg, current, manifest, centroids),
-                          round_dir / "selftrain", console)
-        rows.append((f"self-training round {r} ({cfg.selection})", selected_miou(stage.metrics)))
-        current = stage.weights
+    rows: list[tuple[str, float | None]] = [("warm-up", selected_miou(stage.metrics))]
+    rounds = self_training_rounds(cfg, stage.weights, run_dir, console)
+    rows += [(f"self-training round {r} ({cfg.selection})", selected_miou(s.metrics)) for r, s in enumerate(rounds, 1)]
+    current = rounds[-1].weights if rounds else stage.weights
     final = run_dir / "final.safetensors"
     if runtime.is_main():
         _write_final(current, final, before, run_dir)
