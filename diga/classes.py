@@ -1,4 +1,4 @@
-"""Label spaces: class names, palettes and the raw-id -> trainId maps of each dataset.
+"""Label spaces: class names, colours and the raw-id -> trainId maps of each dataset.
 
 Everything inside diga speaks *trainIds* (0..C-1, 255 = ignore). Datasets convert their raw ids
 with the lookup tables here; a label space of fewer classes (SYNTHIA's 16 or 13) is reached from
@@ -7,6 +7,7 @@ the 19 Cityscapes trainIds with :meth:`LabelSpace.from_cityscapes19`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +20,18 @@ CITYSCAPES_CLASSES: tuple[str, ...] = (
     "motorcycle", "bicycle",
 )
 
-CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-    (0, 80, 100), (0, 0, 230), (119, 11, 32),
-)
+# Official Cityscapes labelId -> colour (cityscapesScripts labels.py): the one colour table. GTA5
+# label PNGs carry it as their palette; the trainId palette below is read from it.
+CITYSCAPES_LABEL_COLORS: dict[int, tuple[int, int, int]] = {
+    0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0), 4: (0, 0, 0), 5: (111, 74, 0),
+    6: (81, 0, 81), 7: (128, 64, 128), 8: (244, 35, 232), 9: (250, 170, 160),
+    10: (230, 150, 140), 11: (70, 70, 70), 12: (102, 102, 156), 13: (190, 153, 153),
+    14: (180, 165, 180), 15: (150, 100, 100), 16: (150, 120, 90), 17: (153, 153, 153),
+    18: (153, 153, 153), 19: (250, 170, 30), 20: (220, 220, 0), 21: (107, 142, 35),
+    22: (152, 251, 152), 23: (70, 130, 180), 24: (220, 20, 60), 25: (255, 0, 0),
+    26: (0, 0, 142), 27: (0, 0, 70), 28: (0, 60, 100), 29: (0, 0, 90), 30: (0, 0, 110),
+    31: (0, 80, 100), 32: (0, 0, 230), 33: (119, 11, 32),
+}
 
 # Official Cityscapes labelId -> trainId (cityscapesScripts labels.py); GTA5 uses the same ids.
 # Ids not listed (unlabeled, ego vehicle, ..., parking, rail track, guard rail, bridge, tunnel,
@@ -33,6 +40,12 @@ CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
     25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }
+
+#: Colour of each Cityscapes trainId (0 road ... 18 bicycle).
+CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = tuple(
+    CITYSCAPES_LABEL_COLORS[label_id]
+    for label_id, _ in sorted(CITYSCAPES_ID_TO_TRAINID.items(), key=lambda item: item[1])
+)
 
 # SYNTHIA (RAND-CITYSCAPES) class ids -> Cityscapes trainIds. SYNTHIA ids: 1 sky, 2 building,
 # 3 road, 4 sidewalk, 5 fence, 6 vegetation, 7 pole, 8 car, 9 traffic sign, 10 pedestrian,
@@ -48,6 +61,20 @@ SYNTHIA_ID_TO_TRAINID: dict[int, int] = {
 # wall, fence, pole).
 SYNTHIA16_CLASSES = tuple(c for c in CITYSCAPES_CLASSES if c not in ("terrain", "truck", "train"))
 SYNTHIA13_CLASSES = tuple(c for c in SYNTHIA16_CLASSES if c not in ("wall", "fence", "pole"))
+
+
+def label_png_palette() -> list[int]:
+    """The 768-value ``PIL.Image.putpalette`` list of GTA5-style label PNGs (index = labelId)."""
+    return [v for i in range(256) for v in CITYSCAPES_LABEL_COLORS.get(i, (0, 0, 0))]
+
+
+def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours of ``palette``; ids beyond it (255 = ignore)
+    are black."""
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(pal)] = pal
+    return lut[np.asarray(labels, dtype=np.uint8)]
 
 
 def id_lut(mapping: dict[int, int], size: int = 65536) -> np.ndarray:
@@ -87,9 +114,7 @@ class LabelSpace:
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """(H, W) trainIds -> (H, W, 3) uint8 colours; ignore pixels are black."""
-        lut = np.zeros((256, 3), dtype=np.uint8)
-        lut[: self.num_classes] = np.asarray(self.palette, dtype=np.uint8)
-        return lut[labels]
+        return colorize(labels, self.palette)
 
 
 CITYSCAPES19 = LabelSpace("cityscapes19", CITYSCAPES_CLASSES)

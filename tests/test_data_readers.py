@@ -11,10 +11,14 @@ import torch
 from PIL import Image
 
 from diga.classes import (
+    CITYSCAPES19,
     CITYSCAPES_CLASSES,
     CITYSCAPES_ID_TO_TRAINID,
+    CITYSCAPES_LABEL_COLORS,
     CITYSCAPES_PALETTE,
     SYNTHIA_ID_TO_TRAINID,
+    colorize,
+    label_png_palette,
 )
 from diga.data import DatasetError, IdMapper, decode_image_rgb, read_image, read_label
 
@@ -92,6 +96,16 @@ def test_cityscapes_map_matches_official_table():
     assert mapper.unknown_pixels == {}
 
 
+def test_one_colour_table_gives_palette_label_pngs_and_colorize():
+    assert CITYSCAPES_LABEL_COLORS == {i: c for _, i, _, c in CITYSCAPES_LABELS_TABLE if i >= 0}
+    pal = label_png_palette()
+    assert len(pal) == 768 and pal[3 * 26: 3 * 27] == [0, 0, 142] and pal[3 * 200: 3 * 201] == [0, 0, 0]
+    labels = np.array([[0, 13, 255], [18, 19, 2]], np.uint8)
+    out = colorize(labels, CITYSCAPES_PALETTE)
+    assert out.tolist() == [[[128, 64, 128], [0, 0, 142], [0, 0, 0]], [[119, 11, 32], [0, 0, 0], [70, 70, 70]]]
+    assert np.array_equal(CITYSCAPES19.colorize(labels), out)
+
+
 def test_synthia_map_matches_official_classes():
     expected = {i: CITYSCAPES_CLASSES.index(cs) for i, _, cs in SYNTHIA_CLASSES_TABLE if cs}
     assert SYNTHIA_ID_TO_TRAINID == expected
@@ -143,8 +157,11 @@ def test_16bit_images_keep_high_byte(tmp_path, rgb):
     deep = rgb.astype(np.uint16) * 257 + 3  # 16-bit, high byte = rgb
     write_png16(tmp_path / "rgb16.png", deep)
     assert np.array_equal(_hwc(_read_quietly(tmp_path / "rgb16.png")), rgb)
-    write_png16(tmp_path / "rgba16.png", np.concatenate([deep, deep[..., :1]], axis=2))
+    opaque = np.full(rgb.shape[:2] + (1,), 65535, np.uint16)
+    write_png16(tmp_path / "rgba16.png", np.concatenate([deep, opaque], axis=2))
     assert np.array_equal(_hwc(_read_quietly(tmp_path / "rgba16.png")), rgb)
+    write_png16(tmp_path / "clear16.png", np.concatenate([deep, opaque * 0 + 255], axis=2))
+    assert (_hwc(_read_quietly(tmp_path / "clear16.png")) == 255).all()  # alpha 255/65535 ~ 0: white
     gray = rgb[..., 0].astype(np.uint16) * 256 + 255
     _save(Image.fromarray(gray), tmp_path / "gray16.png")  # Pillow writes "I;16"
     assert np.array_equal(_hwc(_read_quietly(tmp_path / "gray16.png")),
@@ -154,7 +171,8 @@ def test_16bit_images_keep_high_byte(tmp_path, rgb):
 def test_rgba_la_palette_and_bilevel(tmp_path, rgb):
     alpha = np.full(rgb.shape[:2], 10, np.uint8)
     rgba = Image.fromarray(np.concatenate([rgb, alpha[..., None]], axis=2), "RGBA")
-    assert np.array_equal(_hwc(_read_quietly(_save(rgba, tmp_path / "rgba.png"))), rgb)
+    on_white = np.round((rgb.astype(float) * 10 + 255 * 245) / 255).astype(np.uint8)
+    assert np.array_equal(_hwc(_read_quietly(_save(rgba, tmp_path / "rgba.png"))), on_white)
     la = Image.fromarray(rgb[..., 0], "L").convert("LA")
     assert np.array_equal(_hwc(_read_quietly(_save(la, tmp_path / "la.png")))[..., 1], rgb[..., 0])
     idx = (rgb[..., 0] % 4).astype(np.uint8)
@@ -167,7 +185,9 @@ def test_rgba_la_palette_and_bilevel(tmp_path, rgb):
     p = Image.fromarray(idx, "P")
     p.putpalette(palette)
     _save(p, tmp_path / "ptrns.png", transparency=0)
-    assert _read_quietly(tmp_path / "ptrns.png").shape == (3, 5, 7)
+    out = _hwc(_read_quietly(tmp_path / "ptrns.png"))
+    assert (out[idx == 0] == 255).all()  # the transparent index is white
+    assert np.array_equal(out[idx != 0], np.asarray(palette, np.uint8).reshape(4, 3)[idx[idx != 0]])
     bw = Image.fromarray(rgb[..., 0] > 127)
     out = _hwc(_read_quietly(_save(bw, tmp_path / "bw.png")))
     assert set(np.unique(out)) <= {0, 255}
@@ -230,7 +250,7 @@ def test_bad_image_files_raise_dataset_error(tmp_path, case):
         expect = "corrupt or truncated JPEG"
     elif case == "garbage":
         path.write_bytes(b"this is not an image at all")
-        expect = "not a PNG or JPEG image"
+        expect = "not an image"
     elif case == "corrupt_png":
         data = bytearray(png)
         data[60:80] = b"\x00" * 20  # inside IDAT: bad CRC / zlib stream
@@ -351,17 +371,19 @@ def test_png_checked_before_torchvision(tmp_path):
 
 
 def test_pillow_png_decoder_gives_the_same(tmp_path, rgb, monkeypatch):
-    from diga.data import common
+    from diga.data import decode
 
     files = {"rgb.png": Image.fromarray(rgb), "gray.png": Image.fromarray(rgb[..., 0], "L"),
-             "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA")}
+             "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]]), "RGBA"),
+             "la.png": Image.fromarray(np.dstack([rgb[..., 1], rgb[..., 2]]), "LA")}
     for name, im in files.items():
         im.save(tmp_path / name)
     write_png16(tmp_path / "deep.png", rgb.astype(np.uint16) * 257)
-    names = [*files, "deep.png"]
+    write_png16(tmp_path / "deep_rgba.png", np.dstack([rgb, rgb[..., :1]]).astype(np.uint16) * 257)
+    names = [*files, "deep.png", "deep_rgba.png"]
     fast = [read_image(tmp_path / n) for n in names]
     labels = [read_label(tmp_path / "gray.png"), read_label(tmp_path / "deep.png", channel=0)]
-    monkeypatch.setattr(common, "PNG_DECODER", "pillow")
+    monkeypatch.setattr(decode, "PNG_DECODER", "pillow")
     for name, ref in zip(names, fast):
         assert torch.equal(read_image(tmp_path / name), ref), name
     assert np.array_equal(read_label(tmp_path / "gray.png"), labels[0])

@@ -1,261 +1,58 @@
 """Shared reading helpers of the dataset layer: images, labels, id maps, file lists, layouts.
 
-Decoding goes through ``torchvision.io`` (libpng / libjpeg-turbo: the fastest for 8-bit RGB, and
-the only one at hand that reads 16-bit 3-channel PNGs such as SYNTHIA's labels correctly -- Pillow
-opens those as 8-bit RGB keeping only the high byte, so ids < 256 all read as 0). Pillow is the
-fallback for the odd formats (BMP/TIFF/WebP under a .png name, PNGs with fewer than 8 bits per
-sample, CMYK/LAB colour modes, ...) and in case ``torchvision.io`` loses its codecs (they are
-deprecated since torchvision 0.29).
+Images are decoded by the one decoder of the project, :mod:`diga.data.decode` (its policy for
+transparency, EXIF, bit depths and colour modes is documented there); this module turns its
+failures into :class:`DatasetError`. Labels are read here: they hold class *ids*, so palette PNGs
+give their indices and 16-bit PNGs keep all 16 bits.
 
-Two decoder pitfalls handled here:
-
-* torchvision 0.29 emits a ``DeprecationWarning`` on *every* call of its image functions; it is
-  silenced around our calls only.
-* torchvision 0.29's ``decode_png`` *crashes the process* (segfault: libpng longjmps into a dead
-  frame) on any libpng error met while reading rows -- a CRC mismatch or a bad zlib stream in
-  IDAT, i.e. any bit flip in the pixel data. Every PNG is therefore checked first: chunk layout,
-  the CRC of every chunk (about 1 ms for a 4 MB GTA5 frame, against ~33 ms to decode it) and the
-  presence of IHDR/IDAT/IEND (truncation). Only a file whose CRCs were computed over already
-  corrupt compressed data (a broken writer) can still get through; ``DIGA_PNG_DECODER=pillow``
-  in the environment decodes all PNGs with Pillow instead (about 20% slower, always safe).
-* ``decode_png(..., UNCHANGED)`` returns garbage for palette/grayscale PNGs of 1, 2 or 4 bits per
-  pixel (it does not unpack them; Pillow writes 4-bit palettes by itself when the palette has at
-  most 16 colours). Such labels are read with Pillow instead.
+One label-decoder pitfall: ``decode_png(..., UNCHANGED)`` returns garbage for palette/grayscale
+PNGs of 1, 2 or 4 bits per pixel (it does not unpack them; Pillow writes 4-bit palettes by itself
+when the palette has at most 16 colours). Such labels are read with Pillow instead.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import re
-import struct
-import warnings
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from diga.classes import IGNORE_INDEX, LabelSpace, get_label_space, id_lut
 
+from . import decode
 from .errors import DatasetError, list_names
-
-try:  # torchvision's codecs are deprecated (0.29) and may disappear: Pillow takes over then.
-    from torchvision.io import ImageReadMode, decode_jpeg, decode_png
-
-    HAS_TORCHVISION_IO = True
-except ImportError:  # pragma: no cover - depends on the installed torchvision
-    HAS_TORCHVISION_IO = False
 
 log = logging.getLogger("diga.data")
 
-# "torchvision" (default, fast) or "pillow" (slower; never hands a PNG to libpng via torchvision)
-PNG_DECODER = os.environ.get("DIGA_PNG_DECODER", "torchvision").strip().lower()
-
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SIGNATURE = b"\xff\xd8\xff"
-
-
-# --------------------------------------------------------------------------------------------
-# Raw bytes and format sniffing
-
-
-def read_bytes(path: str | os.PathLike, what: str = "image") -> bytes:
-    """The contents of ``path``; missing, unreadable or empty files raise :class:`DatasetError`."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{what} file {path} does not exist") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{what} file {path} is a directory, expected an image file") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
-    if not data:
-        raise DatasetError(f"{what} file {path} is empty (0 bytes); expected a PNG or JPEG image")
-    return data
-
-
-class PngInfo(NamedTuple):
-    width: int
-    height: int
-    bit_depth: int
-    color_type: int  # 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA
-
-
-def png_info(data: bytes) -> PngInfo | None:
-    """The IHDR fields of a PNG, or None when ``data`` is not a PNG (or its header is cut)."""
-    if len(data) < 29 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    width, height, bit_depth, color_type = struct.unpack(">IIBB", data[16:26])
-    return PngInfo(width, height, bit_depth, color_type)
-
-
-def check_png(data: bytes, path: Path, what: str = "image") -> PngInfo:
-    """Validate a PNG's chunk structure and CRCs (see the module docstring for why)."""
-    info = png_info(data)
-    if info is None:
-        raise _broken(path, what, data, "PNG header (IHDR) missing or cut short")
-    if info.width == 0 or info.height == 0:
-        raise _broken(path, what, data, f"image size {info.width}x{info.height}")
-    limit = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
-    if info.width * info.height > limit:
-        raise DatasetError(
-            f"cannot read {what} file {path}: {info.width}x{info.height} pixels is more than "
-            f"{limit} (decompression bomb?)"
-        )
-    view = memoryview(data)
-    pos, size = 8, len(data)
-    seen_idat = False
-    while True:
-        if pos + 12 > size:
-            raise _broken(path, what, data, "no IEND chunk: the file is cut short")
-        length = int.from_bytes(view[pos:pos + 4], "big")
-        tag = bytes(view[pos + 4:pos + 8])
-        end = pos + 12 + length
-        if end > size:
-            raise _broken(path, what, data, f"{tag.decode('latin-1')!r} chunk at byte {pos} is "
-                                            "cut short")
-        if zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(view[end - 4:end], "big"):
-            raise _broken(path, what, data,
-                          f"CRC mismatch in {tag.decode('latin-1')!r} chunk at byte {pos}")
-        if tag == b"IDAT":
-            seen_idat = True
-        elif tag == b"IEND":
-            break
-        pos = end
-    if not seen_idat:
-        raise _broken(path, what, data, "no IDAT (pixel data) chunk")
-    return info
-
-
-def is_jpeg(data: bytes) -> bool:
-    return data.startswith(_JPEG_SIGNATURE)
-
-
-@contextmanager
-def _quiet_torchvision():
-    """Silence torchvision's per-call deprecation warning of its image codecs (0.29+)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.")
-        warnings.filterwarnings("ignore", message=r".*image decoding and encoding capabilities")
-        yield
-
-
-def _as_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
-def _clean_codec_error(exc: Exception) -> str:
-    """torchvision's C++ errors start with 'func, /path/to/file.cpp:79, '; keep the reason."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return re.sub(r"^.*?\.cpp:\d+,\s*", "", msg)
-
-
-def _format_of(data: bytes) -> str:
-    if data.startswith(_PNG_SIGNATURE):
-        return "PNG"
-    if is_jpeg(data):
-        return "JPEG"
-    return "unknown format"
-
-
-def _broken(path: Path, what: str, data: bytes, reason: str) -> DatasetError:
-    fmt = _format_of(data)
-    if fmt == "unknown format":
-        return DatasetError(
-            f"cannot read {what} file {path}: not a PNG or JPEG image ({reason}; the file "
-            f"starts with {data[:8]!r}, {len(data)} bytes)"
-        )
-    return DatasetError(
-        f"cannot read {what} file {path}: corrupt or truncated {fmt} ({reason}; {len(data)} bytes)"
-    )
 
 
 # --------------------------------------------------------------------------------------------
 # Images
 
 
-def _pil_open(data: bytes, path: Path, what: str) -> Image.Image:
+def read_bytes(path: str | os.PathLike, what: str = "image") -> bytes:
+    """The contents of ``path``; missing, unreadable or empty files raise :class:`DatasetError`."""
     try:
-        im = Image.open(io.BytesIO(data))
-        im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-            struct.error) as exc:
-        raise _broken(path, what, data, str(exc) or type(exc).__name__) from None
-    except Image.DecompressionBombError as exc:
-        raise DatasetError(f"cannot read {what} file {path}: {exc}") from None
-    return im
-
-
-def _deep_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """High-bit-depth samples (16-bit ints, 32-bit ints, floats) -> uint8."""
-    if arr.dtype == np.uint8:
-        return arr
-    if np.issubdtype(arr.dtype, np.floating):
-        arr = np.nan_to_num(arr.astype(np.float64))
-        scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
-        return np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
-    # Integer samples wider than 8 bits are taken as 16-bit (PNG/TIFF 16-bit gray).
-    return (np.clip(arr.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
-
-
-def _pil_to_rgb(im: Image.Image, path: Path) -> torch.Tensor:
-    mode = im.mode
-    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        gray = _deep_to_uint8(np.asarray(im))
-        arr = np.repeat(gray[:, :, None], 3, axis=2)
-    else:
-        try:
-            if mode in ("P", "PA") or "transparency" in im.info:
-                # via RGBA: converting a palette image with transparency straight to RGB warns.
-                im = im.convert("RGBA")
-            arr = np.asarray(im.convert("RGB"))
-        except (ValueError, OSError) as exc:
-            raise DatasetError(
-                f"cannot convert image {path} from colour mode {mode!r} to RGB: {exc}"
-            ) from None
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        return decode.read_image_file(path, what)
+    except decode.ImageDecodeError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def decode_image_rgb(data: bytes, path: str | os.PathLike = "<bytes>", exif: bool = False,
                      what: str = "image") -> torch.Tensor:
-    """Decode PNG/JPEG (or anything Pillow reads) bytes to a (3, H, W) uint8 RGB tensor.
+    """Decode image bytes to a (3, H, W) uint8 RGB tensor (:func:`diga.data.decode.decode_image`).
 
-    Grayscale is replicated, alpha dropped, palettes expanded, CMYK converted, 16-bit samples
-    reduced to their high byte. ``exif``: apply the EXIF orientation (photos from phones).
+    ``exif`` defaults to False here: dataset labels are stored in the images' pixel order.
     """
-    path = Path(path)
-    fmt = _format_of(data)
-    if fmt == "PNG":
-        check_png(data, path, what)
-    if HAS_TORCHVISION_IO and (fmt == "JPEG" or (fmt == "PNG" and PNG_DECODER != "pillow")):
-        try:
-            with _quiet_torchvision():
-                buf = _as_tensor(data)
-                if fmt == "PNG":
-                    img = decode_png(buf, ImageReadMode.RGB, apply_exif_orientation=exif)
-                else:
-                    img = decode_jpeg(buf, ImageReadMode.RGB, apply_exif_orientation=exif)
-        except RuntimeError as exc:
-            raise _broken(path, what, data, _clean_codec_error(exc)) from None
-        if img.dtype != torch.uint8:  # 16-bit PNG
-            img = (img.to(torch.int32) >> 8).to(torch.uint8)
-        if img.shape[0] != 3:  # pragma: no cover - RGB mode always gives 3 channels
-            img = img[:1].expand(3, -1, -1)
-        return img.contiguous()
-    im = _pil_open(data, path, what)
-    if exif:
-        im = ImageOps.exif_transpose(im)
-    return _pil_to_rgb(im, path)
+    try:
+        return decode.decode_image(data, path, exif=exif, what=what).pixels
+    except decode.ImageDecodeError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def read_image(path: str | os.PathLike, exif: bool = False) -> torch.Tensor:
@@ -276,36 +73,10 @@ def read_label(path: str | os.PathLike, channel: int | None = None) -> np.ndarra
     """
     path = Path(path)
     data = read_bytes(path, "label")
-    info = check_png(data, path, "label") if data.startswith(_PNG_SIGNATURE) else None
-    deep_color = info is not None and info.bit_depth == 16 and info.color_type in (2, 6)
-    if deep_color and not HAS_TORCHVISION_IO:  # pragma: no cover - depends on torchvision
-        raise DatasetError(
-            f"cannot read label file {path}: 16-bit colour PNGs need torchvision.io "
-            "(Pillow keeps only the high byte of each sample)"
-        )
-    # Pillow cannot read 16-bit colour at all, so those go to torchvision in any case.
-    if HAS_TORCHVISION_IO and info is not None and info.bit_depth >= 8 \
-            and (PNG_DECODER != "pillow" or deep_color):
-        try:
-            with _quiet_torchvision():
-                arr = decode_png(_as_tensor(data), ImageReadMode.UNCHANGED).numpy()
-        except RuntimeError as exc:
-            raise _broken(path, "label", data, _clean_codec_error(exc)) from None
-    else:
-        im = _pil_open(data, path, "label")
-        if im.mode in ("P", "L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"):
-            arr = np.asarray(im)[None]
-            if arr.dtype == bool:
-                arr = arr.astype(np.uint8)
-        elif im.mode in ("PA", "LA", "La"):
-            arr = np.asarray(im.getchannel(0))[None]
-        elif im.mode in ("RGB", "RGBA", "RGBX"):
-            arr = np.asarray(im).transpose(2, 0, 1)
-        else:
-            raise DatasetError(
-                f"cannot read label file {path}: colour mode {im.mode!r}; expected a palette, "
-                "grayscale or (for SYNTHIA) 16-bit RGB PNG of class ids"
-            )
+    try:
+        arr = _label_samples(data, path)
+    except decode.ImageDecodeError as exc:
+        raise DatasetError(str(exc)) from None
     if channel is not None:
         if arr.shape[0] <= channel:
             if arr.shape[0] == 1:  # an already single-channel id image is fine too
@@ -323,6 +94,36 @@ def read_label(path: str | os.PathLike, channel: int | None = None) -> np.ndarra
         f"label file {path} is a colour image ({arr.shape[0]} different channels); expected a "
         "single-channel PNG of ids (palette or grayscale), not a colour-coded visualisation"
     )
+
+
+def _label_samples(data: bytes, path: Path) -> np.ndarray:
+    """The stored samples of a label file, (C, H, W)."""
+    info = decode.check_png(data, path, "label") if data.startswith(decode.PNG_SIGNATURE) else None
+    deep_color = info is not None and info.bit_depth == 16 and info.color_type in (2, 6)
+    if deep_color and not decode.HAS_TORCHVISION_IO:  # pragma: no cover - depends on torchvision
+        raise DatasetError(
+            f"cannot read label file {path}: 16-bit colour PNGs need torchvision.io "
+            "(Pillow keeps only the high byte of each sample)"
+        )
+    # Pillow cannot read 16-bit colour at all, so those go to torchvision in any case.
+    if info is not None and info.bit_depth >= 8 and (decode.torchvision_reads_png() or deep_color):
+        return decode.decode_png_unchanged(data, path, "label")
+    im = decode.open_image(data, path, "label")
+    try:
+        decode.load_image(im, data, path, "label")
+        if im.mode in ("P", "L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+            arr = np.asarray(im)[None]
+            return arr.astype(np.uint8) if arr.dtype == bool else arr
+        if im.mode in ("PA", "LA", "La"):
+            return np.asarray(im.getchannel(0))[None]
+        if im.mode in ("RGB", "RGBA", "RGBX"):
+            return np.asarray(im).transpose(2, 0, 1)
+        raise DatasetError(
+            f"cannot read label file {path}: colour mode {im.mode!r}; expected a palette, "
+            "grayscale or (for SYNTHIA) 16-bit RGB PNG of class ids"
+        )
+    finally:
+        im.close()
 
 
 def check_same_size(image: torch.Tensor, label: np.ndarray | torch.Tensor,
