@@ -9,6 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
+
+from diga.data.decode import ImageDecodeError, composite_on_white, decode_image_file, decode_pil
 
 from .errors import PredictorError
 
@@ -16,52 +20,26 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".t
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as an (H, W, 3) uint8 RGB array (EXIF orientation applied).
-
-    Uses the data layer's robust reader when present (clear errors for missing, empty, corrupt
-    files); otherwise Pillow. Every failure is a :class:`PredictorError` naming the file.
-    """
-    path = Path(path)
+    """An image file as an (H, W, 3) uint8 RGB array, decoded by the project's one decoder
+    (:mod:`diga.data.decode`: EXIF orientation applied, transparency composited on white).
+    Every failure is a :class:`PredictorError` naming the file."""
     try:
-        from diga.data.common import read_image
-    except ImportError:  # pragma: no cover - the data layer always ships it
-        read_image = None
-    if read_image is not None:
-        try:
-            try:
-                chw = read_image(path, exif=True)
-            except TypeError:  # an older signature without ``exif``
-                chw = read_image(path)
-        except ValueError as e:  # DatasetError is a ValueError and names the file
-            raise PredictorError(str(e)) from None
-        return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
-    return _read_pillow(path)
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not path.is_file():
-        raise PredictorError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise PredictorError(f"cannot read image file {path}: {e}") from None
+        return decode_image_file(path, exif=True).hwc()
+    except ImageDecodeError as e:
+        raise PredictorError(str(e)) from None
 
 
 def as_rgb_array(image, name: str = "image") -> np.ndarray:
-    """A path, PIL image or array (H, W), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8 RGB."""
+    """A path, PIL image or array (H, W), (H, W, 3) or (H, W, 4) -> (H, W, 3) uint8 RGB.
+
+    PIL images and RGBA arrays follow the decoder's policy (alpha composited on white)."""
     if isinstance(image, (str, os.PathLike)):
         return read_rgb(image)
-    try:
-        from PIL import Image
-
-        if isinstance(image, Image.Image):
-            return np.asarray(image.convert("RGB"))
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(image, Image.Image):
+        try:
+            return decode_pil(image).hwc()
+        except ImageDecodeError as e:
+            raise PredictorError(f"{name}: {e.reason}") from None
     if hasattr(image, "numpy") and not isinstance(image, np.ndarray):  # a torch tensor
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
@@ -74,7 +52,9 @@ def as_rgb_array(image, name: str = "image") -> np.ndarray:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
         raise PredictorError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
-    return np.ascontiguousarray(image[:, :, :3])
+    if image.shape[2] == 4:
+        return composite_on_white(torch.from_numpy(image).permute(2, 0, 1)).permute(1, 2, 0).numpy().copy()
+    return np.ascontiguousarray(image)
 
 
 def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> list[Path]:
@@ -105,28 +85,17 @@ def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> lis
 def check_images(folder: str | os.PathLike | None, n: int, size: tuple[int, int],
                  seed: int = 0) -> tuple[list[np.ndarray], str]:
     """Images for parity checks, calibration-free benchmarks: ``n`` from ``folder`` if given, else
-    synthetic target-style street scenes (``diga.data.synth``), else random noise.
+    synthetic target-style street scenes (``diga.data.synth``).
 
     Returns the images and a description of where they came from.
     """
     if folder is not None:
         files = list_images([folder], "check images")[:n]
         return [read_rgb(f) for f in files], f"{len(files)} image(s) from {folder}"
-    h, w = size
-    try:
-        from diga.data.synth import TARGET_STYLE, render_scene
-    except ImportError:
-        render_scene = None
-    if render_scene is not None:
-        images = []
-        for i in range(n):
-            out = render_scene(np.random.default_rng(seed + i), (h, w), TARGET_STYLE)
-            img = out[0] if isinstance(out, tuple) else out
-            images.append(np.ascontiguousarray(np.asarray(img, dtype=np.uint8)))
-        return images, f"{n} synthetic target-style scene(s) (diga.data.synth, {h}x{w})"
-    rng = np.random.default_rng(seed)
-    return ([rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)],
-            f"{n} random-noise image(s) ({h}x{w}; diga.data.synth is not available)")
+    from diga.data.synth import TARGET_STYLE, render_scene
+
+    images = [render_scene(np.random.default_rng(seed + i), size, TARGET_STYLE)[0] for i in range(n)]
+    return images, f"{n} synthetic target-style scene(s) (diga.data.synth, {size[0]}x{size[1]})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,19 +105,20 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _MAX_NAME_BYTES = 180  # leaves room for "_overlay.jpg" etc. within the usual 255-byte limit
 
 
-def safe_stem(name: str) -> str:
+def safe_stem(name: str, fallback: str = "image") -> str:
     """A file-name stem from an input name: no separators, no '..', no control characters.
 
-    Non-ASCII letters and spaces are kept (NFC-normalised); the result is never empty and never
-    starts with a dot, so it can neither escape the output folder nor become a hidden file.
+    Non-ASCII letters and spaces are kept (NFC-normalised); the result is never empty (``fallback``
+    stands in for a name with nothing usable) and never starts with a dot, so it can neither escape
+    the output folder nor become a hidden file. The one rule for ``diga predict`` and the demo.
     """
     stem = unicodedata.normalize("NFC", Path(str(name).replace("\\", "/")).stem)
     stem = _UNSAFE.sub("_", stem).strip()
-    stem = stem.lstrip(".") or "image"
+    stem = stem.lstrip(".") or fallback
     stem = stem.replace("..", "_")
     encoded = stem.encode("utf-8")
     if len(encoded) > _MAX_NAME_BYTES:
-        stem = encoded[:_MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip() or "image"
+        stem = encoded[:_MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip() or fallback
     return stem
 
 
