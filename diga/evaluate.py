@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,9 +33,6 @@ class ConfusionMatrix:
         counts = torch.zeros(n * n + 1, dtype=torch.int64, device=idx.device)
         counts.scatter_add_(0, idx, torch.ones_like(idx))
         self.mat += counts[:-1].reshape(n, n).to(self.mat.device)
-
-    def merge(self, other: "ConfusionMatrix") -> None:
-        self.mat += other.mat.to(self.mat.device)
 
     def compute(self, class_names: Sequence[str] | None = None, subset: Sequence[int] | None = None) -> "SegMetrics":
         return metrics_from_confusion(self.mat, class_names, subset)
@@ -82,14 +80,37 @@ def metrics_from_confusion(
     return SegMetrics(miou=round(miou, 2), pixel_accuracy=round(acc, 2), iou=per_class, confusion=mat)
 
 
-def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float] = (1.0,)) -> torch.Tensor:
-    """Logits at the input size, max-fused over ``scales`` (the paper's full + half evaluation)."""
-    size = x.shape[-2:]
+def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
+    """``size`` (H, W) times ``scale``, each side rounded to the nearest pixel (halves up), at least 1.
+
+    Exact products (128x256 at 0.5 -> 64x128) are kept as they are; 77x131 at 0.5 -> 39x66.
+    """
+    h, w = size
+    return max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5))
+
+
+def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float],
+                 amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Float32 logits at the input size, max-fused over ``scales`` (the paper's full + half inference).
+
+    The one multi-scale rule of evaluation, pseudo-labels and the report. ``x`` is a normalised
+    (B,3,H,W) batch. For each scale the input is resized bilinearly (align_corners=False) to
+    :func:`scaled_size`, the model runs under autocast to ``amp_dtype`` (None: float32), its logits
+    are cast to float32 and resized bilinearly back to (H, W), and the scales are fused by an
+    element-wise max. Wrap in ``torch.inference_mode()`` yourself.
+    """
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"scales must be positive numbers, got {list(scales)}")
+    size = tuple(x.shape[-2:])
     fused = None
     for s in scales:
-        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        logits = model(xs)[0]
-        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+        scaled = scaled_size(size, s)
+        xs = x if scaled == size else F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(xs)[0]
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         fused = logits if fused is None else torch.maximum(fused, logits)
     return fused
 
@@ -104,11 +125,19 @@ def evaluate_model(
     class_names: Sequence[str] | None = None,
     subset: Sequence[int] | None = None,
     amp_dtype: torch.dtype | None = None,
-    progress=None,
+    on_prediction: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    sharded: bool | None = None,
 ) -> SegMetrics:
-    """mIoU of ``model`` over ``loader`` (uint8 images, full-resolution labels)."""
+    """mIoU of ``model`` over ``loader`` (uint8 images, full-resolution labels).
+
+    ``on_prediction(images, prediction, labels)`` sees every batch as scored (e.g. to show a few).
+    ``sharded``: the loader holds this rank's shard of the dataset, so the confusion matrices
+    are summed over the ranks (default: whenever torch.distributed is initialised).
+    """
     from .data.transforms import normalize
 
+    if sharded is None:
+        sharded = torch.distributed.is_available() and torch.distributed.is_initialized()
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, device)
@@ -116,14 +145,14 @@ def evaluate_model(
     for images, labels in loader:
         x = normalize(images.to(device, non_blocking=True).float().div_(255))
         labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = fused_logits(model, x, scales)
+        logits = fused_logits(model, x, scales, amp_dtype)
         if logits.shape[-2:] != labels.shape[-2:]:
             logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        cm.update(logits.argmax(1), labels)
-        if progress is not None:
-            progress()
+        pred = logits.argmax(1)
+        cm.update(pred, labels)
+        if on_prediction is not None:
+            on_prediction(images, pred, labels)
     model.train(was_training)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if sharded:
         torch.distributed.all_reduce(cm.mat)  # each rank saw a shard of the dataset
     return cm.compute(class_names, subset)

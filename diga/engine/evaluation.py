@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,15 @@ from .loaders import eval_loader
 def evaluate_checkpoint(
     weights: str | Path, data: str, split: str = "val", scales: Sequence[float] = (1.0, 0.5),
     device: str = "auto", eval_size: tuple[int, int] | None = None, workers: int = 2,
+    shard: bool | None = None,
+    on_prediction: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a labelled dataset, in the checkpoint's label space.
 
     The protocol is stated in the result: dataset-level confusion matrix (not a per-image
     average), classes absent from both GT and prediction excluded, scales fused by max.
+    Under DDP every rank scores its shard unless ``shard=False`` (a caller on one rank only);
+    ``on_prediction`` is handed each batch's (images, prediction, labels).
     """
     dev = runtime.resolve_device(device)
     model, meta = load_model(weights, dev)
@@ -34,9 +38,13 @@ def evaluate_checkpoint(
     if not getattr(dataset, "has_labels", True):
         raise ConfigError(f"{data} has no labels: cannot evaluate")
     amp = runtime.amp_dtype(dev, "auto")
-    loader = eval_loader(dataset, workers)
-    metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp)
+    if shard is None:
+        shard = runtime.is_distributed()
+    loader = eval_loader(dataset, workers, shard=shard)
+    metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp,
+                             on_prediction=on_prediction, sharded=shard)
     result = metrics.as_dict()
+    result["label_space"] = space.name
     result["protocol"] = (f"{space.name}: {space.num_classes}-class mIoU over the dataset's confusion matrix, "
                           f"scales {list(scales)} max-fused")
     result["extra_miou"] = {}

@@ -80,10 +80,11 @@ def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: i
     return iter(loader)
 
 
-def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1) -> DataLoader:
+def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool | None = None) -> DataLoader:
+    """The dataset in order; ``shard``: only this DDP rank's share (default: when distributed)."""
     # Eval images may differ in size: batch 1 unless the caller knows they match.
     sampler = None
-    if runtime.is_distributed():
+    if runtime.is_distributed() if shard is None else shard:
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)

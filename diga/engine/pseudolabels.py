@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -24,9 +23,11 @@ from ..checkpoint import load_model
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
 from ..data.transforms import TrainTransform, normalize
+from ..evaluate import fused_logits
 from ..io import atomic_write, atomic_write_text, remove_stale_temps
 from ..method.prototypes import CentroidAccumulator
-from ..method.pseudo import multiscale_logits
+from ..method.pseudo import pseudo_labels
+from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
 
@@ -106,13 +107,11 @@ def generate_pseudo_labels(
     if todo:
         loader = DataLoader(Subset(_Indexed(dataset, cfg.base_size), todo), batch_size=batch_size,
                             num_workers=min(cfg.workers, 4), collate_fn=_collate)
-        with Progress(disable=not runtime.is_main(), console=None) as progress, torch.inference_mode():
+        with progress_bar(enabled=runtime.is_main()) as progress, torch.inference_mode():
             task = progress.add_task("pseudo-labels", total=len(todo))
             for items in loader:
                 for idx, x in _batches_by_shape(items, device):
-                    with runtime.autocast(device, amp):
-                        logits = multiscale_logits(model, normalize(x), cfg.eval_scales)
-                    preds = logits.argmax(1).to(torch.uint8).cpu().numpy()
+                    preds = pseudo_labels(fused_logits(model, normalize(x), cfg.eval_scales, amp)).cpu().numpy()
                     for i, pred in zip(idx, preds):
                         _write_png(labels_dir / names[i], pred)
                     progress.advance(task, len(idx))

@@ -11,13 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..checkpoint import load_model  # noqa: E402
-from ..classes import get_label_space  # noqa: E402
-from ..data import build_dataset  # noqa: E402
-from ..data.transforms import EvalTransform, normalize  # noqa: E402
-from ..evaluate import ConfusionMatrix, fused_logits  # noqa: E402
+from ..classes import LabelSpace, get_label_space  # noqa: E402
 from ..io import atomic_write_text  # noqa: E402
 from .config import StageConfig  # noqa: E402
+from .evaluation import evaluate_checkpoint  # noqa: E402
 from .visualize import save_grid  # noqa: E402
 
 
@@ -59,33 +56,30 @@ def _curves(run_dir: Path, out: Path) -> Path:
     return out
 
 
-def _evaluate_pair(before: Path, after: Path, val: str, cfg: StageConfig, grid: Path, n_show: int = 4):
-    """Per-class IoU of both models on target-val and a grid of predictions before/after."""
-    device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
-    models = {k: load_model(p, device) for k, p in (("before", before), ("after", after))}
-    space = get_label_space(models["after"][1]["label_space"])
-    data = build_dataset(val, split="val", label_space=space, transform=EvalTransform(cfg.eval_size))
-    cms = {k: ConfusionMatrix(space.num_classes, device) for k in models}
+def _evaluate_pair(before: Path, after: Path, val: str, cfg: StageConfig, n_show: int = 4,
+                   ) -> tuple[dict[str, dict], LabelSpace, dict[str, list[torch.Tensor]]]:
+    """Both models scored on target-val as ``diga evaluate`` scores them, and the grid's columns.
+
+    Same function, device choice, autocast and scales as the evaluation of a checkpoint; the whole
+    dataset is scored here (the report is written on one rank). The grid shows the first
+    ``n_show`` images with the very predictions that were scored.
+    """
     shown: dict[str, list[torch.Tensor]] = {"target image": [], "before": [], "after": [], "ground truth": []}
-    with torch.inference_mode():
-        for i in range(len(data)):
-            image, label = data[i]
-            x = image[None].to(device).float().div(255)
-            label = label.to(device)
-            for k, (model, _) in models.items():
-                logits = fused_logits(model, normalize(x), cfg.eval_scales)
-                if logits.shape[-2:] != label.shape:
-                    logits = torch.nn.functional.interpolate(logits, size=label.shape, mode="bilinear")
-                pred = logits.argmax(1)[0]
-                cms[k].update(pred, label)
-                if i < n_show:
-                    shown[k].append(pred)
-            if i < n_show:
-                shown["target image"].append(x[0])
-                shown["ground truth"].append(label)
-    save_grid(grid, {k: torch.stack(v) for k, v in shown.items()}, space,
-              max_rows=n_show)
-    return {k: cm.compute(space.classes) for k, cm in cms.items()}, space
+    metrics = {}
+    for key, weights in (("before", before), ("after", after)):
+        def keep(images: torch.Tensor, pred: torch.Tensor, labels: torch.Tensor, key: str = key) -> None:
+            for image, p, label in zip(images, pred, labels):
+                if len(shown[key]) == n_show:
+                    return
+                shown[key].append(p.cpu())
+                if key == "before":
+                    shown["target image"].append(image.float().div(255))
+                    shown["ground truth"].append(label.cpu())
+
+        metrics[key] = evaluate_checkpoint(weights, val, split="val", scales=cfg.eval_scales, device=cfg.device,
+                                           eval_size=cfg.eval_size, workers=min(cfg.workers, 2), shard=False,
+                                           on_prediction=keep)
+    return metrics, get_label_space(metrics["after"]["label_space"]), shown
 
 
 def _iou_bars(metrics, space, out: Path) -> Path:
@@ -93,8 +87,9 @@ def _iou_bars(metrics, space, out: Path) -> Path:
     names = list(space.classes)
     w = 0.4
     for j, (k, color) in enumerate((("before", "#999999"), ("after", "#1f77b4"))):
-        vals = [metrics[k].iou.get(c) or 0.0 for c in names]
-        ax.bar([i + (j - 0.5) * w for i in range(len(names))], vals, w, label=f"{k} (mIoU {metrics[k].miou:.1f})", color=color)
+        vals = [metrics[k]["iou"].get(c) or 0.0 for c in names]
+        ax.bar([i + (j - 0.5) * w for i in range(len(names))], vals, w, label=f"{k} (mIoU {metrics[k]['miou']:.1f})",
+               color=color)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set(ylabel="IoU (%)", title="per-class IoU on target-val, before vs after adaptation", ylim=(0, 100))
     ax.legend()
@@ -115,11 +110,12 @@ def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: Stag
     lines += ["", "## Training", "", f"![curves]({_curves(run_dir, fig_dir / 'curves.png').relative_to(run_dir)})", ""]
     final = run_dir / "final.safetensors"
     if cfg.val and before.exists() and final.exists():
-        metrics, space = _evaluate_pair(before, final, cfg.val, cfg, fig_dir / "predictions.png")
+        metrics, space, shown = _evaluate_pair(before, final, cfg.val, cfg)
+        save_grid(fig_dir / "predictions.png", {k: torch.stack(v) for k, v in shown.items()}, space)
         _iou_bars(metrics, space, fig_dir / "iou.png")
         lines += ["## Before vs after adaptation", "",
-                  f"Before = `{before.name}` (mIoU {metrics['before'].miou:.2f}), after = `final.safetensors` "
-                  f"(mIoU {metrics['after'].miou:.2f}).", "", "![per-class IoU](figures/iou.png)", "",
+                  f"Before = `{before.name}` (mIoU {metrics['before']['miou']:.2f}), after = `final.safetensors` "
+                  f"(mIoU {metrics['after']['miou']:.2f}).", "", "![per-class IoU](figures/iou.png)", "",
                   "Target-val images: before, after, ground truth.", "", "![predictions](figures/predictions.png)", ""]
     out = run_dir / "report.md"
     atomic_write_text(out, "\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ from .prototypes import (
     select_threshold,
     update_centroids,
 )
-from .pseudo import multiscale_logits, pseudo_labels
+from .pseudo import pseudo_labels
 from .translate import (
     TRANSLATORS,
     Translator,
@@ -45,7 +45,7 @@ __all__ = [
     "CentroidAccumulator", "batch_class_means", "batch_class_sums", "class_feature_means",
     "class_feature_sums", "ema_centroids", "prototype_labels", "select_dynamic", "select_none",
     "select_threshold", "update_centroids",
-    "multiscale_logits", "pseudo_labels",
+    "pseudo_labels",
     "TRANSLATORS", "Translator", "build_translator", "color_transfer", "fda", "lab_to_rgb",
     "pair_targets", "rgb_to_lab",
 ]
