@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diga.errors import DigaError
 from diga.export.formats import CHECKPOINT_SUFFIX, format_named
 
 ADAPTED_MODEL = f"final{CHECKPOINT_SUFFIX}"  # what `diga adapt` writes into runs/adapt/NAME/
 BEFORE_MODEL = f"before{CHECKPOINT_SUFFIX}"
 
 
-class NoModelError(FileNotFoundError):
+class NoModelError(DigaError, FileNotFoundError):
     """No model was given and none was found; the message says how to make one."""
 
 

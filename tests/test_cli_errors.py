@@ -15,13 +15,17 @@ from diga.errors import ConfigError, DigaError
 def test_user_facing_errors_share_the_base_and_keep_their_builtin():
     from diga.checkpoint import CheckpointError
     from diga.data.errors import DatasetError
+    from diga.demo.app import PortInUseError
+    from diga.demo.discovery import NoModelError
+    from diga.demo.inputs import DemoInputError
     from diga.engine.trainer import NonFiniteLossError, RunExistsError
     from diga.export.errors import ExportError, PredictorError
     from diga.io import DiskFullError
 
     expected = {DatasetError: ValueError, CheckpointError: ValueError, ExportError: ValueError,
                 PredictorError: ValueError, ConfigError: ValueError, RunExistsError: RuntimeError,
-                NonFiniteLossError: RuntimeError, DiskFullError: OSError}
+                NonFiniteLossError: RuntimeError, DiskFullError: OSError, DemoInputError: ValueError,
+                PortInUseError: ValueError, NoModelError: FileNotFoundError}
     for cls, builtin in expected.items():
         assert issubclass(cls, DigaError) and issubclass(cls, builtin), cls
     assert str(DiskFullError(28, "disk full while writing x")).endswith("disk full while writing x")
