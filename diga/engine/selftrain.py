@@ -7,13 +7,14 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from ..data.transforms import TrainTransform
+from ..errors import ConfigError
 from ..io import atomic_write
 from ..method.augment import augment_and_blend
 from ..method.losses import seg_ce, symmetric_distillation
 from ..method.mix import target_cross_mix
 from ..method.prototypes import (
+    apply_centroid_update,
     batch_class_sums,
-    ema_centroids,
     prototype_labels,
     select_dynamic,
     select_none,
@@ -22,12 +23,13 @@ from ..method.prototypes import (
 from . import runtime
 from .loaders import infinite_loader
 from .pseudolabels import PseudoLabelled, load_centroids, split_combined
+from .source_branch import SourceBranch
 from .state import TrainState
+from .trainer import Trainer
 from .visualize import save_grid
-from .warmup import WarmupTrainer
 
 
-class SelfTrainer(WarmupTrainer):
+class SelfTrainer(Trainer):
     """``L = L_seg + L_mix + lambda * L_distil`` (lambda 0.25, beta 0.3) from a warm-up model."""
 
     stage = "selftrain"
@@ -36,8 +38,11 @@ class SelfTrainer(WarmupTrainer):
     def build_data(self) -> None:
         cfg = self.cfg
         if not (cfg.init and cfg.pseudo_labels and cfg.centroids):
-            raise ValueError("self-training needs --init (a warm-up checkpoint), pseudo-labels and centroids")
+            raise ConfigError("self-training needs --init (a warm-up checkpoint), pseudo-labels and centroids")
         super().build_data()
+        self.branch = SourceBranch(cfg, self.space)
+        # inference_size() looks at these when no size is configured
+        self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
         transform = TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size)
         self.pseudo_set = PseudoLabelled(cfg.pseudo_labels, self.space, transform, size=cfg.base_size)
         self.centroids, self.centroid_valid = load_centroids(cfg.centroids, self.device)
@@ -46,6 +51,7 @@ class SelfTrainer(WarmupTrainer):
 
     def run(self):
         self.pseudo_batches = infinite_loader(self.pseudo_set, self.cfg, self.start_step, salt=2)
+        self.source, self.target = self.branch.loaders(self.start_step)
         return super().run()
 
     def select(self, pseudo: torch.Tensor, t_logits: torch.Tensor, t_feats: torch.Tensor) -> torch.Tensor:
@@ -60,11 +66,11 @@ class SelfTrainer(WarmupTrainer):
         return select_none(pseudo)
 
     def update_centroids(self, feats: torch.Tensor, labels: torch.Tensor, t_logits: torch.Tensor) -> None:
+        """The method's centroid update, from the statistics of the global batch (all ranks)."""
         sums, counts = batch_class_sums(feats.float(), labels, t_logits.argmax(1), self.space.num_classes)
         runtime.all_reduce_sum(sums)
         runtime.all_reduce_sum(counts)
-        means = sums / counts.clamp(min=1)[:, None]
-        self.centroids = ema_centroids(self.centroids, means, counts > 0, self.cfg.centroid_momentum)
+        self.centroids = apply_centroid_update(self.centroids, sums, counts, self.cfg.centroid_momentum)
         self.centroid_valid = self.centroid_valid | (counts > 0)
 
     def count(self, pseudo: torch.Tensor, kept: torch.Tensor, gt: torch.Tensor) -> None:
@@ -93,7 +99,7 @@ class SelfTrainer(WarmupTrainer):
         t = self.prepare(ts)
         pseudo, gt = split_combined(combined.to(self.device, non_blocking=True))
         t_pool = self.prepare(next(self.target)[0]) if self.target is not None else t
-        views = self.source_views(x, y, t_pool)
+        views = self.branch.views(x, y, t_pool, self.gen)
         x_mix = views["x_mix"]
         n = x.shape[0]
         t_logits, t_feats = self.teacher_forward(torch.cat([x, x_mix, t]))

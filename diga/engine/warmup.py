@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..method.augment import augment_and_blend
 from ..method.losses import seg_ce, symmetric_distillation
-from ..method.mix import class_mix_mask, cross_domain_mixture
-from ..method.translate import build_translator
-from .loaders import infinite_loader, train_dataset
+from .source_branch import SourceBranch
 from .trainer import Trainer
 from .visualize import save_grid
 
@@ -29,31 +26,13 @@ class WarmupTrainer(Trainer):
 
     def build_data(self) -> None:
         super().build_data()
-        cfg = self.cfg
-        if not cfg.source:
-            raise ValueError("the warm-up needs labelled source data: --source KIND:PATH")
-        self.source_set = train_dataset(cfg.source, cfg)
-        self.needs_target = cfg.mix and cfg.translator != "none"
-        if self.needs_target and not cfg.target:
-            raise ValueError(f"--translator {cfg.translator} needs target images: --target KIND:PATH")
-        self.target_set = train_dataset(cfg.target, cfg) if self.needs_target else None
-        kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space}}.get(cfg.translator, {})
-        self.translator = build_translator(cfg.translator, **kw)
+        self.branch = SourceBranch(self.cfg, self.space)
+        # inference_size() looks at these when no size is configured
+        self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
 
     def run(self):
-        self.source = infinite_loader(self.source_set, self.cfg, self.start_step)
-        self.target = infinite_loader(self.target_set, self.cfg, self.start_step, salt=1) if self.needs_target else None
+        self.source, self.target = self.branch.loaders(self.start_step)
         return super().run()
-
-    def source_views(self, x: torch.Tensor, y: torch.Tensor, t_pool: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """The clean view, its translation and the second (mixed or augmented) view."""
-        cfg = self.cfg
-        x_aug = augment_and_blend(x, beta=cfg.blend_beta, generator=self.gen)
-        if not cfg.mix:
-            return {"x": x, "x_translated": x, "x_mix": x_aug}
-        x_tr = self.translator(x, t_pool if t_pool is not None else x, self.gen)
-        mask = class_mix_mask(y, self.space.num_classes, self.gen)
-        return {"x": x, "x_translated": x_tr, "x_mix": cross_domain_mixture(x_aug, x_tr, mask)}
 
     def distillation(self, s_clean, s_mix, x, x_mix) -> torch.Tensor:
         t_logits = self.teacher_forward(torch.cat([x, x_mix]), features=False)[0].float()
@@ -69,7 +48,7 @@ class WarmupTrainer(Trainer):
             logits = self.forward(x)[0]
             self._vis = {"source": x, "prediction": logits, "ground truth": y}
             return {"loss": seg_ce(logits.float(), y)}
-        views = self.source_views(x, y, t_pool)
+        views = self.branch.views(x, y, t_pool, self.gen)
         s_logits = self.forward(torch.cat([x, views["x_mix"]]))[0]
         s_clean, s_mix = s_logits.chunk(2)
         losses = {"seg": seg_ce(s_clean.float(), y)}

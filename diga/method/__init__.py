@@ -13,7 +13,7 @@ from .mix import (
 )
 from .prototypes import (
     CentroidAccumulator,
-    batch_class_means,
+    apply_centroid_update,
     batch_class_sums,
     class_feature_means,
     class_feature_sums,
@@ -42,7 +42,7 @@ __all__ = [
     "seg_ce", "soft_cross_entropy", "symmetric_distillation",
     "class_mix_mask", "class_presence", "cross_domain_mixture", "make_cross_domain_mixture", "mix",
     "target_cross_mix",
-    "CentroidAccumulator", "batch_class_means", "batch_class_sums", "class_feature_means",
+    "CentroidAccumulator", "apply_centroid_update", "batch_class_sums", "class_feature_means",
     "class_feature_sums", "ema_centroids", "prototype_labels", "select_dynamic", "select_none",
     "select_threshold", "update_centroids",
     "pseudo_labels",

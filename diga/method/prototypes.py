@@ -81,7 +81,7 @@ class CentroidAccumulator:
             dist.all_reduce(self.counts, group=group)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The raw sums and counts (what a distributed caller all-reduces)."""
+        """The raw sums and counts (saved beside the centroids)."""
         return {"sums": self.sums, "counts": self.counts}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -138,14 +138,6 @@ def batch_class_sums(features: torch.Tensor, labels: torch.Tensor, teacher_pred:
 
 
 @torch.no_grad()
-def batch_class_means(features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
-                      num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch-pooled class means (C,D) (zero where absent) and counts (C,) of agreeing pixels."""
-    sums, counts = batch_class_sums(features, labels, teacher_pred, num_classes)
-    return sums / counts.clamp(min=1.0)[:, None], counts
-
-
-@torch.no_grad()
 def ema_centroids(centroids: torch.Tensor, means: torch.Tensor, present: torch.Tensor,
                   momentum: float = 1e-4) -> torch.Tensor:
     """``c <- (1-m) c + m v`` for present classes; the others unchanged (returns a new tensor)."""
@@ -154,8 +146,20 @@ def ema_centroids(centroids: torch.Tensor, means: torch.Tensor, present: torch.T
 
 
 @torch.no_grad()
+def apply_centroid_update(centroids: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor,
+                          momentum: float = 1e-4) -> torch.Tensor:
+    """EMA of each class seen in the statistics of :func:`batch_class_sums` towards its mean.
+
+    Under DDP, sum ``sums`` and ``counts`` over the ranks first: every rank then applies the same
+    update, from the whole global batch.
+    """
+    means = sums / counts.clamp(min=1.0)[:, None]
+    return ema_centroids(centroids, means, counts > 0, momentum)
+
+
+@torch.no_grad()
 def update_centroids(centroids: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
                      teacher_pred: torch.Tensor, num_classes: int, momentum: float = 1e-4) -> torch.Tensor:
-    """One DiGA centroid update from a batch (single process; for DDP all-reduce batch_class_sums)."""
-    means, counts = batch_class_means(features, labels, teacher_pred, num_classes)
-    return ema_centroids(centroids, means, counts > 0, momentum)
+    """One DiGA centroid update from a batch in one process: the batch statistics, then the update."""
+    sums, counts = batch_class_sums(features, labels, teacher_pred, num_classes)
+    return apply_centroid_update(centroids, sums, counts, momentum)

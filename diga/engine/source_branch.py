@@ -1,0 +1,50 @@
+"""The labelled source branch both training stages share: source batches, the target images the
+translator draws its styles from, and the cross-domain mixture of the source views (stage 1 of
+method.md, kept in stage 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from ..classes import LabelSpace
+from ..errors import ConfigError
+from ..method.augment import augment_and_blend
+from ..method.mix import class_mix_mask, cross_domain_mixture
+from ..method.translate import build_translator
+from .config import StageConfig
+from .loaders import infinite_loader, train_dataset
+
+
+class SourceBranch:
+    """Source (and translator target) datasets, their resumable loaders and the source views."""
+
+    def __init__(self, cfg: StageConfig, space: LabelSpace) -> None:
+        if not cfg.source:
+            raise ConfigError("the warm-up and self-training need labelled source data: --source KIND:PATH")
+        self.cfg, self.space = cfg, space
+        self.source_set = train_dataset(cfg.source, cfg)
+        self.needs_target = cfg.mix and cfg.translator != "none"
+        if self.needs_target and not cfg.target:
+            raise ConfigError(f"--translator {cfg.translator} needs target images: --target KIND:PATH")
+        self.target_set = train_dataset(cfg.target, cfg) if self.needs_target else None
+        kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space}}.get(cfg.translator, {})
+        self.translator = build_translator(cfg.translator, **kw)
+
+    def loaders(self, start_step: int) -> tuple[Iterator, Iterator | None]:
+        """(source batches, translator target batches or None), resumed after ``start_step`` steps."""
+        source = infinite_loader(self.source_set, self.cfg, start_step)
+        target = infinite_loader(self.target_set, self.cfg, start_step, salt=1) if self.needs_target else None
+        return source, target
+
+    def views(self, x: torch.Tensor, y: torch.Tensor, t_pool: torch.Tensor | None,
+              generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The clean view, its translation and the second (mixed or augmented) view."""
+        cfg = self.cfg
+        x_aug = augment_and_blend(x, beta=cfg.blend_beta, generator=generator)
+        if not cfg.mix:
+            return {"x": x, "x_translated": x, "x_mix": x_aug}
+        x_tr = self.translator(x, t_pool if t_pool is not None else x, generator)
+        mask = class_mix_mask(y, self.space.num_classes, generator)
+        return {"x": x, "x_translated": x_tr, "x_mix": cross_domain_mixture(x_aug, x_tr, mask)}
