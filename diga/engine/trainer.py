@@ -16,15 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from ..checkpoint import (
     load_model,
@@ -39,6 +32,7 @@ from ..errors import DigaError
 from ..evaluate import evaluate_model
 from ..io import atomic_write_text, remove_stale_temps
 from ..models import create
+from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
 from .loaders import eval_dataset, eval_loader
@@ -380,9 +374,7 @@ class Trainer:
         pass
 
     def progress(self) -> Progress:
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=self.console, disable=not runtime.is_main(),
-                        transient=False)
+        return progress_bar(self.console, enabled=runtime.is_main(), transient=False)
 
     def finish(self) -> StageResult:
         cfg = self.cfg
@@ -404,10 +396,6 @@ class Trainer:
         runtime.barrier()
         return StageResult(self.dir, Path(summary["weights"]),
                            Path(summary["teacher_weights"]) if self.teacher else None, summary)
-
-
-def upsample_to(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def completed_summary(run_dir: Path) -> dict | None:
