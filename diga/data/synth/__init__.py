@@ -32,14 +32,19 @@ appearance shifts between them. :func:`target_style` interpolates all knobs betw
 styles with one ``gap`` strength (0 = the source style, 1 = :data:`TARGET_STYLE`).
 
 :func:`generate_benchmark` writes the source domain in the GTA5 layout and the target domain in
-the Cityscapes layout, so the ordinary dataset loaders read them.
+the Cityscapes layout, so the ordinary dataset loaders read them. Its ``conditions`` shift the
+target domain further with named, composable conditions (``camera``, ``texture``, ``fog``,
+``night``, ``rain``, ``color``; :mod:`.conditions`): the same scenes, drawn under conditions that
+adaptation was not tuned on.
 
 Modules: :mod:`.style` (the two styles and the ones between), :mod:`.materials` (classes,
 material colours, textures), :mod:`.scene` (camera and drawing primitives), :mod:`.roadside`,
 :mod:`.street_furniture`, :mod:`.people` and :mod:`.vehicles` (the object drawers),
-:mod:`.layout` (the random street), :mod:`.render` (compositing) and :mod:`.writer` (the files).
+:mod:`.layout` (the random street), :mod:`.render` (compositing), :mod:`.conditions` and
+:mod:`.effects` (the target conditions) and :mod:`.writer` (the files).
 """
 
+from .conditions import CONDITIONS, ConditionSpec, parse_conditions, render_conditioned
 from .render import render_scene
 from .style import SOURCE_STYLE, TARGET_STYLE, StyleConfig, target_style
 from .writer import FORMAT_VERSION, TRAINID_TO_LABELID, generate_benchmark, trainid_to_labelid
@@ -47,4 +52,5 @@ from .writer import FORMAT_VERSION, TRAINID_TO_LABELID, generate_benchmark, trai
 __all__ = [
     "FORMAT_VERSION", "StyleConfig", "SOURCE_STYLE", "TARGET_STYLE", "target_style",
     "render_scene", "generate_benchmark", "trainid_to_labelid", "TRAINID_TO_LABELID",
+    "CONDITIONS", "ConditionSpec", "parse_conditions", "render_conditioned",
 ]

@@ -78,6 +78,10 @@ _MATERIALS_255: dict[str, tuple[list, list]] = {
     "metal": ([(140, 140, 150)], [(100, 100, 102)]),
     "hood": ([(30, 30, 34)], [(38, 40, 44)]),
 }
+# Materials that emit light (head/tail lights, the lit lamp of a traffic light): they keep their
+# brightness and glow in the ``night`` condition.
+EMISSIVE = frozenset({"headlight", "taillight", "tl_red", "tl_amber", "tl_green"})
+
 MATERIALS = {k: (np.asarray(g, np.float32) / 255.0, np.asarray(p, np.float32) / 255.0)
               for k, (g, p) in _MATERIALS_255.items()}
 

@@ -4,6 +4,7 @@ sky, textures, shadows, haze, contrast, vignette, blur, sensor noise)."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -21,9 +22,31 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
     Returns the (H, W, 3) uint8 image and the (H, W) uint8 Cityscapes trainIds (255 = ignore:
     the ego-vehicle hood). The layout depends only on ``rng`` (the same generator state gives the
     same layout in any style)."""
+    return _compose(_draw(rng, size, style))
+
+
+class Layers(NamedTuple):
+    """One rendered scene and what the target conditions read besides the picture."""
+
+    image: np.ndarray      # (H, W, 3) uint8
+    labels: np.ndarray     # (H, W) uint8 trainIds
+    instances: np.ndarray  # (H, W) int32 instance ids (0 = sky)
+    lights: np.ndarray     # (H, W) bool: pixels of emissive materials (lamps, head/tail lights)
+
+
+def render_layers(rng: np.random.Generator, size: tuple[int, int], style: StyleConfig) -> Layers:
+    """:func:`render_scene` that also returns the instance image and the light mask (the same
+    draws, so the same image and labels)."""
+    sc = _draw(rng, size, style)
+    image, labels = _compose(sc)
+    instances = np.asarray(sc.im, np.int32)
+    return Layers(image, labels, instances, np.isin(instances, sc.lights))
+
+
+def _draw(rng: np.random.Generator, size: tuple[int, int], style: StyleConfig) -> Scene:
     sc = Scene(rng, size, style)
     layout(sc)
-    return _compose(sc)
+    return sc
 
 
 def _hue_matrix(deg: float) -> np.ndarray:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .materials import MATERIALS, SKY
+from .materials import EMISSIVE, MATERIALS, SKY
 from .style import StyleConfig
 
 ZNEAR = 0.3   # metres: ground polygons start here (well below the bottom image row)
@@ -70,6 +70,7 @@ class Scene:
         self.shadows: list[list[tuple[float, float]]] = []  # ground polygons [(x, z), ...]
         self.sun: tuple[float, float] = style.sun  # the layout mirrors it at random
         self.n_ground = 1
+        self.lights: list[int] = []  # instances of an emissive material (see materials.EMISSIVE)
 
     # -- instances and colours ----------------------------------------------------------------
     def colour(self, name: str, idx: int | None = None, shade: float = 1.0) -> np.ndarray:
@@ -88,7 +89,10 @@ class Scene:
         return len(self.cls) - 1
 
     def new(self, cls: int, name: str, z: float, idx: int | None = None, shade: float = 1.0) -> int:
-        return self.inst(cls, self.colour(name, idx, shade), 0, z)
+        iid = self.inst(cls, self.colour(name, idx, shade), 0, z)
+        if name in EMISSIVE:
+            self.lights.append(iid)
+        return iid
 
     # -- projection and drawing -----------------------------------------------------------------
     def P(self, x: float, y: float, z: float) -> tuple[float, float]:

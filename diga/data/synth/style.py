@@ -2,13 +2,14 @@
 
 A :class:`StyleConfig` holds every knob of one look: camera geometry, palette, lighting and
 image effects. :data:`SOURCE_STYLE` is the "game" look, :data:`TARGET_STYLE` the "camera" look;
-:func:`target_style` interpolates between them with one ``gap`` strength.
+:func:`target_style` interpolates between them with one ``gap`` strength; :func:`adjusted` changes
+a few knobs within the same ranges (the target conditions use it).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,17 @@ def target_style(gap: float = 1.0, source: StyleConfig = SOURCE_STYLE,
         elif isinstance(a, tuple):
             values[f.name] = tuple(float(x + gap * (y - x)) for x, y in zip(a, b))
         else:
-            v = float(a + gap * (b - a))
-            lo, hi = _CLAMPS.get(f.name, (-math.inf, math.inf))
-            values[f.name] = min(max(v, lo), hi)
+            values[f.name] = _clamp(f.name, float(a + gap * (b - a)))
     return StyleConfig(**values)
+
+
+def adjusted(style: StyleConfig, **changes: float | tuple[float, float, float]) -> StyleConfig:
+    """``style`` with some knobs changed, numeric ones clamped to the same sane ranges as
+    :func:`target_style`."""
+    return replace(style, **{k: v if isinstance(v, tuple) else _clamp(k, float(v))
+                             for k, v in changes.items()})
+
+
+def _clamp(name: str, value: float) -> float:
+    lo, hi = _CLAMPS.get(name, (-math.inf, math.inf))
+    return min(max(value, lo), hi)

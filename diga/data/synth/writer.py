@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +18,7 @@ from diga.io import atomic_write, atomic_write_text
 from diga.progress import progress_bar
 
 from . import style as styles
-from .render import render_scene
+from .conditions import ConditionSpec, describe, parse_conditions, render_conditioned
 from .style import SOURCE_STYLE, TARGET_STYLE, StyleConfig
 
 FORMAT_VERSION = 2  # bumped whenever the files change: benchmarks cached under another are redone
@@ -86,6 +86,10 @@ def _write_pair(pair: _Pair, image: np.ndarray, labels: np.ndarray) -> None:
         _save_png(Image.fromarray(ids, "L"), pair.label)
 
 
+# Parameters written only when set (so that a benchmark without them keeps its exact bytes).
+_OPTIONAL_PARAMS = ("conditions",)
+
+
 def _is_complete(meta: Path, params: dict) -> bool:
     """Whether ``meta`` records a finished benchmark with exactly these parameters."""
     if not meta.is_file():
@@ -94,7 +98,8 @@ def _is_complete(meta: Path, params: dict) -> bool:
         old = json.loads(meta.read_text())
     except (OSError, ValueError):
         return False
-    return old.get("complete") is True and all(old.get(k) == v for k, v in params.items())
+    return (old.get("complete") is True and all(old.get(k) == v for k, v in params.items())
+            and all(old.get(k) == params.get(k) for k in _OPTIONAL_PARAMS))
 
 
 def _domain_styles(source_style: StyleConfig | None, target_style: StyleConfig | None,
@@ -111,7 +116,8 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
                        size: tuple[int, int] = (128, 256), seed: int = 0,
                        progress: bool = True, *, source_style: StyleConfig | None = None,
                        target_style: StyleConfig | None = None,
-                       gap: float | None = None) -> Path:
+                       gap: float | None = None,
+                       conditions: Iterable[str | ConditionSpec | tuple[str, float]] = ()) -> Path:
     """Write the two-domain benchmark under ``out`` and return ``out``.
 
     * ``out/source/{images,labels}/00000.png`` (GTA5 layout, ``n_train`` pairs) and
@@ -128,19 +134,27 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
 
     The target domain is drawn in ``target_style`` (default :data:`TARGET_STYLE`); ``gap``
     instead picks the camera style ``target_style(gap)`` of that strength (0 = no domain gap,
-    1 = the full gap; not both)."""
+    1 = the full gap; not both).
+
+    ``conditions`` (names or ``NAME:STRENGTH`` strings, see :mod:`.conditions`) shift the target
+    domain (train and val) further: the same scenes drawn under fog, at night... They are
+    applied in their fixed order and recorded as ``"conditions"`` in ``benchmark.json``; with
+    none the files are exactly those of a benchmark without them."""
     out = Path(out)
     H, W = int(size[0]), int(size[1])
     if H < 16 or W < 16:
         raise ValueError(f"image size {size} too small (at least 16x16)")
     if n_train < 0 or n_val < 0:
         raise ValueError("n_train and n_val must be >= 0")
+    specs = parse_conditions(conditions)
     src, tgt = _domain_styles(source_style, target_style, gap)
     params = {
         "format_version": FORMAT_VERSION, "seed": int(seed), "size": [H, W],
         "n_train": int(n_train), "n_val": int(n_val),
         "source_style": asdict(src), "target_style": asdict(tgt),
     }
+    if specs:
+        params["conditions"] = describe(specs)
     params = json.loads(json.dumps(params))  # tuples -> lists, as read back
     meta = out / "benchmark.json"
     if _is_complete(meta, params):
@@ -155,8 +169,11 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
     with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task("synthetic benchmark", total=len(pairs))
         for pair in pairs:
-            rng = np.random.default_rng([int(seed), pair.domain, pair.split, pair.k])
-            image, labels = render_scene(rng, (H, W), src if pair.domain == 0 else tgt)
+            key = (int(seed), pair.domain, pair.split, pair.k)
+            if pair.domain == 0:
+                image, labels = render_conditioned(key, (H, W), src)
+            else:
+                image, labels = render_conditioned(key, (H, W), tgt, specs)
             _write_pair(pair, image, labels)
             bar.advance(task)
     _write_json(meta, {
