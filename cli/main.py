@@ -41,11 +41,19 @@ def data_synth(
     n_val: int = typer.Option(100, min=1, help="Validation images per domain."),
     size: tuple[int, int] = typer.Option((128, 256), help="Image height and width."),
     seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
+    condition: list[str] = typer.Option([], "--condition", help=(
+        "Shift the target domain: NAME[:STRENGTH] with NAME one of camera, texture, fog, night, rain, color "
+        "and STRENGTH in (0, 1] (default 1); repeat to combine (applied in that fixed order).")),
 ) -> None:
     """Generate the synthetic two-domain street benchmark (source: GTA5 layout, target: Cityscapes layout)."""
-    from diga.data.synth import generate_benchmark
+    from diga.data.synth import generate_benchmark, parse_conditions
+    from diga.errors import ConfigError
 
-    root = generate_benchmark(out, n_train=n_train, n_val=n_val, size=size, seed=seed)
+    try:
+        conditions = parse_conditions(condition)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--condition") from None
+    root = generate_benchmark(out, n_train=n_train, n_val=n_val, size=size, seed=seed, conditions=conditions)
     console.print(f"benchmark in [bold]{root}[/]: source={root / 'source'} (gta5), "
                   f"source_val={root / 'source_val'} (gta5), target={root / 'target'} (cityscapes)")
 
