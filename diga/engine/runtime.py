@@ -24,12 +24,24 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
-    """bf16 where the GPU supports it, fp16 elsewhere on CUDA, none (fp32) on the CPU."""
+    """bf16 where the GPU has bf16 units (compute capability 8.0+), fp16 (with a GradScaler) on
+    older CUDA GPUs, none (fp32) on the CPU.
+
+    ``torch.cuda.is_bf16_supported()`` also says yes on a V100/T4, where bf16 is only emulated
+    (far slower than fp16): ask without emulation, for the training device itself.
+    """
     if amp == "fp32" or (amp == "auto" and device.type != "cuda"):
         return None
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    if amp == "bf16" or (amp == "auto" and _has_native_bf16(device)):
         return torch.bfloat16
     return torch.float16
+
+
+def _has_native_bf16(device: torch.device) -> bool:
+    if torch.version.hip:
+        return True
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_capability(index) >= (8, 0)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

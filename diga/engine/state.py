@@ -47,12 +47,19 @@ def save_state(path: Path, state: TrainState) -> None:
     atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=header))
 
 
+# Groups that must stay on the host whatever the training device: a generator's state
+# (``torch.Generator.set_state``, ``torch.cuda.set_rng_state``) is a CPU byte tensor, CUDA
+# generators included.
+HOST_GROUPS = frozenset({"rng"})
+
+
 def load_state(path: Path, device: torch.device | str = "cpu") -> TrainState:
+    """Read a state file: tensors on ``device``, except the groups in ``HOST_GROUPS`` (CPU)."""
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata()
-    flat = load_file(str(path), device=str(device))
+    flat = load_file(str(path), device="cpu")
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in flat.items():
         group, name = key.split("/", 1)
-        tensors.setdefault(group, {})[name] = t
+        tensors.setdefault(group, {})[name] = t if group in HOST_GROUPS else t.to(device)
     return TrainState(step=int(header["step"]), tensors=tensors, info=json.loads(header["info"]))
