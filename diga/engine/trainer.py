@@ -352,10 +352,10 @@ class Trainer:
         if self.teacher is not None:
             self.teacher.module.load_state_dict(state.tensors["teacher"])
         rng = state.tensors["rng"]
-        torch.set_rng_state(rng["cpu"].cpu())
-        self.gen.set_state(rng["gen"].cpu() if self.device.type == "cpu" else rng["gen"])
+        torch.set_rng_state(rng["cpu"])  # load_state keeps RNG states on the host
+        self.gen.set_state(rng["gen"])
         if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.best = state.info.get("best", self.best)
         self.start_step = state.step
         self.restore_extra(state)
