@@ -41,7 +41,8 @@ def flops_of(module: torch.nn.Module, x: torch.Tensor) -> int:
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, tf32: bool = False) -> float:
     """Measured dense matmul FLOP/s on ``device`` in ``dtype``."""
-    n = 4096 if device.type == "cuda" else 2048
+    # CPUs have no fast fp16/bf16 matmul: a small one keeps a CPU rehearsal of the GPU part short.
+    n = 4096 if device.type == "cuda" else (2048 if dtype == torch.float32 else 256)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     saved = torch.backends.cuda.matmul.allow_tf32
@@ -111,52 +112,64 @@ def cpu_part(warmup: int, iters: int) -> list[dict]:
     return rows
 
 
-def gpu_part(warmup: int, iters: int, pt2: bool) -> list[dict]:
-    size, batch, rows = (1024, 2048), 1, []
-    dev = torch.device("cuda")
-    name = torch.cuda.get_device_name(0)
+def gpu_part(warmup: int, iters: int, pt2: bool, compile: bool = True, device: str = "cuda",
+             model_name: str = "deeplabv2_resnet101", size: tuple[int, int] = (1024, 2048)) -> list[dict]:
+    """The GPU deployment paths; ``device``/``model_name``/``size`` let a CPU rehearse them."""
+    batch, rows = 1, []
+    dev = torch.device(device)
+    on_cuda = dev.type == "cuda"
+    name = torch.cuda.get_device_name(dev) if on_cuda else f"{dev.type} (rehearsal)"
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    module = DeployModule(create("deeplabv2_resnet101", 19)).to(dev).eval()
+    module = DeployModule(create(model_name, 19)).to(dev).eval()
     x = torch.randn(batch, 3, *size, device=dev)
     flops = flops_of(module, x)
     rates = {"fp32": matmul_rate(dev, torch.float32, tf32=True), "bf16": matmul_rate(dev, torch.bfloat16),
              "fp16": matmul_rate(dev, torch.float16)}
-    sync = lambda: torch.cuda.synchronize(dev)  # noqa: E731
+    sync = (lambda: torch.cuda.synchronize(dev)) if on_cuda else (lambda: None)
 
     def add(backend, fn, prec, note=""):
         try:
             t = time_fn(fn, sync, warmup, iters)
-            rows.append(row(name, "deeplabv2_resnet101", size, batch, backend, t, flops, rates[prec], note))
+            rows.append(row(name, model_name, size, batch, backend, t, flops, rates[prec], note))
         except Exception as e:  # keep the other rows
-            rows.append({"device": name, "model": "deeplabv2_resnet101", "input": f"{size[0]}x{size[1]}",
+            rows.append({"device": name, "model": model_name, "input": f"{size[0]}x{size[1]}",
                          "batch": batch, "backend": backend, "note": f"failed: {type(e).__name__}: {e}"[:200]})
+
+    def autocast(dt):
+        return torch.autocast(dev.type, dtype=dt)
 
     with torch.inference_mode():
         add("eager fp32 (TF32 convs)", lambda: module(x), "fp32")
         for prec, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
             def run(dt=dt):
-                with torch.autocast("cuda", dtype=dt):
+                with autocast(dt):
                     return module(x)
             add(f"eager {prec} autocast", run, prec)
         cl = module.to(memory_format=torch.channels_last)
         xc = x.contiguous(memory_format=torch.channels_last)
 
         def run_cl():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with autocast(torch.bfloat16):
                 return cl(xc)
         add("eager bf16 autocast, channels_last", run_cl, "bf16")
-        compiled = torch.compile(cl)
-        t = time.perf_counter()
+        if compile:
+            compiled = torch.compile(cl)
+            t = time.perf_counter()
 
-        def run_compiled():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return compiled(xc)
-        run_compiled()
-        add("torch.compile bf16, channels_last", run_compiled, "bf16", note=f"compile {time.perf_counter() - t:.0f} s")
+            def run_compiled():
+                with autocast(torch.bfloat16):
+                    return compiled(xc)
+            try:
+                run_compiled()
+                add("torch.compile bf16, channels_last", run_compiled, "bf16",
+                    note=f"compile {time.perf_counter() - t:.0f} s")
+            except Exception as e:
+                rows.append({"device": name, "backend": "torch.compile bf16, channels_last",
+                             "note": f"failed: {type(e).__name__}: {e}"[:200]})
     if pt2:
         try:
-            bf = DeployModule(create("deeplabv2_resnet101", 19).to(dev, torch.bfloat16).eval(),
+            bf = DeployModule(create(model_name, 19).to(dev, torch.bfloat16).eval(),
                               compute_dtype=torch.bfloat16).eval()
             t = time.perf_counter()
             with torch.no_grad():
@@ -172,11 +185,11 @@ def gpu_part(warmup: int, iters: int, pt2: bool) -> list[dict]:
     try:
         import onnxruntime as ort
 
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            sess, used = onnx_session(DeployModule(create("deeplabv2_resnet101", 19)).eval(), x.cpu(), False,
+        if on_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+            sess, used = onnx_session(DeployModule(create(model_name, 19)).eval(), x.cpu(), False,
                                       ["CUDAExecutionProvider"])
             io = sess.io_binding()
-            io.bind_input("images", "cuda", 0, np.float32, list(x.shape), x.data_ptr())
+            io.bind_input("images", "cuda", dev.index or 0, np.float32, list(x.shape), x.data_ptr())
             io.bind_output("logits", "cuda")
             add("ONNX Runtime CUDA EP fp32 (IO binding)", lambda: sess.run_with_iobinding(io), "fp32",
                 used.split(" torch")[0])
@@ -184,7 +197,7 @@ def gpu_part(warmup: int, iters: int, pt2: bool) -> list[dict]:
             rows.append({"device": name, "backend": "ONNX Runtime CUDA EP",
                          "note": "skipped: onnxruntime without CUDAExecutionProvider (pip install onnxruntime-gpu)"})
     except ImportError:
-        pass
+        rows.append({"device": name, "backend": "ONNX Runtime CUDA EP", "note": "skipped: onnxruntime not installed"})
     return rows
 
 
@@ -207,13 +220,19 @@ def main() -> None:
     ap.add_argument("--cpu", action=argparse.BooleanOptionalAction, default=True, help="run the CPU part")
     ap.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True, help="run the GPU part if CUDA")
     ap.add_argument("--pt2", action=argparse.BooleanOptionalAction, default=True, help="include the .pt2 GPU row")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                    help="include the torch.compile GPU row")
+    ap.add_argument("--gpu-device", default="cuda", help="device of the GPU part (cpu rehearses it with --gpu)")
+    ap.add_argument("--gpu-model", default="deeplabv2_resnet101")
+    ap.add_argument("--gpu-imgsz", type=int, nargs=2, default=(1024, 2048))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows = []
     if args.cpu:
         rows += cpu_part(args.warmup, args.iters)
-    if args.gpu and torch.cuda.is_available():
-        rows += gpu_part(args.warmup, args.iters, args.pt2)
+    if args.gpu and (torch.cuda.is_available() or not args.gpu_device.startswith("cuda")):
+        rows += gpu_part(args.warmup, args.iters, args.pt2, args.compile, args.gpu_device, args.gpu_model,
+                         tuple(args.gpu_imgsz))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} CPU threads\n")
     print(markdown(rows))
