@@ -14,6 +14,7 @@ import torch.distributed as dist
 HELPER = Path(__file__).parent / "helpers" / "ddp_adapt.py"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available")
 def test_two_ranks_stay_identical_and_resume(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
