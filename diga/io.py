@@ -16,20 +16,24 @@ class DiskFullError(DigaError, OSError):
     """Raised instead of a bare ENOSPC so that callers can say which file could not be written."""
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool = True) -> Path:
     """Call ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename over ``path``.
 
-    The previous ``path`` stays intact until the new one is complete.
+    The previous ``path`` stays intact until the new one is complete. ``durable=False`` skips the
+    fsyncs, for the many files of a set whose completion is recorded by a marker file written last
+    (the synthetic benchmark: fsync per PNG made its generation ~1.5x slower on 2 cores).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp_beside(path)
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         if e.errno == errno.ENOSPC:

@@ -66,7 +66,7 @@ def _pairs(out: Path, n_train: int, n_val: int) -> Iterator[_Pair]:
 
 
 def _save_png(im: Image.Image, path: Path, **kw) -> None:
-    atomic_write(path, lambda tmp: im.save(tmp, format="PNG", **kw))
+    atomic_write(path, lambda tmp: im.save(tmp, format="PNG", **kw), durable=False)  # benchmark.json marks completion
 
 
 def _write_json(path: Path, data: dict) -> None:
