@@ -1,4 +1,4 @@
-"""Stage 2: self-training with threshold-free dynamic pseudo-label selection (method.md)."""
+"""Stage 2: self-training with threshold-free dynamic pseudo-label selection (docs/METHOD.md)."""
 
 from __future__ import annotations
 

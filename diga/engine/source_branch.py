@@ -1,6 +1,6 @@
 """The labelled source branch both training stages share: source batches, the target images the
 translator draws its styles from, and the cross-domain mixture of the source views (stage 1 of
-method.md, kept in stage 2)."""
+docs/METHOD.md, kept in stage 2)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from .visualize import save_grid
 
 
 class WarmupTrainer(Trainer):
-    """``L = CE(S(x), y) + lambda * L_distil`` with the EMA teacher (method.md, stage 1).
+    """``L = CE(S(x), y) + lambda * L_distil`` with the EMA teacher (docs/METHOD.md, warm-up).
 
     Ablations: ``distil=False`` drops the distillation term (the mixed view then gets its own CE,
     since it keeps the label y); ``mix=False`` replaces the cross-domain mixture by the augmented
