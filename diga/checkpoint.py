@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from .classes import CITYSCAPES_PALETTE, get_label_space
+from .classes import get_label_space
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import DigaError
 from .io import atomic_write, atomic_write_text
@@ -125,6 +125,3 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: st
         )
     model.load_state_dict(state)
 
-
-def palette_of(meta: dict[str, Any]) -> list[tuple[int, int, int]]:
-    return [tuple(c) for c in meta.get("palette", CITYSCAPES_PALETTE)]
