@@ -37,6 +37,7 @@ def _base(key):
 def test_the_six_conditions_in_their_documented_order():
     assert NAMES == ["camera", "texture", "fog", "night", "rain", "color"]
     assert [c.name for c in CONDITIONS.values() if c.changes_labels] == ["camera"]
+    assert [c.name for c in CONDITIONS.values() if c.held_out] == ["texture", "night", "rain"]
     streams = [c.stream for c in CONDITIONS.values()]
     assert len(set(streams)) == len(streams)
 

@@ -18,6 +18,10 @@ atmosphere between scene and camera (fog), the light (night), the weather on the
 and last the camera's own processing (colour balance). Each condition changes the style before
 the scene is drawn, retouches the finished image, or both (see :mod:`.effects`).
 
+Tuning and evaluation: choose methods and settings on ``color``, ``fog`` and ``camera``; keep
+``night``, ``rain`` and ``texture`` (``held_out``) for the final numbers, so that they measure
+shifts nobody tuned for.
+
 Randomness: the scene is drawn from the very generator it is drawn from without conditions, so
 a condition never changes the layout's draws; every condition draws from its own generator,
 seeded from the image's key and the condition's fixed stream number, so adding or removing
@@ -49,6 +53,7 @@ class Condition:
     name: str
     stream: int  # its random stream; fixed forever, so its draws never depend on the others
     summary: str
+    held_out: bool  # kept for the final evaluation: choose settings on the other conditions
     changes_labels: bool = False
     restyle: Restyle | None = None
     retouch: Retouch | None = None
@@ -57,17 +62,17 @@ class Condition:
 # In the order they are applied.
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("camera", 1, "a higher camera with a narrower field of view, pitched down",
-              changes_labels=True, restyle=effects.camera_restyle),
+              held_out=False, changes_labels=True, restyle=effects.camera_restyle),
     Condition("texture", 2, "a drawn rendering style: posterised colours, hatching, outlines",
-              restyle=effects.texture_restyle, retouch=effects.texture_retouch),
+              held_out=True, restyle=effects.texture_restyle, retouch=effects.texture_retouch),
     Condition("fog", 3, "dense haze growing with depth, a grey sky, lower contrast",
-              restyle=effects.fog_restyle),
+              held_out=False, restyle=effects.fog_restyle),
     Condition("night", 4, "low light, glowing lights, high-gain sensor noise",
-              restyle=effects.night_restyle, retouch=effects.night_retouch),
+              held_out=True, restyle=effects.night_restyle, retouch=effects.night_retouch),
     Condition("rain", 5, "duller light, rain streaks, water on the lens, noise",
-              retouch=effects.rain_retouch),
+              held_out=True, retouch=effects.rain_retouch),
     Condition("color", 6, "a white-balance error (a cool colour cast)",
-              retouch=effects.colour_retouch),
+              held_out=False, retouch=effects.colour_retouch),
 )}
 
 _STREAMS = 0x636F6E64  # separates the conditions' seeds from the scenes' seeds

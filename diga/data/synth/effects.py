@@ -72,13 +72,13 @@ def texture_restyle(style: StyleConfig, strength: float, rng: np.random.Generato
 
 
 # -- retouches -------------------------------------------------------------------------------
-_CAST = np.array([-0.25, 0.03, 0.22], np.float32)  # log channel gains: a cool, slightly green cast
+_CAST = np.array([-0.45, 0.02, 0.38], np.float32)  # log channel gains: a daylight-for-tungsten error
 
 
 def colour_retouch(image: np.ndarray, layers: Layers, strength: float,
                    rng: np.random.Generator) -> np.ndarray:
-    """A white-balance error: red down and blue up by about a quarter (in linear light), with
-    a small per-image spread of each channel's gain."""
+    """A white-balance error (a camera set for tungsten light in daylight): red gain 0.64, blue
+    1.46 in linear light, with a small per-image spread of each channel's gain."""
     gains = np.exp(strength * (_CAST + 0.05 * rng.standard_normal(3).astype(np.float32)))
     return _encode(_linear(image) * gains)
 
