@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diga.errors import DigaError
+from diga.errors import ConfigError, DigaError
 from diga.export.formats import CHECKPOINT_SUFFIX, format_named
 
 ADAPTED_MODEL = f"final{CHECKPOINT_SUFFIX}"  # what `diga adapt` writes into runs/adapt/NAME/
@@ -75,7 +75,7 @@ def model_for_backend(model_path: str | Path, backend: str) -> Path:
         cand = model_path.with_suffix(suffix)
         if cand.is_file():
             return cand
-    raise ValueError(f"--backend {backend} needs an exported model and {model_path.name} has none beside it; "
+    raise ConfigError(f"--backend {backend} needs an exported model and {model_path.name} has none beside it; "
                      f"export it first: `diga export {model_path} --format {fmt.argument}` (or use --backend torch)")
 
 

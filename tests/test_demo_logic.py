@@ -67,8 +67,8 @@ def test_segment_writes_downloads_and_uses_the_palette(tmp_path, images):
     logic, warned, _ = _logic(tmp_path)
     state, status, downloads = logic.segment([str(p) for p in images])
     assert status.startswith("Segmented **2** images with `m'x`.")  # backticks cannot break the markdown
-    assert [Path(d).name for d in downloads] == ["01_street_0_labels.png", "01_street_0_color.png",
-                                                 "02_street_1_labels.png", "02_street_1_color.png"]
+    assert [Path(d).name for d in downloads] == ["01_street 0_labels.png", "01_street 0_color.png",
+                                                 "02_street 1_labels.png", "02_street 1_color.png"]
     assert all(Path(d).resolve().is_relative_to((tmp_path / "out" / "requests").resolve()) for d in downloads)
     np.testing.assert_array_equal(np.asarray(Image.open(downloads[0])), np.ones((16, 32), np.uint8))
     assert tuple(np.asarray(Image.open(downloads[1]))[0, 0]) == (4, 5, 6)
@@ -106,7 +106,7 @@ def test_toggle_runs_the_before_model_once(tmp_path, images):
     assert on["compare_visible"] and Path(on["before"]).is_file() and before.calls == [2]
     logic.toggle(state, 0, 1.0, True)
     assert before.calls == [2]  # its predictions are kept in the state
-    assert "street_1_overlay.png" in on["overlay"]
+    assert "street 1_overlay.png" in on["overlay"]
 
 
 def test_toggle_with_a_failing_before_model_shows_the_adapted_model(tmp_path, images):

@@ -60,6 +60,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import DigaError
+
 try:  # torchvision's codecs are deprecated (0.29) and may disappear: Pillow takes over then.
     from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 
@@ -81,7 +83,7 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _DEEP_GRAY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(DigaError, ValueError):
     """An image that cannot be read or decoded; ``str(e)`` names the file and says why.
 
     ``kind`` is one of ``missing``, ``unreadable``, ``empty``, ``not_image``, ``corrupt``,

@@ -23,6 +23,7 @@ from ..checkpoint import load_model
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
 from ..data.transforms import TrainTransform, normalize
+from ..errors import DigaError
 from ..evaluate import fused_logits
 from ..io import atomic_write, atomic_write_text, remove_stale_temps
 from ..method.prototypes import CentroidAccumulator
@@ -195,7 +196,7 @@ class PseudoLabelled(Dataset):
         self.base = build_dataset(body["target"], split="train", label_space=space)
         self.names = [item["label"] for item in body["items"]]
         if len(self.names) != len(self.base):
-            raise ValueError(f"{manifest} lists {len(self.names)} images but {body['target']} now has "
+            raise DigaError(f"{manifest} lists {len(self.names)} images but {body['target']} now has "
                              f"{len(self.base)}; delete {manifest.parent} to regenerate the pseudo-labels")
         self.transform, self.size = transform, size
         self.has_labels = getattr(self.base, "has_labels", False)

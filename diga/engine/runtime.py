@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -19,7 +21,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} asked for CUDA, but no CUDA GPU is available here")
+        raise ConfigError(f"--device {name} asked for CUDA, but no CUDA GPU is available here")
     return device
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ..errors import ConfigError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -27,7 +29,7 @@ def create(
 ) -> nn.Module:
     """Build a registered segmenter; ``pretrained`` is None, "imagenet" or a backbone file."""
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     return _MODELS[name](num_classes=num_classes, pretrained=pretrained, **kwargs)

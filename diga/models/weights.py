@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     """Load a backbone state dict from .safetensors or a .pth/.pt (weights_only=True)."""
@@ -22,11 +24,11 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+        raise ConfigError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     matched = len(backbone.state_dict()) - len(missing)
     if matched == 0:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: none of its {len(state)} tensors match the backbone "
             f"(e.g. file has {next(iter(state), '?')!r}, backbone expects "
             f"{next(iter(backbone.state_dict()))!r})"
