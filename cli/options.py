@@ -36,6 +36,10 @@ TRANSLATOR = typer.Option(None, help="Source-to-target style translation: fda, c
 EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
     "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
     "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))
+LOSS_NORM = typer.Option(None, help=(
+    "Cross-entropy normalisation: all (sum over labelled pixels / every pixel, ignored ones included: "
+    "the authors' code and the paper preset; sparse labels weigh less) or valid (/ labelled pixels; "
+    "cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

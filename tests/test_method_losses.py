@@ -69,3 +69,19 @@ def test_symmetric_distillation_weights_and_gradients():
     # d/ds of CE(q, softmax s) = softmax(s) - q; the reverse term carries weight 0.5.
     assert torch.allclose(s_mix.grad.flatten(), torch.tensor([0.25 - 0.5, 0.75 - 0.5]))
     assert torch.allclose(s_clean.grad.flatten(), 0.5 * torch.tensor([0.5 - 0.1, 0.5 - 0.9]))
+
+
+def test_seg_ce_norm_all_divides_by_every_pixel_ignored_included():
+    logits = torch.tensor([[1.0, 0.0], [0.0, 0.0], [5.0, 0.0], [0.0, 3.0]]).T.reshape(1, 2, 1, 4)
+    labels = torch.tensor([[[0, 1, 255, 255]]])
+    summed = (math.log(math.exp(1) + 1) - 1.0) + math.log(2.0)  # the two valid pixels
+    assert math.isclose(seg_ce(logits, labels, norm="valid").item(), summed / 2, rel_tol=1e-6)
+    assert math.isclose(seg_ce(logits, labels, norm="all").item(), summed / 4, rel_tol=1e-6)
+    assert seg_ce(logits, torch.full((1, 1, 4), 255), norm="all").item() == 0.0
+
+
+def test_seg_ce_rejects_an_unknown_norm():
+    import pytest
+
+    with pytest.raises(ValueError, match="norm must be one of all, valid"):
+        seg_ce(_px([0.0, 1.0]), torch.tensor([[[0]]]), norm="pixels")

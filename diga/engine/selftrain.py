@@ -112,7 +112,7 @@ class SelfTrainer(Trainer):
         s_logits = self.forward(torch.cat([x, x_mix, t_mix]))[0].float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
         t_clean, t_mixp = t_logits[:n].softmax(1), t_logits[n:2 * n].softmax(1)
-        losses = {"seg": seg_ce(s_clean, y), "mix": seg_ce(s_tmix, y_mix),
+        losses = {"seg": seg_ce(s_clean, y, norm=cfg.loss_norm), "mix": seg_ce(s_tmix, y_mix, norm=cfg.loss_norm),
                   "distil": symmetric_distillation(s_clean, s_mix, t_clean, t_mixp)}
         losses["loss"] = losses["seg"] + losses["mix"] + cfg.distil_weight * losses["distil"]
         self._vis = {"target": t, "pseudo-label": pseudo, "selected": kept, "target mix": t_mix,

@@ -32,5 +32,5 @@ class SupervisedTrainer(Trainer):
         x = self.prepare(images)
         y = labels.to(self.device, non_blocking=True)
         logits, _ = self.forward(x)
-        loss = seg_ce(logits.float(), y)
+        loss = seg_ce(logits.float(), y, norm=self.cfg.loss_norm)
         return {"loss": loss}

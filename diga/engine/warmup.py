@@ -47,16 +47,16 @@ class WarmupTrainer(Trainer):
         if not cfg.distil and not cfg.mix:  # source-only baseline
             logits = self.forward(x)[0]
             self._vis = {"source": x, "prediction": logits, "ground truth": y}
-            return {"loss": seg_ce(logits.float(), y)}
+            return {"loss": seg_ce(logits.float(), y, norm=cfg.loss_norm)}
         views = self.branch.views(x, y, t_pool, self.gen)
         s_logits = self.forward(torch.cat([x, views["x_mix"]]))[0]
         s_clean, s_mix = s_logits.chunk(2)
-        losses = {"seg": seg_ce(s_clean.float(), y)}
+        losses = {"seg": seg_ce(s_clean.float(), y, norm=cfg.loss_norm)}
         if cfg.distil:
             losses["distil"] = self.distillation(s_clean, s_mix, x, views["x_mix"])
             losses["loss"] = losses["seg"] + cfg.distil_weight * losses["distil"]
         else:
-            losses["seg_mix"] = seg_ce(s_mix.float(), y)
+            losses["seg_mix"] = seg_ce(s_mix.float(), y, norm=cfg.loss_norm)
             losses["loss"] = losses["seg"] + losses["seg_mix"]
         self._vis = {"source": x, "translated": views["x_translated"], "mixed": views["x_mix"],
                      "prediction": s_clean, "ground truth": y}

@@ -8,12 +8,22 @@ import torch.nn.functional as F
 IGNORE_INDEX = 255
 
 
-def seg_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Pixel CE averaged over valid pixels (0, not NaN, if none); logits upsampled to label size."""
+LOSS_NORMS = ("all", "valid")
+
+
+def seg_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+           norm: str = "valid") -> torch.Tensor:
+    """Pixel CE summed over valid pixels and divided by the valid pixels (``norm="valid"``, 0 and not
+    NaN if none) or by all pixels, ignored ones included (``norm="all"``, the authors' code: a loss
+    on a label that is mostly ignored weighs less); logits upsampled to label size."""
+    if norm not in LOSS_NORMS:
+        raise ValueError(f"norm must be one of {', '.join(LOSS_NORMS)}, got {norm!r}")
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     labels = labels.long()
     loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    if norm == "all":
+        return loss / labels.numel()
     # Divide by a device-side count clamped at 1: an all-ignore batch gives 0 without a host check.
     n_valid = (labels != ignore_index).sum().clamp(min=1)
     return loss / n_valid
