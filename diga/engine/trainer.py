@@ -35,6 +35,7 @@ from ..models import create
 from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
+from .labelfree import stage_signals
 from .loaders import eval_dataset, eval_loader
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 
@@ -291,6 +292,7 @@ class Trainer:
         record = {"step": step, "val_miou": result["student"]["miou"]}
         if "teacher" in result:
             record["val_miou_teacher"] = result["teacher"]["miou"]
+        record.update(stage_signals(self))  # unlabelled target images: what a user without labels can see
         self.log(record)
         if runtime.is_main() and result["student"]["miou"] > self.best["miou"]:
             self.best = {"miou": result["student"]["miou"], "step": step}
