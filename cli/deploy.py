@@ -35,8 +35,13 @@ def export_cmd(
     weights: Path = typer.Argument(..., help="A diga checkpoint (.safetensors)."),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx, tensorrt or pt2."),
     half: bool = typer.Option(False, help="FP16 (TensorRT, ONNX) / bf16 (pt2, CUDA only)."),
-    int8: bool = typer.Option(False, help="TensorRT INT8 with entropy calibration on --calib images."),
+    int8: bool = typer.Option(False, help="INT8 (onnx: QDQ graph for ONNX Runtime, MODEL.int8.onnx; tensorrt: built "
+                              "from one), calibrated on --calib images."),
     calib: Optional[Path] = typer.Option(None, help="Folder of target-domain images for INT8 calibration."),
+    calib_images: int = typer.Option(100, min=1, help="Calibrate on at most this many --calib images "
+                                     "(spread over the folder)."),
+    calib_method: Optional[str] = typer.Option(None, help="INT8 activation ranges: minmax (default), entropy or "
+                                               "percentile."),
     dynamic: bool = typer.Option(False, help="Dynamic batch, height and width."),
     imgsz: Size = typer.Option(None, help="Input height and width (default: the checkpoint's input size)."),
     batch: int = typer.Option(1, min=1, help="Batch size (the maximum batch with --dynamic)."),
@@ -54,8 +59,9 @@ def export_cmd(
 
     result = export_model(
         weights, format, out=out, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half, int8=int8,
-        calib=calib, opset=opset, output=output, check=check, check_images=check_images, exporter=exporter,
-        workspace_gb=workspace, log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+        calib=calib, calib_images=calib_images, calib_method=calib_method, opset=opset, output=output, check=check,
+        check_images=check_images, exporter=exporter, workspace_gb=workspace,
+        log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
         warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}", highlight=False, soft_wrap=True),
     )
     console.print(f"[green]exported[/] {result.path} ({result.format}, {result.seconds:.1f} s)")
@@ -127,6 +133,10 @@ def benchmark_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     data: Optional[str] = typer.Option(None, help="Labelled images, KIND:PATH: also report each backend's mIoU."),
     max_images: int = typer.Option(100, min=1, help="Images of --data to score."),
+    int8: bool = typer.Option(False, help="Also an INT8 row per backend that takes --int8 (needs --calib); "
+                              "without it, MODEL.int8.onnx beside the checkpoint gets a row."),
+    calib: Optional[Path] = typer.Option(None, help="Target-domain images to calibrate the INT8 rows on."),
+    calib_images: Optional[int] = typer.Option(None, min=1, help="At most this many --calib images (default 100)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON here."),
 ) -> None:
     """Latency p50/p90, images/s, peak memory, agreement with PyTorch fp32 (and mIoU on --data), per backend."""
@@ -135,21 +145,22 @@ def benchmark_cmd(
     names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     rows = benchmark(path, names, imgsz=imgsz, batch=batch, warmup=warmup, iters=iters,
                      device=None if device == "auto" else device, data=check_spec(data, "--data"),
-                     max_images=max_images,
+                     max_images=max_images, int8=int8, calib=calib, calib_images=calib_images,
                      log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     table = Table(title=f"{path.name}: batch {batch}, {rows[0]['imgsz'][0]}x{rows[0]['imgsz'][1]}" if rows else "")
-    columns = ["backend", "status", "device", "file MB", "p50 ms", "p90 ms", "img/s", "peak MB", "agree %"]
+    columns = ["backend", "precision", "status", "device", "file MB", "p50 ms", "p90 ms", "img/s", "peak MB",
+               "agree %"]
     if data:
         columns.append("mIoU")
     for col in columns:
-        table.add_column(col, justify="left" if col in ("backend", "status", "device") else "right")
+        table.add_column(col, justify="left" if col in ("backend", "precision", "status", "device") else "right")
 
     def fmt(v):
         return "—" if v is None else str(v)
 
     for r in rows:
-        table.add_row(r["backend"], r["status"], r.get("device", ""), fmt(r.get("file_mb")), fmt(r.get("p50_ms")),
-                      fmt(r.get("p90_ms")), fmt(r.get("images_per_s")), fmt(r.get("peak_mem_mb")),
+        table.add_row(r["backend"], r.get("precision", ""), r["status"], r.get("device", ""), fmt(r.get("file_mb")),
+                      fmt(r.get("p50_ms")), fmt(r.get("p90_ms")), fmt(r.get("images_per_s")), fmt(r.get("peak_mem_mb")),
                       fmt(r.get("agreement")), *([fmt(r.get("miou"))] if data else []))
     console.print(table)
     if json_out:

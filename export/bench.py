@@ -1,4 +1,6 @@
-"""``diga benchmark``: latency, throughput, memory and agreement with PyTorch fp32, per backend."""
+"""``diga benchmark``: latency, throughput, memory and agreement with PyTorch fp32, per backend and
+precision (an INT8 row beside a backend's fp32 one when asked for with ``int8``/``calib``, or when
+``MODEL.int8.onnx`` lies beside the checkpoint)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 from .backends import TorchBackend, default_device, open_backend
 from .errors import PredictorError
-from .formats import BACKENDS, export_path, format_of
+from .formats import BACKENDS, choices, export_path, format_of, int8_formats
 from .graph import prepare
 from .predictor import Predictor
 
@@ -113,18 +115,53 @@ def predictor_miou(predictor: Predictor, dataset, max_images: int, chunk: int = 
     return cm.compute().miou
 
 
+def _jobs(path: Path, kind: str, meta: dict[str, Any], backends: Sequence[str], int8: bool,
+          log: Callable[[str], None]) -> list[tuple[str, str, Path | None]]:
+    """(backend, precision, model file or None to export) for each row."""
+    if kind != "torch":
+        return [(kind, meta.get("export", {}).get("precision", "fp32"), path)]
+    jobs: list[tuple[str, str, Path | None]] = []
+    for name in backends:
+        jobs.append((name, "fp32", path if name == "torch" else None))
+        if name not in int8_formats():
+            continue
+        present = export_path(path, name, int8=True)
+        if int8:
+            jobs.append((name, "int8", None))
+        elif name == "onnx" and present.is_file():
+            log(f"INT8 row: {present} (beside the checkpoint)")
+            jobs.append((name, "int8", present))
+    return jobs
+
+
+def _fits(model_path: Path, size: Sequence[int], batch: int) -> None:
+    """A fixed-shape model file must have the benchmark's input shape."""
+    from .metadata import read_export_metadata
+
+    exp = read_export_metadata(model_path).get("export", {})
+    if not exp.get("dynamic", True) and (list(exp.get("imgsz", size)) != list(size) or exp.get("batch", batch) != batch):
+        raise PredictorError(f"{model_path.name} takes batch {exp.get('batch')} at {exp['imgsz'][0]}x{exp['imgsz'][1]}, "
+                             f"the benchmark batch {batch} at {size[0]}x{size[1]}: pass --batch/--imgsz to match it or "
+                             "re-export it")
+
+
 def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, imgsz: Sequence[int] | None = None,
               batch: int = 1, warmup: int = 3, iters: int = 20, device: str | None = None,
               workdir: str | os.PathLike | None = None, data: str | None = None, max_images: int = 100,
+              int8: bool = False, calib: str | os.PathLike | None = None, calib_images: int | None = None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """One row per backend. A checkpoint is exported (fixed shape ``imgsz`` x ``batch``) into
-    ``workdir`` (a temp dir by default) for each non-torch backend; agreement is the % of pixels
-    whose argmax matches the PyTorch fp32 model (needs a checkpoint). With ``data`` (a labelled
-    ``KIND:PATH``), each backend's mIoU over up to ``max_images`` of its images, through the same
+    """One row per backend and precision. A checkpoint is exported (fixed shape ``imgsz`` x
+    ``batch``) into ``workdir`` (a temp dir by default) for each non-torch backend, and with
+    ``int8`` also INT8-quantised, calibrated on the images in ``calib`` (at most
+    ``calib_images``), for each backend that takes ``--int8``; without ``int8`` an existing
+    ``MODEL.int8.onnx`` beside the checkpoint gets its row. Agreement is the % of pixels whose
+    argmax matches the PyTorch fp32 model (needs a checkpoint). With ``data`` (a labelled
+    ``KIND:PATH``), each row's mIoU over up to ``max_images`` of its images, through the same
     Predictor pre- and post-processing."""
     from .exporter import DEFAULT_IMGSZ, export_model
     from .images import check_images
     from .metadata import read_export_metadata
+    from .quantize import DEFAULT_CALIB_IMAGES
 
     path = Path(path)
     fmt = format_of(path)
@@ -145,6 +182,18 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise PredictorError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    if int8 and calib is None:
+        raise PredictorError("--int8 needs --calib DIR: target-domain frames to calibrate on (not the --data images "
+                             "you score)")
+    if not int8 and (calib is not None or calib_images is not None):
+        raise PredictorError("--calib and --calib-images calibrate the INT8 rows: add --int8")
+    if int8 and (kind != "torch" or not set(backends) & set(int8_formats())):
+        raise PredictorError("--int8 quantises a checkpoint for " + choices(tuple(f"--backends {f}" for f in
+                             int8_formats())) + f"; got {path.name} with --backends {','.join(backends)}")
+    if int8:  # a bad --calib folder fails now, not after the fp32 rows
+        from .quantize import calibration_files
+
+        calibration_files(calib, calib_images or DEFAULT_CALIB_IMAGES)
     exp = meta.get("export", {})
     size = tuple(int(v) for v in (imgsz or (exp.get("imgsz") if not exp.get("dynamic", True) else None)
                                   or meta.get("input_size") or DEFAULT_IMGSZ))
@@ -165,17 +214,21 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
     workdir = Path(workdir)
     rows = []
     try:
-        for name in backends:
-            row: dict[str, Any] = {"backend": name, "status": "ok", "imgsz": list(size), "batch": batch,
-                                   "device": str(dev)}
+        for name, precision, model_path in _jobs(path, kind, meta, backends, int8, log):
+            row: dict[str, Any] = {"backend": name, "precision": precision, "status": "ok", "imgsz": list(size),
+                                   "batch": batch, "device": str(dev)}
             try:
-                model_path = path
-                if kind == "torch" and name != "torch":
-                    model_path = export_path(workdir / path.name, name)
+                if model_path is None:
+                    quantised = precision == "int8"
+                    model_path = export_path(workdir / path.name, name, int8=quantised)
                     t = time.perf_counter()
                     export_model(path, name, out=model_path, imgsz=size, batch=batch, dynamic=False, check=False,
-                                 log=lambda m: None)
+                                 int8=quantised, calib=calib if quantised else None,
+                                 calib_images=(calib_images or DEFAULT_CALIB_IMAGES) if quantised
+                                 else DEFAULT_CALIB_IMAGES, log=lambda m: None, warn=log)
                     row["export_s"] = round(time.perf_counter() - t, 1)
+                elif model_path != path:
+                    _fits(model_path, size, batch)
                 row["file_mb"] = round(model_path.stat().st_size / 2**20, 1)
                 with MemoryMeter(dev) as mem:
                     backend = open_backend(model_path, name, dev)
@@ -202,7 +255,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
             except Exception as e:  # one failing backend must not hide the others
                 row["status"] = f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
             rows.append(row)
-            log(f"{name}: {row['status']}")
+            log(f"{name} {precision}: {row['status']}")
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -1,5 +1,6 @@
 """``export_model``: a diga checkpoint -> ONNX / TensorRT engine / AOTInductor .pt2, each verified
-against the PyTorch fp32 model on target-style images before it is kept."""
+against the PyTorch fp32 model on target-style images before it is kept. INT8 (``int8=True``)
+quantises the ONNX graph with :mod:`diga.export.quantize`, calibrated on ``calib`` images."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .formats import CHECKPOINT_SUFFIX, EXPORT_FORMATS, ModelFormat, choices, ex
 from .graph import INPUT_NAME, OUTPUTS, DeployModule, output_stride, round_to_stride
 from .metadata import dumps, sidecar
 from .parity import ParityReport, check_batches, compare, enforce
+from .quantize import DEFAULT_CALIB_IMAGES
 
 FORMATS = EXPORT_FORMATS  # the public name of the export formats (rows of diga.export.formats)
 DEFAULT_IMGSZ = (512, 1024)
@@ -60,10 +62,16 @@ def export_model(
     int8: bool = False, calib: str | os.PathLike | None = None, opset: int | None = None,
     output: str = "logits", check: bool = True, check_images: str | os.PathLike | None = None,
     n_check: int = 4, exporter: str = "auto", workspace_gb: float = DEFAULT_WORKSPACE_GB,
-    timing_cache: str | os.PathLike | None = None,
+    timing_cache: str | os.PathLike | None = None, calib_images: int = DEFAULT_CALIB_IMAGES,
+    calib_method: str | None = None,
     log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export ``weights`` (a diga .safetensors checkpoint); see ``diga export --help``."""
+    """Export ``weights`` (a diga .safetensors checkpoint); see ``diga export --help``.
+
+    ``int8=True`` writes a statically quantised QDQ graph (``MODEL.int8.onnx``; for TensorRT an
+    engine built from one) calibrated on up to ``calib_images`` images of the folder ``calib``
+    with ``calib_method`` (default: :data:`diga.export.quantize.DEFAULT_METHOD`); its parity check
+    runs on those target-domain images unless ``check_images`` is given."""
     from diga.checkpoint import CheckpointError, load_model
 
     warn = warn or (lambda m: log(f"warning: {m}"))
@@ -74,14 +82,19 @@ def export_model(
     _check_options(format_named(format), {
         "half": half, "int8": int8, "calib": calib is not None, "opset": opset is not None,
         "exporter": exporter != "auto", "workspace": workspace_gb != DEFAULT_WORKSPACE_GB,
-        "timing-cache": timing_cache is not None})
+        "timing-cache": timing_cache is not None, "calib-images": calib_images != DEFAULT_CALIB_IMAGES,
+        "calib-method": calib_method is not None})
     if output not in OUTPUTS:
         raise ExportError(f"--output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
     if int8 and calib is None:
-        raise ExportError("--int8 needs --calib DIR: a folder of target-domain images (a few hundred frames "
+        raise ExportError("--int8 needs --calib DIR: a folder of target-domain images (a hundred or so frames "
                           "of the deployment camera); INT8 without target-domain calibration loses several mIoU")
+    if not int8 and (calib is not None or calib_images != DEFAULT_CALIB_IMAGES or calib_method is not None):
+        raise ExportError("--calib, --calib-images and --calib-method calibrate an INT8 export: add --int8")
+    if int8 and half:
+        raise ExportError("--int8 and --half exclude each other: choose one precision")
     if check and n_check < 1:
         raise ExportError(f"the parity check needs at least one image, got n_check={n_check}")
     if check_images is not None and not Path(check_images).is_dir():
@@ -109,7 +122,17 @@ def export_model(
     if dynamic and min(imgsz) < 2 * stride:
         raise ExportError(f"--imgsz {imgsz[0]} {imgsz[1]} is too small for a dynamic export (at least "
                           f"{2 * stride} per side)")
-    out = Path(out) if out is not None else export_path(weights, format)
+    calibration = None
+    if int8:  # a bad --calib folder fails before the export, not after it
+        from .quantize import CalibrationImages, check_method
+
+        if calib_method is not None:
+            check_method(calib_method)
+        calibration = CalibrationImages(calib, imgsz, meta["mean"], meta["std"], batch_size=1 if dynamic else batch,
+                                        limit=calib_images, input_name=INPUT_NAME, warn=warn)
+        if check_images is None:
+            check_images = calib
+    out = Path(out) if out is not None else export_path(weights, format, int8=int8)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     precision = "int8" if int8 else ("fp32" if not half else "fp16")
@@ -152,12 +175,12 @@ def export_model(
                                                   dev)) if check else None,
               source=source if check else None, precision=precision)
     if format == "onnx":
-        parity, files = _export_onnx(**kw)
+        parity, files = _export_onnx(calibration=calibration, calib_method=calib_method, **kw)
     elif format == "pt2":
         parity, files = _export_pt2(**kw)
     else:
-        parity, files = _export_tensorrt(trt=trt, int8=int8, calib=calib, workspace_gb=workspace_gb,
-                                         timing_cache=timing_cache, stride=stride, **kw)
+        parity, files = _export_tensorrt(trt=trt, calibration=calibration, calib_method=calib_method,
+                                         workspace_gb=workspace_gb, timing_cache=timing_cache, stride=stride, **kw)
     return ExportResult(path=out, format=format, meta=full_meta, parity=parity,
                         seconds=time.perf_counter() - t0, files=files)
 
@@ -179,7 +202,8 @@ def _fp32_reference(model: torch.nn.Module, device: str | torch.device = "cpu") 
 
 
 def _export_onnx(*, model, full_meta, imgsz, batch, dynamic, half, output, opset, exporter, out, log, warn,
-                 check, check_fn, source, precision, label_dtype=torch.uint8, parity_backend=True):
+                 check, check_fn, source, precision, label_dtype=torch.uint8, parity_backend=True,
+                 calibration=None, calib_method=None, int8_target="cpu"):
     import onnx
 
     from diga.io import atomic_write
@@ -200,6 +224,14 @@ def _export_onnx(*, model, full_meta, imgsz, batch, dynamic, half, output, opset
     if output == "labels":
         meta_export["output"]["dtype"] = str(label_dtype).replace("torch.", "")
     log(f"ONNX graph exported with {used}, opset {meta_export['opset']} in {time.perf_counter() - t:.1f} s")
+    if calibration is not None:
+        from .quantize import quantize_onnx, settings_for
+
+        settings = settings_for(int8_target, calib_method)
+        log(f"INT8: calibrating on {len(calibration.files)} image(s) of {calibration.folder} ({settings.method})")
+        proto, facts = quantize_onnx(proto, calibration, settings, warn=warn)
+        meta_export["quantization"] = facts
+        log(f"INT8 QDQ graph in {facts['seconds']} s; kept in fp32: {', '.join(facts['fp32_nodes']) or 'nothing'}")
     parity = None
     if check and parity_backend:
         sess = session(proto.SerializeToString(), ["CPUExecutionProvider"])
@@ -278,32 +310,35 @@ def _export_pt2(*, model, full_meta, imgsz, batch, dynamic, half, output, opset,
     return parity, [out, sidecar(out)]
 
 
-def _export_tensorrt(*, trt, int8, calib, workspace_gb, timing_cache, stride, model, full_meta, imgsz, batch,
-                     dynamic, half, output, opset, exporter, out, log, warn, check, check_fn, source, precision):
+def _export_tensorrt(*, trt, calibration, calib_method, workspace_gb, timing_cache, stride, model, full_meta,
+                     imgsz, batch, dynamic, half, output, opset, exporter, out, log, warn, check, check_fn, source,
+                     precision):
     from diga.io import atomic_write_text
 
     from .backends import TensorRTBackend
-    from .tensorrt import CalibrationData, build_engine, has_flag, profile_shapes
+    from .tensorrt import build_engine, has_flag, profile_shapes
 
     shapes = profile_shapes(imgsz, batch, dynamic, stride)
-    calibration = None
-    if int8:
-        calibration = CalibrationData(calib, batch, imgsz, full_meta["mean"], full_meta["std"])
+    int8 = calibration is not None
     # TensorRT for RTX has no FP16 builder flag: the ONNX graph itself computes in fp16 there.
     onnx_half = half and not has_flag(trt, "FP16")
+    # INT8 is explicit: TensorRT parses the QDQ graph of diga.export.quantize (no implicit calibrator)
     onnx_path = out.with_suffix(".trt.onnx")
     onnx_meta = copy.deepcopy(full_meta)
-    onnx_meta["export"].update(format="onnx", precision="fp16" if onnx_half else "fp32", half=onnx_half,
-                               int8=False, purpose=f"TensorRT build input for {out.name}")
+    onnx_meta["export"].update(format="onnx", precision="int8" if int8 else ("fp16" if onnx_half else "fp32"),
+                               half=onnx_half, int8=int8, purpose=f"TensorRT build input for {out.name}")
     _export_onnx(model=model, full_meta=onnx_meta, imgsz=imgsz, batch=batch, dynamic=dynamic, half=onnx_half,
                  output=output, opset=opset, exporter=exporter, out=onnx_path, log=log, warn=warn, check=False,
                  check_fn=None, source=None, precision=precision, label_dtype=torch.int32,
-                 parity_backend=False)
-    info = build_engine(onnx_path, out, shapes=shapes, half=half, int8=int8, calibration=calibration,
-                        workspace_gb=workspace_gb, timing_cache=timing_cache, log=log)
+                 parity_backend=False, calibration=calibration, calib_method=calib_method,
+                 int8_target="tensorrt")
+    info = build_engine(onnx_path, out, shapes=shapes, half=half, int8=int8, workspace_gb=workspace_gb,
+                        timing_cache=timing_cache, log=log)
     meta_export = full_meta["export"]
     meta_export.update(exporter=onnx_meta["export"]["exporter"], opset=onnx_meta["export"].get("opset"),
                        onnx=onnx_path.name, **info)
+    if int8:
+        meta_export["quantization"] = onnx_meta["export"]["quantization"]
     if output == "labels":
         meta_export["output"]["dtype"] = "int32"
     if dynamic:

@@ -35,14 +35,17 @@ class ModelFormat:
 
 # Options every export takes (CLI flag names).
 COMMON_OPTIONS = ("imgsz", "batch", "dynamic", "output", "out", "check", "check-images")
+# INT8 post-training quantisation (diga.export.quantize): a row that lists "int8" takes all of them.
+INT8_OPTIONS = ("int8", "calib", "calib-images", "calib-method")
+INT8_TAG = ".int8"  # final.safetensors -> final.int8.onnx, beside the fp32 final.onnx
 
 MODEL_FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("diga checkpoint (PyTorch)", "torch", ".safetensors", (), cpu=True, gpu=True, exported=False,
                 options=(), metadata="checkpoint"),
     ModelFormat("ONNX", "onnx", ".onnx", (), cpu=True, gpu=True, exported=True,
-                options=("half", "opset", "exporter"), metadata="onnx"),
+                options=("half", *INT8_OPTIONS, "opset", "exporter"), metadata="onnx"),
     ModelFormat("TensorRT engine", "tensorrt", ".engine", (".plan", ".trt"), cpu=False, gpu=True, exported=True,
-                options=("half", "int8", "calib", "opset", "exporter", "workspace", "timing-cache"),
+                options=("half", *INT8_OPTIONS, "opset", "exporter", "workspace", "timing-cache"),
                 metadata="sidecar"),
     ModelFormat("AOTInductor package", "pt2", ".pt2", (), cpu=True, gpu=True, exported=True,
                 options=("half",), metadata="sidecar"),
@@ -65,13 +68,20 @@ def format_of(path: str | os.PathLike) -> ModelFormat | None:
     return _BY_SUFFIX.get(Path(path).suffix.lower())
 
 
-def export_path(weights: str | os.PathLike, argument: str) -> Path:
+def export_path(weights: str | os.PathLike, argument: str, int8: bool = False) -> Path:
     """Where ``diga export WEIGHTS --format ARGUMENT`` writes by default: the checkpoint's name with
-    the format's suffix (``final.safetensors`` -> ``final.onnx``)."""
+    the format's suffix (``final.safetensors`` -> ``final.onnx``; with ``--int8`` ``final.int8.onnx``)."""
     fmt = format_named(argument)
     if fmt is None or not fmt.exported:
         raise ValueError(f"{argument!r} is not an export format; choose one of: {', '.join(EXPORT_FORMATS)}")
-    return Path(weights).with_suffix(fmt.suffix)
+    if int8 and "int8" not in fmt.options:
+        raise ValueError(f"--format {argument} has no INT8 variant; formats with --int8: {', '.join(int8_formats())}")
+    return Path(weights).with_suffix((INT8_TAG if int8 else "") + fmt.suffix)
+
+
+def int8_formats() -> tuple[str, ...]:
+    """The export formats whose row takes ``--int8``."""
+    return tuple(f.argument for f in MODEL_FORMATS if "int8" in f.options)
 
 
 def known_suffixes() -> str:

@@ -4,7 +4,7 @@ Design choice (recorded in the export metadata under ``export.input``/``export.p
 the exported graphs take **normalised float32 NCHW** input named ``images``
 (RGB / 255, then ``(x - mean) / std`` with the checkpoint's mean/std). Normalisation stays
 outside the graph so that all backends share one pre-processing function (:func:`prepare`),
-TensorRT's INT8 calibrator sees exactly the tensors inference sees, and the graph holds no
+the INT8 calibration sees exactly the tensors inference sees, and the graph holds no
 uint8->float casts. The graph output is either ``logits`` (float32, N x C x H x W, already at
 the *input* resolution: upsampled in-graph with ``size=`` (never ``scale_factor``), bilinear,
 ``align_corners=False``) or ``labels`` (the in-graph argmax, N x H x W, uint8 -- int32 for
@@ -90,7 +90,7 @@ def prepare(images: Sequence[np.ndarray], size: Sequence[int], mean: Sequence[fl
     """(H, W, 3) uint8 images -> (N, 3, h, w) float32, all resized to ``size`` and normalised.
 
     Resizing is bilinear, ``align_corners=False``, antialiased when shrinking -- the same in
-    every backend, the parity check and the INT8 calibrator.
+    every backend, the parity check and the INT8 calibration.
     """
     size = (int(size[0]), int(size[1]))
     if len({np.asarray(im).shape for im in images}) == 1:

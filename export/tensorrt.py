@@ -1,29 +1,33 @@
 """TensorRT engines from the exported ONNX graph (TensorRT 10 Python API; TensorRT for RTX too).
 
 Nothing here can run without ``tensorrt`` and a CUDA GPU; the parts that do not need them
-(profile shapes, calibration batches, the calibrator's batch feeding, the error messages) are
-plain Python and unit-tested on CPU.
+(profile shapes, the QDQ check, the error messages) are plain Python and unit-tested on CPU.
 
 Build: ``Builder`` -> ``create_network`` -> ``OnnxParser.parse_from_file`` -> ``BuilderConfig``
-(``set_memory_pool_limit(WORKSPACE)``, FP16 flag, INT8 flag + ``IInt8EntropyCalibrator2`` fed from
-target-domain images, one optimisation profile min/opt/max, a timing cache loaded from and saved
-to a file) -> ``build_serialized_network``. fp32 builds clear the TF32 flag so that "fp32" means
-fp32 (the parity check requires 99.9 % argmax agreement there); use ``--half`` for speed.
+(``set_memory_pool_limit(WORKSPACE)``, FP16 flag, INT8 flag, one optimisation profile
+min/opt/max, a timing cache loaded from and saved to a file) -> ``build_serialized_network``.
+fp32 builds clear the TF32 flag so that "fp32" means fp32 (the parity check requires 99.9 %
+argmax agreement there); use ``--half`` for speed.
+
+INT8 is explicit quantisation: the parsed ONNX graph is the QDQ graph of
+:mod:`diga.export.quantize` (calibrated there on the ``--calib`` images, symmetric int8 as
+TensorRT requires), built with the INT8 flag (and FP16 for the layers left unquantised).
+TensorRT 10.1 deprecates the implicit calibrators (``IInt8EntropyCalibrator2``), and the same
+quantisation serves ONNX Runtime on the CPU.
 
 TensorRT for RTX (module ``tensorrt_rtx``, or ``tensorrt_rtx_bindings``) has the same builder API
-but no FP16/INT8 builder flags and no implicit INT8 calibration: there ``--half`` builds from an
-ONNX graph that computes in fp16 itself, and ``--int8`` stops with a clear message.
+but no FP16/INT8 builder flags: there ``--half`` builds from an ONNX graph that computes in fp16
+itself, and ``--int8`` from the QDQ graph alone (its Q/DQ nodes set the precision).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import ExportError
@@ -111,95 +115,15 @@ def profile_shapes(imgsz: Sequence[int], batch: int, dynamic: bool, stride: int,
 
 
 # --------------------------------------------------------------------------------------------
-# INT8 calibration
+# INT8: explicit quantisation
 
 
-class CalibrationData:
-    """Normalised (batch, 3, H, W) float32 batches of target-domain images from ``folder``.
+def qdq_nodes(onnx_path: str | os.PathLike) -> int:
+    """How many QuantizeLinear/DequantizeLinear nodes the ONNX graph at ``onnx_path`` has."""
+    import onnx
 
-    Images are pre-processed exactly as at inference (:func:`diga.export.graph.prepare`); the
-    last batch is filled up with images from the start so every batch is full.
-    """
-
-    def __init__(self, folder: str | os.PathLike | None, batch_size: int, size: Sequence[int],
-                 mean: Sequence[float], std: Sequence[float], limit: int = 500) -> None:
-        from .images import list_images
-
-        if folder is None:
-            raise ExportError("--int8 needs --calib DIR: a folder of target-domain images (a few hundred "
-                              "frames of the deployment camera). Calibrating on other data loses several "
-                              "mIoU.")
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise ExportError(f"--calib {folder}: not a folder of images")
-        try:
-            self.files = list_images([folder], "calibration images")[:limit]
-        except ValueError as e:
-            raise ExportError(str(e)) from None
-        self.batch_size = int(batch_size)
-        self.size = (int(size[0]), int(size[1]))
-        self.mean, self.std = list(mean), list(std)
-
-    def __len__(self) -> int:
-        return -(-len(self.files) // self.batch_size)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        from .graph import prepare
-        from .images import read_rgb
-
-        n = len(self.files)
-        for start in range(0, n, self.batch_size):
-            idx = [(start + i) % n for i in range(self.batch_size)]
-            images = [read_rgb(self.files[i]) for i in idx]
-            yield prepare(images, self.size, self.mean, self.std).numpy()
-
-
-def _to_cuda(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(arr).cuda()
-
-
-def make_calibrator(trt, data: CalibrationData, cache_path: str | os.PathLike,
-                    to_device: Callable[[np.ndarray], torch.Tensor] | None = None):
-    """An ``IInt8EntropyCalibrator2`` feeding ``data``; the calibration cache is read/written at
-    ``cache_path`` (delete it to recalibrate with other images)."""
-    base = getattr(trt, "IInt8EntropyCalibrator2", None)
-    if base is None:
-        raise ExportError(
-            f"{getattr(trt, '__name__', 'this TensorRT')} has no IInt8EntropyCalibrator2 (TensorRT for RTX "
-            "has no implicit INT8 calibration): quantise the ONNX model explicitly (Q/DQ nodes, e.g. with "
-            "NVIDIA ModelOpt) or build with TensorRT 10 (`pip install tensorrt`)."
-        )
-    cache_path = Path(cache_path)
-    to_device = to_device or _to_cuda
-
-    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            base.__init__(self)
-            self._batches = iter(data)
-            self._current = None  # keep the device buffer alive until the next batch
-            self.batches_fed = 0
-
-        def get_batch_size(self) -> int:
-            return data.batch_size
-
-        def get_batch(self, names, *args):
-            try:
-                arr = next(self._batches)
-            except StopIteration:
-                return None
-            self._current = to_device(np.ascontiguousarray(arr, dtype=np.float32))
-            self.batches_fed += 1
-            return [int(self._current.data_ptr())]
-
-        def read_calibration_cache(self, *args):
-            return cache_path.read_bytes() if cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache) -> None:
-            from diga.io import atomic_write_bytes
-
-            atomic_write_bytes(cache_path, bytes(cache))
-
-    return EntropyCalibrator()
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return sum(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,14 +136,17 @@ def default_timing_cache() -> Path:
 
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *, shapes: ProfileShapes,
-                 half: bool = False, int8: bool = False, calibration: CalibrationData | None = None,
-                 workspace_gb: float = 4.0, timing_cache: str | os.PathLike | None = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Build and write a serialized engine; returns build facts for the metadata."""
+                 half: bool = False, int8: bool = False, workspace_gb: float = 4.0,
+                 timing_cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> dict:
+    """Build and write a serialized engine from ``onnx_path`` (with ``int8``: a QDQ graph); returns
+    build facts for the metadata."""
     from diga.io import atomic_write_bytes
 
     trt = load_tensorrt(ExportError)
     engine_path = Path(engine_path)
+    if int8 and qdq_nodes(onnx_path) == 0:
+        raise ExportError(f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: INT8 engines are built from "
+                          "the QDQ graph of `diga export --int8 --calib DIR` (explicit quantisation)")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: always explicit batch
@@ -246,19 +173,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
     profile.set_shape(INPUT_NAME, shapes.min, shapes.opt, shapes.max)
     config.add_optimization_profile(profile)
 
-    calibrator = None
     if int8:
-        if not has_flag(trt, "INT8"):
-            raise ExportError(f"{trt.__name__} has no INT8 builder flag (TensorRT for RTX): quantise the ONNX "
-                              "model explicitly, or build with TensorRT 10 (`pip install tensorrt`)")
-        if calibration is None:
-            raise ExportError("--int8 needs --calib DIR with target-domain images")
-        calibrator = make_calibrator(trt, calibration, engine_path.with_name(engine_path.name + ".calib"))
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-        if hasattr(config, "set_calibration_profile"):
-            config.set_calibration_profile(profile)
-        precision = "int8"
+        if has_flag(trt, "INT8"):
+            config.set_flag(trt.BuilderFlag.INT8)
+            precision = "int8"
+        else:  # TensorRT for RTX: strongly typed, the Q/DQ nodes alone select int8
+            precision = "int8 (from the ONNX graph's Q/DQ nodes)"
 
     cache_file = Path(timing_cache) if timing_cache else default_timing_cache()
     cache = None
@@ -283,8 +203,5 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
         "precision": precision,
         "profile": shapes.as_dict(),
         "timing_cache": str(cache_file) if cache is not None else None,
-        "calibration": None if calibrator is None else {
-            "images": len(calibration.files), "batches": calibrator.batches_fed,
-            "folder": str(calibration.files[0].parent) if calibration.files else None},
         "gpu": torch.cuda.get_device_name(0),
     }

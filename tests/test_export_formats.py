@@ -17,6 +17,7 @@ from diga.export.formats import (
     BACKENDS,
     CHECKPOINT_SUFFIX,
     EXPORT_FORMATS,
+    INT8_OPTIONS,
     MODEL_FORMATS,
     export_path,
     format_named,
@@ -44,6 +45,13 @@ def test_suffix_the_exporter_writes_is_the_one_its_backend_opens(fmt):
     assert written == Path("runs/adapt/x/final" + fmt.suffix)
     assert format_of(written) is fmt
     assert backends_mod.model_format(written).argument == fmt.argument
+    if "int8" in fmt.options:  # the INT8 variant sits beside the fp32 file and opens with the same backend
+        int8 = export_path(Path("runs/adapt/x/final.safetensors"), fmt.argument, int8=True)
+        assert int8 == Path("runs/adapt/x/final.int8" + fmt.suffix) and format_of(int8) is fmt
+        assert all(option in fmt.options for option in INT8_OPTIONS)
+    else:
+        with pytest.raises(ValueError, match="no INT8 variant"):
+            export_path(Path("final.safetensors"), fmt.argument, int8=True)
 
 
 @pytest.mark.parametrize(("argument", "suffix"), EVERY_SUFFIX)
@@ -125,7 +133,8 @@ def test_formats_table_imports_without_torch():
 
 
 @pytest.mark.parametrize(("fmt", "options", "message"), [
-    ("onnx", dict(int8=True, calib="imgs"), "--int8 is only supported with --format tensorrt"),
+    ("pt2", dict(int8=True, calib="imgs"), "--int8 is only supported with --format onnx or --format tensorrt"),
+    ("pt2", dict(calib_method="entropy"), "--calib-method is only supported with --format onnx or --format tensorrt"),
     ("pt2", dict(opset=17), "--opset is only supported with --format onnx or --format tensorrt"),
     ("pt2", dict(exporter="dynamo"), r"--format pt2 takes: --half\)"),
     ("onnx", dict(workspace_gb=8.0), "--workspace is only supported with --format tensorrt"),

@@ -245,7 +245,7 @@ def test_bad_inputs(ckpt, tmp_path):
     with pytest.raises(PredictorError, match="export it first"):
         Predictor.load(ckpt, backend="onnx")
     with pytest.raises(ExportError, match="only supported with --format tensorrt"):
-        export_model(ckpt, "onnx", int8=True, calib=tmp_path, log=quiet)
+        export_model(ckpt, "onnx", workspace_gb=8.0, log=quiet)
     with pytest.raises(ExportError, match="--output"):
         export_model(ckpt, "onnx", output="probs", log=quiet)
     (tmp_path / "broken.onnx").write_bytes(b"not a protobuf at all")

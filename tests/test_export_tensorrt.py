@@ -1,4 +1,4 @@
-"""TensorRT: pure-Python parts everywhere (profiles, calibration feeding, error messages, the build
+"""TensorRT: pure-Python parts everywhere (profiles, the INT8 QDQ graph, error messages, the build
 sequence against a fake ``tensorrt`` module); real engine builds only with TensorRT + a CUDA GPU."""
 
 from __future__ import annotations
@@ -15,15 +15,7 @@ from conftest import make_checkpoint
 
 from diga.export import ExportError, Predictor, PredictorError, export_model
 from diga.export import tensorrt as trt_mod
-from diga.export.graph import prepare
-from diga.export.tensorrt import (
-    CalibrationData,
-    ProfileShapes,
-    make_calibrator,
-    profile_shapes,
-)
-
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from diga.export.tensorrt import ProfileShapes, profile_shapes, qdq_nodes
 
 
 def quiet(_m: str) -> None:
@@ -72,56 +64,9 @@ def test_profile_shapes():
         profile_shapes((64, 64), 0, dynamic=False, stride=8)
 
 
-def test_calibration_batches_from_folder(calib_dir):
-    data = CalibrationData(calib_dir, batch_size=2, size=(32, 64), mean=MEAN, std=STD)
-    assert len(data.files) == 5 and len(data) == 3  # the .txt file is ignored
-    batches = list(data)
-    assert [b.shape for b in batches] == [(2, 3, 32, 64)] * 3 and batches[0].dtype == np.float32
-    from PIL import Image
-
-    first = np.asarray(Image.open(data.files[0]).convert("RGB"))
-    np.testing.assert_allclose(batches[0][0], prepare([first], (32, 64), MEAN, STD)[0].numpy(), atol=1e-6)
-    np.testing.assert_allclose(batches[2][1], batches[0][0], atol=1e-6)  # last batch filled from the start
-
-
-def test_calibration_data_errors(tmp_path):
-    with pytest.raises(ExportError, match="--int8 needs --calib DIR"):
-        CalibrationData(None, 1, (32, 32), MEAN, STD)
-    with pytest.raises(ExportError, match="not a folder"):
-        CalibrationData(tmp_path / "nope", 1, (32, 32), MEAN, STD)
-    with pytest.raises(ExportError, match="no image files"):
-        CalibrationData(tmp_path, 1, (32, 32), MEAN, STD)
-
-
-class _FakeCalibratorBase:
-    def __init__(self) -> None:
-        self.base_initialised = True
-
-
-def test_calibrator_feeds_device_pointers_and_caches(calib_dir, tmp_path):
-    fake = types.SimpleNamespace(__name__="tensorrt", IInt8EntropyCalibrator2=_FakeCalibratorBase)
-    data = CalibrationData(calib_dir, batch_size=2, size=(32, 64), mean=MEAN, std=STD)
-    cache = tmp_path / "m.engine.calib"
-    kept = []
-    cal = make_calibrator(fake, data, cache, to_device=lambda a: kept.append(torch.from_numpy(a)) or kept[-1])
-    assert isinstance(cal, _FakeCalibratorBase) and cal.base_initialised
-    assert cal.get_batch_size() == 2 and cal.read_calibration_cache() is None
-    pointers = []
-    while (ptrs := cal.get_batch(["images"])) is not None:
-        assert len(ptrs) == 1 and isinstance(ptrs[0], int)
-        pointers.append(ptrs[0])
-    assert len(pointers) == 3 and cal.batches_fed == 3
-    assert pointers[-1] == kept[-1].data_ptr() and tuple(kept[-1].shape) == (2, 3, 32, 64)
-    cal.write_calibration_cache(memoryview(b"calibration-table"))
-    assert cache.read_bytes() == b"calibration-table" and cal.read_calibration_cache() == b"calibration-table"
-
-
-def test_rtx_without_calibrator_is_a_clear_error(calib_dir, tmp_path):
+def test_rtx_has_no_precision_flags():
     rtx = types.SimpleNamespace(__name__="tensorrt_rtx")
-    data = CalibrationData(calib_dir, 1, (32, 32), MEAN, STD)
-    with pytest.raises(ExportError, match="no IInt8EntropyCalibrator2.*TensorRT for RTX"):
-        make_calibrator(rtx, data, tmp_path / "c")
-    assert trt_mod.is_rtx(rtx) and not trt_mod.has_flag(rtx, "FP16")
+    assert trt_mod.is_rtx(rtx) and not trt_mod.has_flag(rtx, "FP16") and not trt_mod.has_flag(rtx, "INT8")
 
 
 def test_missing_tensorrt_message(no_tensorrt, ckpt, tmp_path, monkeypatch):
@@ -191,8 +136,6 @@ class FakeTRT(types.SimpleNamespace):
                 return memoryview(self.blob + b"+timings")
 
         class Config:
-            int8_calibrator = None
-
             def set_memory_pool_limit(self, pool, size):
                 calls.append(("set_memory_pool_limit", pool, size))
 
@@ -204,9 +147,6 @@ class FakeTRT(types.SimpleNamespace):
 
             def add_optimization_profile(self, profile):
                 calls.append(("add_optimization_profile",))
-
-            def set_calibration_profile(self, profile):
-                calls.append(("set_calibration_profile",))
 
             def create_timing_cache(self, blob):
                 calls.append(("create_timing_cache", bytes(blob)))
@@ -245,50 +185,78 @@ class FakeTRT(types.SimpleNamespace):
                 return Profile()
 
             def build_serialized_network(self, network, config):
-                cal = config.int8_calibrator
-                if cal is not None:  # TensorRT drains the calibrator, then stores its table
-                    while cal.get_batch(["images"]) is not None:
-                        pass
-                    cal.write_calibration_cache(b"table")
                 calls.append(("build_serialized_network",))
                 return memoryview(b"ENGINE")
 
         super().__init__(
             __name__="tensorrt", __version__="10.99-fake", Logger=Logger, Builder=Builder, OnnxParser=Parser,
             MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
-            BuilderFlag=types.SimpleNamespace(**flags), IInt8EntropyCalibrator2=_FakeCalibratorBase,
+            BuilderFlag=types.SimpleNamespace(**flags),
         )
+
+
+def _int8_inputs(onnx_path: Path) -> tuple[int, int]:
+    """(int8 weight initialisers, int32 initialisers feeding a DequantizeLinear) of a graph."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    types_ = {t.name: t.data_type for t in model.graph.initializer}
+    dq_inputs = [n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    return (sum(types_.get(i) == onnx.TensorProto.INT8 for i in dq_inputs),
+            sum(types_.get(i) == onnx.TensorProto.INT32 for i in dq_inputs))
 
 
 def test_export_tensorrt_against_fake_module(ckpt, calib_dir, tmp_path, monkeypatch):
     fake = FakeTRT()
+    parsed: list[tuple[int, tuple[int, int]]] = []
     monkeypatch.setattr(trt_mod, "load_tensorrt", lambda error=ExportError: fake)
-    monkeypatch.setattr(trt_mod, "_to_cuda", torch.from_numpy)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "FakeGPU")
+    real_parser = fake.OnnxParser
+
+    class RecordingParser(real_parser):
+        def parse_from_file(self, path):  # what TensorRT would read: the QDQ graph
+            parsed.append((qdq_nodes(path), _int8_inputs(Path(path))))
+            return super().parse_from_file(path)
+
+    fake.OnnxParser = RecordingParser
     out, cache = tmp_path / "m.engine", tmp_path / "timing.cache"
     export_model(ckpt, "tensorrt", out=out, int8=True, calib=calib_dir, batch=2, dynamic=True,
-                       imgsz=(64, 128), output="labels", check=False, exporter="torchscript", log=quiet)
-    assert out.read_bytes() == b"ENGINE" and (tmp_path / "m.engine.calib").read_bytes() == b"table"
+                 imgsz=(64, 128), output="labels", check=False, exporter="torchscript", log=quiet)
+    assert out.read_bytes() == b"ENGINE"
     calls = fake.calls
     assert ("set_shape", "images", (1, 3, 32, 64), (2, 3, 64, 128), (2, 3, 128, 256)) in calls
     assert ("set_flag", "FP16") in calls and ("set_flag", "INT8") in calls
     assert ("set_memory_pool_limit", "WORKSPACE", 4 << 30) in calls
-    assert ("parse_from_file", "m.trt.onnx") in calls and ("set_calibration_profile",) in calls
+    assert ("parse_from_file", "m.trt.onnx") in calls
+    # explicit quantisation: TensorRT parsed a QDQ graph with int8 weights and no int32 (bias) inputs
+    assert len(parsed) == 1
+    n_qdq, (int8_weights, int32_inputs) = parsed[0]
+    assert n_qdq > 20 and int8_weights >= 20 and int32_inputs == 0
     meta = json.loads((tmp_path / "m.engine.json").read_text())
     exp = meta["export"]
     assert exp["format"] == "tensorrt" and exp["precision"] == "int8" and exp["output"]["dtype"] == "int32"
-    assert exp["calibration"]["images"] == 5 and exp["calibration"]["batches"] == 3
+    q = exp["quantization"]
+    assert q["calibration_images"] == 5 and q["activations"] == "int8 symmetric" and q["bias"] == "fp32"
     assert exp["profile"]["max"] == [2, 3, 128, 256] and meta["classes"][0] == "road"
-    # the ONNX beside the engine outputs int32 labels (TensorRT-friendly) and keeps its metadata
+    # the QDQ ONNX beside the engine outputs int32 labels (TensorRT-friendly) and keeps its metadata
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(tmp_path / "m.trt.onnx"), providers=["CPUExecutionProvider"])
     assert sess.get_outputs()[0].type == "tensor(int32)"
+    from diga.export import read_export_metadata
+
+    assert read_export_metadata(tmp_path / "m.trt.onnx")["export"]["int8"] is True
+    # an INT8 build from a graph without Q/DQ nodes is refused: there is no implicit calibration
+    fp32_onnx = tmp_path / "fp32.onnx"
+    export_model(ckpt, "onnx", out=fp32_onnx, check=False, exporter="torchscript", log=quiet)
+    with pytest.raises(ExportError, match="no QuantizeLinear/DequantizeLinear nodes.*explicit quantisation"):
+        trt_mod.build_engine(fp32_onnx, tmp_path / "x.engine", int8=True,
+                             shapes=profile_shapes((64, 128), 1, False, 16), log=quiet)
     # fp32 build: TF32 off; the timing cache is created, saved and then reused
     fake2 = FakeTRT()
     monkeypatch.setattr(trt_mod, "load_tensorrt", lambda error=ExportError: fake2)
     for i in range(2):
-        trt_mod.build_engine(tmp_path / "m.trt.onnx", tmp_path / f"f{i}.engine", shapes=profile_shapes((64, 128), 1,
+        trt_mod.build_engine(fp32_onnx, tmp_path / f"f{i}.engine", shapes=profile_shapes((64, 128), 1,
                              False, 16), timing_cache=cache, log=quiet)
     assert ("clear_flag", "TF32") in fake2.calls and ("set_flag", "FP16") not in fake2.calls
     blobs = [c[1] for c in fake2.calls if c[0] == "create_timing_cache"]
@@ -307,9 +275,18 @@ def test_rtx_half_builds_from_an_fp16_graph(ckpt, tmp_path, monkeypatch):
     from diga.export import read_export_metadata
 
     assert read_export_metadata(tmp_path / "r.trt.onnx")["export"]["half"] is True
-    with pytest.raises(ExportError, match="no INT8 builder flag"):
-        trt_mod.build_engine(tmp_path / "r.trt.onnx", tmp_path / "x.engine", int8=True,
-                             shapes=profile_shapes((64, 128), 1, False, 16), log=quiet)
+
+
+def test_rtx_int8_builds_from_the_qdq_graph_without_flags(ckpt, calib_dir, tmp_path, monkeypatch):
+    fake = FakeTRT(rtx=True)
+    fake.__name__ = "tensorrt_rtx"
+    monkeypatch.setattr(trt_mod, "load_tensorrt", lambda error=ExportError: fake)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "FakeRTX")
+    res = export_model(ckpt, "tensorrt", out=tmp_path / "q.engine", int8=True, calib=calib_dir, check=False,
+                       exporter="torchscript", log=quiet)
+    assert not any(c[0] == "set_flag" for c in fake.calls) and ("parse_from_file", "q.trt.onnx") in fake.calls
+    assert res.meta["export"]["precision"] == "int8 (from the ONNX graph's Q/DQ nodes)"
+    assert qdq_nodes(tmp_path / "q.trt.onnx") > 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,8 +327,8 @@ def test_trt_dynamic_fp16_and_labels(real_trt, ckpt, tmp_path):
 
 
 @pytest.mark.tensorrt
-def test_trt_int8_with_calibration(real_trt, ckpt, calib_dir, tmp_path):
+def test_trt_int8_from_the_qdq_graph(real_trt, ckpt, calib_dir, tmp_path):
     res = export_model(ckpt, "tensorrt", out=tmp_path / "q.engine", int8=True, calib=calib_dir, log=quiet,
                        warn=quiet)
-    assert res.meta["export"]["precision"] == "int8" and (tmp_path / "q.engine.calib").is_file()
-    assert res.parity is not None and res.parity.agreement > 50
+    assert res.meta["export"]["precision"] == "int8" and qdq_nodes(tmp_path / "q.trt.onnx") > 20
+    assert res.parity is not None and res.parity.passed
