@@ -36,6 +36,10 @@ TRANSLATOR = typer.Option(None, help="Source-to-target style translation: fda, c
 EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
     "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
     "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))
+WARMUP_TARGET_BN = typer.Option(None, "--warmup-target-bn/--no-warmup-target-bn", help=(
+    "Warm-up: each step also passes the target crops through the student in train mode without "
+    "gradients, so its BatchNorm statistics (used by evaluation, pseudo-labels and centroids) follow the "
+    "target too (the authors' code and the paper preset; off in the cpu and gpu presets)."))
 LOSS_NORM = typer.Option(None, help=(
     "Cross-entropy normalisation: all (sum over labelled pixels / every pixel, ignored ones included: "
     "the authors' code and the paper preset; sparse labels weigh less) or valid (/ labelled pixels; "

@@ -39,7 +39,7 @@ def warmup(
     mix: Optional[bool] = typer.Option(None, "--mix/--no-mix", help=(
         "Cross-domain class mixture for the second view (default: on).")),
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
-    loss_norm: Optional[str] = opt.LOSS_NORM,
+    loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
@@ -53,7 +53,8 @@ def warmup(
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, batch_size=batch_size,
                   accumulate=accumulate, crop=crop, lr=lr, distil=distil, mix=mix, translator=translator,
                   ema_max=ema_max,
-                  loss_norm=loss_norm, label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
+                  loss_norm=loss_norm, warmup_target_bn=warmup_target_bn,
+                  label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
                   device=device, workers=workers)
     if not cfg.source:
@@ -113,7 +114,7 @@ def adapt(
     batch_size: Optional[int] = opt.BATCH_SIZE, accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
     lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
-    loss_norm: Optional[str] = opt.LOSS_NORM,
+    loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
@@ -141,7 +142,7 @@ def adapt(
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, rounds=rounds,
                   selftrain_steps=selftrain_steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                   selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
-                  loss_norm=loss_norm,
+                  loss_norm=loss_norm, warmup_target_bn=warmup_target_bn,
                   label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
                   workers=workers, **gpu_speedups)

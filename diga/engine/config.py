@@ -70,6 +70,7 @@ class StageConfig:
     # Where this package and the authors' code differ (docs/METHOD.md, summary table): the defaults
     # are the authors' choices; the cpu and gpu presets keep the earlier ones (see PRESETS).
     loss_norm: str = "all"  # CE divided by all pixels, ignored ones included (authors), or by valid pixels
+    warmup_target_bn: bool = True  # warm-up: target crops through the student (train mode, no grad) for BN
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -163,6 +164,7 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
 # benchmark's numbers and the GPU preset's timings were measured with these.
 EARLIER_CHOICES: dict[str, Any] = dict(
     loss_norm="valid",
+    warmup_target_bn=False,
 )
 
 # Presets are overrides of the paper defaults.
