@@ -119,7 +119,13 @@ def adapt(
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS, project: Path = opt.PROJECT,
-    references: bool = typer.Option(True, help="On the synthetic benchmark, also train (once, cached) the source-only and oracle references."),
+    references: Optional[bool] = typer.Option(None, "--references/--no-references", help=(
+        "Also train (once, cached) a source-only reference on --source and an oracle on the target's own labels "
+        "(skipped when the target has none), scored on the labelled --val, and report the gap closed (default: "
+        "on for the built-in benchmark, off otherwise).")),
+    reference_steps: str = typer.Option("stage", help=(
+        "Training steps of each reference: stage (as many as the warm-up), same (as many as the whole "
+        "pipeline: warm-up + rounds x self-training) or a number.")),
 ) -> None:
     """The whole DiGA pipeline: warm-up -> pseudo-labels -> centroids -> self-training x rounds -> evaluation.
 
@@ -128,7 +134,10 @@ def adapt(
     from diga.engine import benchmark, runtime
     from diga.engine.pipeline import adapt as run_adapt
     from diga.engine.pipeline import check_same_settings
+    from diga.engine.references import parse_reference_steps
+    from diga.engine.references import reference_steps as reference_steps_of
 
+    parse_reference_steps(reference_steps)  # a mistyped value fails before any training
     runtime.init_distributed_from_env()
     builtin = source is None and target is None and config is None
     if builtin:
@@ -148,10 +157,10 @@ def adapt(
                   workers=workers, **gpu_speedups)
     run_dir = project / "adapt" / (name or ("synthetic" if builtin else "exp"))
     check_same_settings(run_dir, cfg)  # before the references: a refused run should cost nothing
-    refs, before = {}, None
-    if builtin and references:
-        refs["source_only"], before = benchmark.reference("source_only", cfg, bench, console)
-        refs["oracle"], _ = benchmark.reference("oracle", cfg, bench, console)
+    refs = {}
+    if builtin if references is None else references:
+        refs = benchmark.train_references(cfg, reference_steps_of(cfg, reference_steps), console)
+    before = refs["source_only"].weights if "source_only" in refs else None
     result = run_adapt(cfg, run_dir, references=refs, before=before)
     if runtime.is_main():
         _print_table(result)
@@ -180,10 +189,18 @@ def _print_stage(result) -> None:
 
 
 def _print_table(result) -> None:
+    from diga.engine.labelfree import describe
+    from diga.engine.references import describe_gap
+
     table = Table(title=f"target-val mIoU — {result.run_dir}")
     table.add_column("stage")
     table.add_column("mIoU", justify="right")
+    table.add_column("label-free (target training images)")
     for stage, miou in result.rows:
-        table.add_row(stage, "— (no target labels)" if miou is None else f"{miou:.2f}")
+        table.add_row(stage, "— (no target labels)" if miou is None else f"{miou:.2f}",
+                      describe(result.signals[stage]) if stage in result.signals else "")
     console.print(table)
+    gap = describe_gap(result.gap_closed)
+    if gap:
+        console.print(gap)
     console.print(f"final model: [bold]{result.final_weights}[/]  report: {result.run_dir / 'report.md'}")

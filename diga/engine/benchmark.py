@@ -1,4 +1,4 @@
-"""The built-in synthetic benchmark: data generated once and cached, reference models cached."""
+"""The built-in synthetic benchmark (data generated once and cached) and the cached reference models."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..errors import ConfigError
 from . import runtime
 from .config import StageConfig
 from .pipeline import main_rank_console, run_stage, selected_miou
+from .references import KINDS, Reference
 from .supervised import SupervisedTrainer
 
 BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0, gap=0.5)
@@ -48,18 +50,41 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 "centroid_momentum", "select"}
 
 
-def _key(cfg: StageConfig, bench: dict[str, str]) -> str:
+def _key(cfg: StageConfig, data: str) -> str:
+    """The cache key of a reference: its training settings, steps and data (train and val specs)."""
     fields = {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING}
-    blob = json.dumps([fields, bench["root"]], sort_keys=True, default=str)
+    blob = json.dumps([fields, {"train": data, "val": cfg.val, "steps": cfg.steps}], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-def reference(kind: str, cfg: StageConfig, bench: dict[str, str], console: Console | None = None) -> tuple[float | None, Path]:
-    """Source-only ("source_only") or target-label ("oracle") model, trained once and cached."""
-    data = {"source_only": bench["source"], "oracle": bench["target"]}[kind]
-    ref_cfg = cfg.replace(source=data, target=None, val=bench["val"], distil=False, mix=False)
-    run_dir = cache_dir() / "references" / f"{kind}-{_key(cfg, bench)}"
+def reference(kind: str, cfg: StageConfig, steps: int, console: Console | None = None) -> Reference:
+    """Source-only ("source_only": cfg.source) or target-label ("oracle": cfg.target) model trained
+    for ``steps`` and scored on cfg.val, trained once and cached under the data and settings."""
+    data = {"source_only": cfg.source, "oracle": cfg.target}[kind]
+    ref_cfg = cfg.replace(source=data, target=None, distil=False, mix=False, steps=steps)
+    run_dir = cache_dir() / "references" / f"{kind}-{_key(ref_cfg, data)}"
     console = main_rank_console(console)
-    console.rule(f"reference: {kind.replace('_', '-')} ({run_dir})")
+    console.rule(f"reference: {KINDS[kind]}, {steps} steps ({run_dir})")
     result = run_stage(SupervisedTrainer, ref_cfg, run_dir, console)
-    return selected_miou(result.metrics), result.weights
+    return Reference(kind, selected_miou(result.metrics), steps, result.weights)
+
+
+def has_labels(spec: str, cfg: StageConfig, split: str) -> bool:
+    from ..data import build_dataset
+
+    return bool(getattr(build_dataset(spec, split=split, label_space=cfg.label_space), "has_labels", True))
+
+
+def train_references(cfg: StageConfig, steps: int, console: Console | None = None) -> dict[str, Reference]:
+    """The source-only reference and, when the target has labels, the oracle: any data, labelled cfg.val."""
+    console = main_rank_console(console)
+    if not cfg.val or not has_labels(cfg.val, cfg, "val"):
+        raise ConfigError(f"--references scores each reference on target labels: give a labelled --val "
+                          f"(got {cfg.val or 'none'}), or --no-references")
+    refs = {"source_only": reference("source_only", cfg, steps, console)}
+    if has_labels(cfg.target, cfg, "train"):
+        refs["oracle"] = reference("oracle", cfg, steps, console)
+    else:
+        console.print(f"[yellow]oracle skipped: it needs target labels and {cfg.target} has none "
+                      "(cityscapes:DIR, or folder:DIR?labels=LABELS_DIR)[/]")
+    return refs

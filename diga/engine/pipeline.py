@@ -22,7 +22,9 @@ from ..errors import ConfigError
 from ..io import atomic_write_text
 from . import runtime
 from .config import StageConfig, changed_settings
+from .labelfree import handed_on_signals
 from .pseudolabels import compute_centroids, generate_pseudo_labels
+from .references import Reference, gap_summary
 from .selftrain import SelfTrainer
 from .trainer import StageResult, Trainer, completed_summary
 from .warmup import WarmupTrainer
@@ -139,6 +141,8 @@ class AdaptResult:
     run_dir: Path
     final_weights: Path
     rows: list[tuple[str, float | None]] = field(default_factory=list)
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)  # label-free, per pipeline row
+    gap_closed: dict | None = None  # references.gap_summary
 
 
 def main_rank_console(console: Console | None) -> Console:
@@ -148,7 +152,7 @@ def main_rank_console(console: Console | None) -> Console:
     return console or Console(stderr=True)
 
 
-def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | None] | None = None,
+def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, Reference] | None = None,
           before: Path | None = None, console: Console | None = None) -> AdaptResult:
     """The whole DiGA pipeline into ``run_dir``; returns the final weights and the mIoU table."""
     run_dir = Path(run_dir)
@@ -161,27 +165,28 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, float | N
     rows: list[tuple[str, float | None]] = [("warm-up", selected_miou(stage.metrics))]
     rounds = self_training_rounds(cfg, stage.weights, run_dir, console)
     rows += [(f"self-training round {r} ({cfg.selection})", selected_miou(s.metrics)) for r, s in enumerate(rounds, 1)]
+    signals = {name: handed_on_signals(s.run_dir, s.metrics) for (name, _), s in zip(rows, [stage, *rounds])}
     current = rounds[-1].weights if rounds else stage.weights
     final = run_dir / "final.safetensors"
     if runtime.is_main():
         _write_final(current, final, before, run_dir)
     runtime.barrier()
     refs = references or {}
-    table = ([("source-only", refs.get("source_only"))] if "source_only" in refs else []) + rows
-    if "oracle" in refs:
-        table.append(("oracle (target labels)", refs["oracle"]))
+    table = [(refs[k].label, refs[k].miou) for k in ("source_only",) if k in refs] + rows
+    table += [(refs[k].label, refs[k].miou) for k in ("oracle",) if k in refs]
+    gap = gap_summary(rows[-1][1], refs, cfg)
     if runtime.is_main():
         atomic_write_text(run_dir / "results.json", json.dumps(
-            {"rows": [{"stage": k, "target_val_miou": v} for k, v in table],
-             "final_weights": str(final), "protocol": _protocol(cfg)}, indent=2) + "\n")
+            {"rows": [{"stage": k, "target_val_miou": v, "label_free": signals.get(k)} for k, v in table],
+             "gap_closed": gap, "final_weights": str(final), "protocol": _protocol(cfg)}, indent=2) + "\n")
         try:
             from .report import write_report
 
-            write_report(run_dir, table, cfg, before=run_dir / "before.safetensors")
+            write_report(run_dir, table, cfg, before=run_dir / "before.safetensors", signals=signals, gap=gap)
         except Exception as e:  # a report must never cost the user the trained model
             console.print(f"[yellow]report not written: {e}[/]")
     runtime.barrier()
-    return AdaptResult(run_dir, final, table)
+    return AdaptResult(run_dir, final, table, signals, gap)
 
 
 def _protocol(cfg: StageConfig) -> str:

@@ -15,6 +15,8 @@ from ..classes import LabelSpace, get_label_space  # noqa: E402
 from ..io import atomic_write_text  # noqa: E402
 from .config import StageConfig  # noqa: E402
 from .evaluation import evaluate_checkpoint  # noqa: E402
+from .labelfree import PREFIX, SIGNALS, SUBSET_SIZE, describe  # noqa: E402
+from .references import describe_gap  # noqa: E402
 from .visualize import save_grid  # noqa: E402
 
 
@@ -99,15 +101,39 @@ def _iou_bars(metrics, space, out: Path) -> Path:
     return out
 
 
-def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: StageConfig, before: Path) -> Path:
+def _label_free_section(run_dir: Path) -> list[str]:
+    """Every evaluation point of every stage: val mIoU beside the label-free signals."""
+    lines = ["## Label-free signals", "",
+             f"On the same {SUBSET_SIZE} unlabelled target training images at every evaluation point "
+             "(docs/BENCHMARKS.md, \"Label-free signals\", says how far they track mIoU).", ""]
+    header = "| stage | step | target-val mIoU | " + " | ".join(s.replace("_", " ") for s in SIGNALS) + " |"
+    body = []
+    for name, d in _stage_dirs(run_dir):
+        for r in _read_metrics(d / "metrics.jsonl"):
+            if any(k.startswith(PREFIX) for k in r):
+                cells = [f"{r[PREFIX + s]:.3f}" if PREFIX + s in r else "—" for s in SIGNALS]
+                miou = "—" if r.get("val_miou") is None else f"{r['val_miou']:.2f}"
+                body.append(f"| {name} | {r['step']} | {miou} | " + " | ".join(cells) + " |")
+    if not body:
+        return []
+    return lines + [header, "|" + "---|" * (3 + len(SIGNALS))] + body + [""]
+
+
+def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: StageConfig, before: Path,
+                 signals: dict[str, dict[str, float]] | None = None, gap: dict | None = None) -> Path:
     run_dir = Path(run_dir)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    signals = signals or {}
     lines = ["# DiGA adaptation report", "", f"source `{cfg.source}` → target `{cfg.target}`; "
              f"model `{cfg.model}`, preset settings in `config.yaml`.", "",
-             "| stage | target-val mIoU |", "|---|---|"]
-    lines += [f"| {k} | {'—' if v is None else f'{v:.2f}'} |" for k, v in table]
+             "| stage | target-val mIoU | label-free |", "|---|---|---|"]
+    lines += [f"| {k} | {'—' if v is None else f'{v:.2f}'} | {describe(signals.get(k, {}))} |" for k, v in table]
+    gap_line = describe_gap(gap)
+    if gap_line:
+        lines += ["", gap_line[0].upper() + gap_line[1:] + "."]
     lines += ["", "## Training", "", f"![curves]({_curves(run_dir, fig_dir / 'curves.png').relative_to(run_dir)})", ""]
+    lines += _label_free_section(run_dir)
     final = run_dir / "final.safetensors"
     if cfg.val and before.exists() and final.exists():
         metrics, space, shown = _evaluate_pair(before, final, cfg.val, cfg)
