@@ -6,6 +6,7 @@ value is an error that names the setting."""
 from __future__ import annotations
 
 import pytest
+import torch
 import typer
 
 from diga.engine.config import preset
@@ -14,6 +15,7 @@ from diga.errors import ConfigError
 # (setting, authors' value, earlier value, option, commands that take it)
 SWITCHES = [
     ("loss_norm", "all", "valid", "--loss-norm", ("warmup", "selftrain", "adapt")),
+    ("warmup_target_bn", True, False, "--warmup-target-bn", ("warmup", "adapt")),
 ]
 
 
@@ -41,3 +43,35 @@ def test_a_bad_switch_value_names_the_setting(name, authors, earlier, option, co
     if isinstance(authors, str):
         with pytest.raises(ConfigError, match=f"{name} must be one of"):
             preset("cpu").replace(**{name: "bogus"}).validate()
+
+
+def _one_step(cfg, run_dir):
+    from diga.engine.warmup import WarmupTrainer
+
+    trainer = WarmupTrainer(cfg.replace(steps=1, eval_every=0, vis_every=0, ckpt_every=0), run_dir)
+    trainer.source, trainer.target = trainer.branch.loaders(0)
+    losses = trainer.optimization_step(0)
+    return trainer.model, losses
+
+
+def test_warmup_target_bn_adds_one_gradient_free_target_pass_to_the_bn_statistics(tiny_cfg, tmp_path):
+    off_model, off_losses = _one_step(tiny_cfg.replace(warmup_target_bn=False), tmp_path / "off")
+    on_model, on_losses = _one_step(tiny_cfg.replace(warmup_target_bn=True), tmp_path / "on")
+    # the step's losses and the parameters it produced are untouched: the target pass has no gradient
+    assert all(torch.equal(off_losses[k], on_losses[k]) for k in off_losses)
+    off_params, on_params = dict(off_model.named_parameters()), dict(on_model.named_parameters())
+    assert all(torch.equal(off_params[k], on_params[k]) for k in off_params)
+    # ...but every BatchNorm saw one more batch (the target crops), and its running mean moved
+    bn_off = [m for m in off_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bn_on = [m for m in on_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [int(m.num_batches_tracked) for m in bn_off] == [1] * len(bn_off)
+    assert [int(m.num_batches_tracked) for m in bn_on] == [2] * len(bn_on)
+    assert not torch.equal(bn_off[0].running_mean, bn_on[0].running_mean)
+
+
+def test_warmup_target_bn_loads_target_images_even_without_a_translator(tiny_cfg, tmp_path):
+    from diga.engine.warmup import WarmupTrainer
+
+    cfg = tiny_cfg.replace(translator="none", steps=1, eval_every=0)
+    assert WarmupTrainer(cfg.replace(warmup_target_bn=True), tmp_path / "a").branch.needs_target
+    assert not WarmupTrainer(cfg.replace(warmup_target_bn=False), tmp_path / "b").branch.needs_target

@@ -20,14 +20,17 @@ from .loaders import infinite_loader, train_dataset
 class SourceBranch:
     """Source (and translator target) datasets, their resumable loaders and the source views."""
 
-    def __init__(self, cfg: StageConfig, space: LabelSpace) -> None:
+    def __init__(self, cfg: StageConfig, space: LabelSpace, target_statistics: bool = False) -> None:
+        """``target_statistics``: load target batches even when no translator needs them (the
+        warm-up's target BatchNorm pass, ``warmup_target_bn``), when target images are given."""
         if not cfg.source:
             raise ConfigError("the warm-up and self-training need labelled source data: --source KIND:PATH")
         self.cfg, self.space = cfg, space
         self.source_set = train_dataset(cfg.source, cfg)
-        self.needs_target = cfg.mix and cfg.translator != "none"
-        if self.needs_target and not cfg.target:
+        translator_needs_target = cfg.mix and cfg.translator != "none"
+        if translator_needs_target and not cfg.target:
             raise ConfigError(f"--translator {cfg.translator} needs target images: --target KIND:PATH")
+        self.needs_target = translator_needs_target or (target_statistics and bool(cfg.target))
         self.target_set = train_dataset(cfg.target, cfg) if self.needs_target else None
         kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space}}.get(cfg.translator, {})
         self.translator = build_translator(cfg.translator, **kw)

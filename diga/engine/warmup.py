@@ -26,7 +26,7 @@ class WarmupTrainer(Trainer):
 
     def build_data(self) -> None:
         super().build_data()
-        self.branch = SourceBranch(self.cfg, self.space)
+        self.branch = SourceBranch(self.cfg, self.space, target_statistics=self.cfg.warmup_target_bn)
         # inference_size() looks at these when no size is configured
         self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
 
@@ -40,10 +40,24 @@ class WarmupTrainer(Trainer):
         return symmetric_distillation(s_clean.float(), s_mix.float(), t_clean, t_mix)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
         xs, ys = next(self.source)
         x, y = self.prepare(xs), ys.to(self.device, non_blocking=True)
         t_pool = self.prepare(next(self.target)[0]) if self.target is not None else None
+        losses = self.losses(x, y, t_pool)
+        if self.cfg.warmup_target_bn and t_pool is not None:
+            self.target_statistics(t_pool)
+        return losses
+
+    @torch.no_grad()
+    def target_statistics(self, t: torch.Tensor) -> None:
+        """The student in train mode on target crops, without gradients (the authors' warm-up does
+        this every step): its BatchNorm running statistics, which evaluation, pseudo-labels and
+        centroids use, then follow the target as well as the source. The unwrapped model runs it,
+        outside DDP and torch.compile; the step's buffer broadcast keeps the ranks equal."""
+        self.forward(t, net=self.model)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, t_pool: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
         if not cfg.distil and not cfg.mix:  # source-only baseline
             logits = self.forward(x)[0]
             self._vis = {"source": x, "prediction": logits, "ground truth": y}
