@@ -40,6 +40,9 @@ WARMUP_TARGET_BN = typer.Option(None, "--warmup-target-bn/--no-warmup-target-bn"
     "Warm-up: each step also passes the target crops through the student in train mode without "
     "gradients, so its BatchNorm statistics (used by evaluation, pseudo-labels and centroids) follow the "
     "target too (the authors' code and the paper preset; off in the cpu and gpu presets)."))
+BACKBONE_BN_AFFINE = typer.Option(None, help=(
+    "Backbone BatchNorm scale and shift: frozen (left out of the optimiser; the layers still use batch "
+    "statistics in training: the authors' code and the paper preset) or train (cpu and gpu presets)."))
 LOSS_NORM = typer.Option(None, help=(
     "Cross-entropy normalisation: all (sum over labelled pixels / every pixel, ignored ones included: "
     "the authors' code and the paper preset; sparse labels weigh less) or valid (/ labelled pixels; "

@@ -39,6 +39,7 @@ def warmup(
     mix: Optional[bool] = typer.Option(None, "--mix/--no-mix", help=(
         "Cross-domain class mixture for the second view (default: on).")),
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
@@ -53,7 +54,7 @@ def warmup(
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, batch_size=batch_size,
                   accumulate=accumulate, crop=crop, lr=lr, distil=distil, mix=mix, translator=translator,
                   ema_max=ema_max,
-                  loss_norm=loss_norm, warmup_target_bn=warmup_target_bn,
+                  loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
                   label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
                   device=device, workers=workers)
@@ -78,6 +79,7 @@ def selftrain(
     batch_size: Optional[int] = opt.BATCH_SIZE, accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
     lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     loss_norm: Optional[str] = opt.LOSS_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
@@ -94,7 +96,7 @@ def selftrain(
     cfg = _config(preset, config, source, target, val, init=None if init is None else str(init),
                   selftrain_steps=steps, rounds=rounds, batch_size=batch_size, accumulate=accumulate, crop=crop,
                   lr=lr, selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
-                  loss_norm=loss_norm,
+                  loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine,
                   label_space=label_space, amp=amp, eval_every=eval_every, select=select, compile=compile,
                   sync_bn=sync_bn, seed=seed, device=device, workers=workers)
     results = self_train(cfg, project / "selftrain" / name, console)
@@ -114,6 +116,7 @@ def adapt(
     batch_size: Optional[int] = opt.BATCH_SIZE, accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
     lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
@@ -151,7 +154,7 @@ def adapt(
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, rounds=rounds,
                   selftrain_steps=selftrain_steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                   selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
-                  loss_norm=loss_norm, warmup_target_bn=warmup_target_bn,
+                  loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
                   label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
                   workers=workers, **gpu_speedups)

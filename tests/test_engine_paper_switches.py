@@ -16,6 +16,7 @@ from diga.errors import ConfigError
 SWITCHES = [
     ("loss_norm", "all", "valid", "--loss-norm", ("warmup", "selftrain", "adapt")),
     ("warmup_target_bn", True, False, "--warmup-target-bn", ("warmup", "adapt")),
+    ("backbone_bn_affine", "frozen", "train", "--backbone-bn-affine", ("warmup", "selftrain", "adapt")),
 ]
 
 
@@ -75,3 +76,22 @@ def test_warmup_target_bn_loads_target_images_even_without_a_translator(tiny_cfg
     cfg = tiny_cfg.replace(translator="none", steps=1, eval_every=0)
     assert WarmupTrainer(cfg.replace(warmup_target_bn=True), tmp_path / "a").branch.needs_target
     assert not WarmupTrainer(cfg.replace(warmup_target_bn=False), tmp_path / "b").branch.needs_target
+
+
+def test_frozen_backbone_bn_affine_stays_out_of_the_optimiser():
+    from diga.engine.trainer import build_optimizer
+    from diga.models import create
+
+    cfg = preset("cpu")
+    trained = create("deeplabv2_light", 3)
+    n_trained = sum(len(g["params"]) for g in build_optimizer(trained, cfg, torch.device("cpu")).param_groups)
+    frozen = create("deeplabv2_light", 3)
+    opt = build_optimizer(frozen, cfg.replace(backbone_bn_affine="frozen"), torch.device("cpu"))
+    bns = [m for m in frozen.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    listed = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert bns and all(not p.requires_grad and id(p) not in listed for m in bns for p in (m.weight, m.bias))
+    assert n_trained - len(listed) == 2 * len(bns)  # weight and bias of each backbone BN, nothing else
+    head_bn = next(m for m in frozen.head.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert head_bn.weight.requires_grad and id(head_bn.weight) in listed  # the head's norms still train
+    frozen.train()(torch.rand(1, 3, 32, 32))
+    assert int(bns[0].num_batches_tracked) == 1  # still batch statistics in training

@@ -71,6 +71,7 @@ class StageConfig:
     # are the authors' choices; the cpu and gpu presets keep the earlier ones (see PRESETS).
     loss_norm: str = "all"  # CE divided by all pixels, ignored ones included (authors), or by valid pixels
     warmup_target_bn: bool = True  # warm-up: target crops through the student (train mode, no grad) for BN
+    backbone_bn_affine: str = "frozen"  # backbone BatchNorm scale/shift frozen (authors) or trained
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -158,6 +159,7 @@ class StageConfig:
 # The allowed values of the settings that switch between the authors' code and this package.
 SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "loss_norm": ("all", "valid"),
+    "backbone_bn_affine": ("frozen", "train"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -165,6 +167,7 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
 EARLIER_CHOICES: dict[str, Any] = dict(
     loss_norm="valid",
     warmup_target_bn=False,
+    backbone_bn_affine="train",
 )
 
 # Presets are overrides of the paper defaults.

@@ -57,7 +57,10 @@ class StageResult:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: StageConfig, device: torch.device) -> torch.optim.SGD:
-    """SGD with the head at ``head_lr_mult`` x lr; every parameter listed exactly once."""
+    """SGD with the head at ``head_lr_mult`` x lr; every trainable parameter listed exactly once
+    (``backbone_bn_affine="frozen"``: the backbone BatchNorm affine parameters are not)."""
+    if cfg.backbone_bn_affine == "frozen":
+        model.freeze_backbone_bn_affine()
     backbone, head = model.parameter_groups()
     groups = [{"params": backbone, "lr": cfg.lr, "lr_mult": 1.0},
               {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "lr_mult": cfg.head_lr_mult}]

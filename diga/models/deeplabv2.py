@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models import resnet
 from torchvision.models._utils import IntermediateLayerGetter
 
+from ..errors import ConfigError
 from .head import ASPPHead
 from .registry import register
 from .weights import load_backbone_weights
@@ -28,8 +29,17 @@ class DeepLabV2(nn.Module):
         return self.head(self.backbone(x)["out"])
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(backbone, head) parameters, each listed once: the head trains at 10x the lr."""
-        return list(self.backbone.parameters()), list(self.head.parameters())
+        """(backbone, head) trainable parameters, each listed once: the head trains at 10x the lr."""
+        return ([p for p in self.backbone.parameters() if p.requires_grad],
+                [p for p in self.head.parameters() if p.requires_grad])
+
+    def freeze_backbone_bn_affine(self) -> None:
+        """Stop training the backbone BatchNorm scales and shifts, as the authors' code does: the
+        layers still normalise with batch statistics in train mode and update their running ones."""
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                for p in module.parameters(recurse=False):
+                    p.requires_grad_(False)
 
 
 def _resnet_deeplab(
@@ -116,9 +126,9 @@ def deeplabv2_light(num_classes: int = 19, pretrained=None, head_channels: int =
                     output_stride: int = 8) -> DeepLabV2:
     """Half-width ResNet-18 layout, output stride 8, 64-d head: the CPU preset's network."""
     if pretrained == "imagenet":
-        raise ValueError(
-            "deeplabv2_light has no ImageNet weights (its widths are not a torchvision model); "
-            "train it from scratch or pass a backbone file"
+        raise ConfigError(
+            "--pretrained imagenet: deeplabv2_light has no ImageNet weights (its widths are not a torchvision "
+            "model); train it from scratch (--pretrained none) or pass a backbone file"
         )
     backbone = LightResNet(output_stride=output_stride)
     if pretrained is not None:
