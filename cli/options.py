@@ -43,6 +43,13 @@ WARMUP_TARGET_BN = typer.Option(None, "--warmup-target-bn/--no-warmup-target-bn"
 BACKBONE_BN_AFFINE = typer.Option(None, help=(
     "Backbone BatchNorm scale and shift: frozen (left out of the optimiser; the layers still use batch "
     "statistics in training: the authors' code and the paper preset) or train (cpu and gpu presets)."))
+CENTROID_UPDATE = typer.Option(None, help=(
+    "Self-training centroid update: image (one EMA step per image and class with at least "
+    "--centroid-min-pixels agreeing pixels, target images first: the authors' code and the paper preset) "
+    "or batch (one step per class towards the batch's pooled mean: cpu and gpu presets)."))
+CENTROID_MIN_PIXELS = typer.Option(None, min=1, help=(
+    "--centroid-update image: agreeing pixels (at the output stride) a class needs in an image to move "
+    "its centroid (authors: 5)."))
 LOSS_NORM = typer.Option(None, help=(
     "Cross-entropy normalisation: all (sum over labelled pixels / every pixel, ignored ones included: "
     "the authors' code and the paper preset; sparse labels weigh less) or valid (/ labelled pixels; "

@@ -17,6 +17,7 @@ SWITCHES = [
     ("loss_norm", "all", "valid", "--loss-norm", ("warmup", "selftrain", "adapt")),
     ("warmup_target_bn", True, False, "--warmup-target-bn", ("warmup", "adapt")),
     ("backbone_bn_affine", "frozen", "train", "--backbone-bn-affine", ("warmup", "selftrain", "adapt")),
+    ("centroid_update", "image", "batch", "--centroid-update", ("selftrain", "adapt")),
 ]
 
 

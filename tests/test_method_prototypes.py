@@ -110,3 +110,22 @@ def test_no_grad_leaks(fn):
         assert not means.requires_grad
     else:
         assert not prototype_labels(f, torch.randn(3, 2)).requires_grad
+
+
+def test_per_image_centroid_update_steps_once_per_image_and_skips_small_classes():
+    from diga.method.prototypes import apply_image_updates, image_class_means, update_centroids
+
+    feats = torch.zeros(2, 1, 2, 6)  # 12 pixels per image, 1-d features
+    feats[0] = 1.0
+    feats[1] = 3.0
+    labels = torch.full((2, 2, 6), 255)
+    labels[0, :, :3] = 0  # image 0: 6 pixels of class 0 (feature 1)
+    labels[1, 0, :5] = 0  # image 1: 5 pixels of class 0 (feature 3)
+    labels[1, 1, :4] = 1  # image 1: 4 pixels of class 1: fewer than 5, skipped
+    pred = labels.clamp(max=1)  # the teacher agrees everywhere that is labelled
+    means, present = image_class_means(feats, labels, pred, num_classes=2, min_pixels=5)
+    assert present.tolist() == [[True, False], [True, False]]
+    per_image = apply_image_updates(torch.zeros(2, 1), means, present, momentum=0.5)
+    assert per_image[:, 0].tolist() == [0.5 * 0.5 + 0.5 * 3.0, 0.0]  # 0 -> 0.5 -> 1.75; class 1 untouched
+    pooled = update_centroids(torch.zeros(2, 1), feats, labels, pred, num_classes=2, momentum=0.5)
+    assert torch.allclose(pooled[:, 0], torch.tensor([0.5 * (6 * 1.0 + 5 * 3.0) / 11, 0.5 * 3.0]))

@@ -72,6 +72,8 @@ class StageConfig:
     loss_norm: str = "all"  # CE divided by all pixels, ignored ones included (authors), or by valid pixels
     warmup_target_bn: bool = True  # warm-up: target crops through the student (train mode, no grad) for BN
     backbone_bn_affine: str = "frozen"  # backbone BatchNorm scale/shift frozen (authors) or trained
+    centroid_update: str = "image"  # self-training: one EMA step per image and class (authors) or per batch
+    centroid_min_pixels: int = 5  # centroid_update "image": agreeing pixels (at 1/8) an image needs for a class
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -160,6 +162,7 @@ class StageConfig:
 SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "loss_norm": ("all", "valid"),
     "backbone_bn_affine": ("frozen", "train"),
+    "centroid_update": ("image", "batch"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -168,6 +171,7 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     loss_norm="valid",
     warmup_target_bn=False,
     backbone_bn_affine="train",
+    centroid_update="batch",
 )
 
 # Presets are overrides of the paper defaults.

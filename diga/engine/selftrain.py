@@ -14,7 +14,9 @@ from ..method.losses import seg_ce, symmetric_distillation
 from ..method.mix import target_cross_mix
 from ..method.prototypes import (
     apply_centroid_update,
+    apply_image_updates,
     batch_class_sums,
+    image_class_means,
     prototype_labels,
     select_dynamic,
     select_none,
@@ -66,12 +68,36 @@ class SelfTrainer(Trainer):
         return select_none(pseudo)
 
     def update_centroids(self, feats: torch.Tensor, labels: torch.Tensor, t_logits: torch.Tensor) -> None:
-        """The method's centroid update, from the statistics of the global batch (all ranks)."""
+        """The method's centroid update, from the statistics of the global batch (all ranks).
+
+        ``centroid_update="batch"``: one step per class towards the pooled mean. ``"image"`` (the
+        authors' code): one step per image and class with at least ``centroid_min_pixels`` agreeing
+        pixels, the target half of the batch (the second) before the source half, rank after rank.
+        """
+        if self.cfg.centroid_update == "image":
+            return self.update_centroids_per_image(feats, labels, t_logits)
         sums, counts = batch_class_sums(feats.float(), labels, t_logits.argmax(1), self.space.num_classes)
         runtime.all_reduce_sum(sums)
         runtime.all_reduce_sum(counts)
         self.centroids = apply_centroid_update(self.centroids, sums, counts, self.cfg.centroid_momentum)
         self.centroid_valid = self.centroid_valid | (counts > 0)
+
+    def update_centroids_per_image(self, feats: torch.Tensor, labels: torch.Tensor, t_logits: torch.Tensor) -> None:
+        means, present = image_class_means(feats.float(), labels, t_logits.argmax(1), self.space.num_classes,
+                                           self.cfg.centroid_min_pixels)
+        half = feats.shape[0] // 2
+        means, present = means.roll(-half, 0), present.roll(-half, 0)  # target images first
+        # Every rank's images, in rank order, on every rank: an all-reduce of rank-placed slots.
+        world, rank = runtime.world_size(), runtime.rank()
+        slots = means.new_zeros((world, *means.shape))
+        slots[rank] = means
+        flags = means.new_zeros((world, *present.shape))
+        flags[rank] = present.float()
+        runtime.all_reduce_sum(slots)
+        runtime.all_reduce_sum(flags)
+        present = flags.flatten(0, 1) > 0
+        self.centroids = apply_image_updates(self.centroids, slots.flatten(0, 1), present, self.cfg.centroid_momentum)
+        self.centroid_valid = self.centroid_valid | present.any(0)
 
     def count(self, pseudo: torch.Tensor, kept: torch.Tensor, gt: torch.Tensor) -> None:
         c = self.counters

@@ -138,6 +138,28 @@ def batch_class_sums(features: torch.Tensor, labels: torch.Tensor, teacher_pred:
 
 
 @torch.no_grad()
+def image_class_means(features: torch.Tensor, labels: torch.Tensor, teacher_pred: torch.Tensor,
+                      num_classes: int, min_pixels: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image class means (B,C,D) over pixels where label == teacher argmax, and (B,C) bool:
+    the class has at least ``min_pixels`` such pixels in that image (the authors' update statistic)."""
+    size = features.shape[-2:]
+    labels, teacher_pred = _to_size(labels, size), _to_size(teacher_pred, size)
+    agree = torch.where(labels == teacher_pred, labels, IGNORE_INDEX)
+    means, counts = class_feature_means(features, agree, num_classes, min_pixels)
+    return means, counts >= max(min_pixels, 1)
+
+
+@torch.no_grad()
+def apply_image_updates(centroids: torch.Tensor, means: torch.Tensor, present: torch.Tensor,
+                        momentum: float = 1e-4) -> torch.Tensor:
+    """One EMA step per image and present class, image after image (the authors' code): a class seen
+    in k images moves k times, and every image weighs the same whatever its pixel count."""
+    for image_means, image_present in zip(means, present):
+        centroids = ema_centroids(centroids, image_means, image_present, momentum)
+    return centroids
+
+
+@torch.no_grad()
 def ema_centroids(centroids: torch.Tensor, means: torch.Tensor, present: torch.Tensor,
                   momentum: float = 1e-4) -> torch.Tensor:
     """``c <- (1-m) c + m v`` for present classes; the others unchanged (returns a new tensor)."""
