@@ -394,7 +394,7 @@ def test_parse_spec():
         parse_spec("/data/GTA5")
     with pytest.raises(DatasetError, match="no path"):
         parse_spec("gta5:")
-    assert set(DATASETS) == {"gta5", "synthia", "cityscapes", "folder"}
+    assert set(DATASETS) == {"gta5", "synthia", "cityscapes", "folder", "video"}
 
 
 def test_missing_colon_suggests_kind(tmp_path):

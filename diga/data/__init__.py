@@ -1,4 +1,4 @@
-"""The dataset layer: GTA5, SYNTHIA, Cityscapes and plain image folders as (image, label) pairs.
+"""The dataset layer: GTA5, SYNTHIA, Cityscapes, plain image folders and video frames as (image, label) pairs.
 
 ``build_dataset("gta5:/data/GTA5")`` -> a :class:`~diga.data.base.SegmentationDataset` whose items
 are ``(image, label)``: a (3, H, W) uint8 RGB tensor and an (H, W) int64 tensor of trainIds
@@ -33,24 +33,31 @@ from .transforms import (
     TrainTransform,
     normalize,
 )
+from .video import VideoFrameDataset
+from .video_decode import is_video_file
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
     "gta5": GTA5Dataset,
     "synthia": SynthiaDataset,
     "cityscapes": CityscapesDataset,
     "folder": ImageFolderDataset,
+    "video": VideoFrameDataset,
 }
 
 __all__ = [
     "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "CityscapesDataset",
     "DatasetError", "EvalTransform", "GTA5Dataset", "IdMapper", "ImageFolderDataset",
-    "SegmentationDataset", "SynthiaDataset", "TrainTransform", "build_dataset",
+    "SegmentationDataset", "SynthiaDataset", "TrainTransform", "VideoFrameDataset", "build_dataset",
     "decode_image_rgb", "normalize", "parse_spec", "parse_spec_options", "read_image", "read_label",
 ]
 
 
-# Options a spec may carry after the path, ``KIND:PATH?name=value``, per dataset kind.
-SPEC_OPTIONS = {"folder": {"labels": "label_root", "map": "label_map"}}
+# Options a spec may carry after the path, ``KIND:PATH?name=value``, per dataset kind:
+# name -> (dataset keyword, type of the value).
+SPEC_OPTIONS: dict[str, dict[str, tuple[str, type]]] = {
+    "folder": {"labels": ("label_root", Path), "map": ("label_map", Path)},
+    "video": {"fps": ("fps", float)},
+}
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -61,9 +68,10 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     return kind, path
 
 
-def parse_spec_options(spec: str) -> tuple[str, Path, dict[str, Path]]:
+def parse_spec_options(spec: str) -> tuple[str, Path, dict[str, Path | float]]:
     """Like :func:`parse_spec`, plus the spec's options as dataset keywords:
-    ``"folder:/frames?labels=/frames_gt"`` -> ``("folder", Path("/frames"), {"label_root": Path("/frames_gt")})``."""
+    ``"folder:/frames?labels=/frames_gt"`` -> ``("folder", Path("/frames"), {"label_root": Path("/frames_gt")})``,
+    ``"video:drive.mp4?fps=2"`` -> ``("video", Path("drive.mp4"), {"fps": 2.0})``."""
     choices = ", ".join(DATASETS)
     if not isinstance(spec, str) or ":" not in spec:
         hint = ""
@@ -71,6 +79,8 @@ def parse_spec_options(spec: str) -> tuple[str, Path, dict[str, Path]]:
             found = detect_layout(Path(spec).expanduser())
             if found is not None:
                 hint = f"; {spec} looks like a {found[0]} root, so try {found[0]}:{found[1]}"
+            elif is_video_file(spec):
+                hint = f"; for a video use video:{spec}"
             else:
                 hint = f"; for a plain folder of images use folder:{spec}"
         raise DatasetError(
@@ -89,7 +99,7 @@ def parse_spec_options(spec: str) -> tuple[str, Path, dict[str, Path]]:
     return kind, Path(path).expanduser(), options
 
 
-def _split_options(path: str, kind: str, spec: str) -> tuple[str, dict[str, Path]]:
+def _split_options(path: str, kind: str, spec: str) -> tuple[str, dict[str, Path | float]]:
     allowed = SPEC_OPTIONS.get(kind, {})
     if "?" not in path or not allowed:
         return path, {}  # a '?' in a path of a kind without options is part of the path
@@ -99,8 +109,15 @@ def _split_options(path: str, kind: str, spec: str) -> tuple[str, dict[str, Path
         name, sep, value = item.partition("=")
         if name not in allowed or not sep or not value.strip():
             raise DatasetError(f"dataset spec {spec!r}: unknown or empty option {item!r}; {kind} accepts "
-                               + ", ".join(f"?{n}=PATH" for n in allowed))
-        options[allowed[name]] = Path(value).expanduser()
+                               + ", ".join(f"?{n}={'PATH' if t is Path else 'NUMBER'}" for n, (_, t) in allowed.items()))
+        keyword, kind_of_value = allowed[name]
+        if kind_of_value is Path:
+            options[keyword] = Path(value).expanduser()
+        else:
+            try:
+                options[keyword] = kind_of_value(value)
+            except ValueError:
+                raise DatasetError(f"dataset spec {spec!r}: option {name}={value!r} is not a number") from None
     return path, options
 
 

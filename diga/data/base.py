@@ -110,6 +110,13 @@ class SegmentationDataset(Dataset):
             label = F.resize(label[None], [h, w], interpolation=InterpolationMode.NEAREST)[0]
         return label.to(torch.int64)
 
+    def image_size(self, index: int = 0) -> tuple[int, int]:
+        """(H, W) of sample ``index``'s image as stored, from its header (video frames override this)."""
+        from PIL import Image
+
+        with Image.open(self.samples[index][0]) as im:
+            return im.height, im.width
+
     def read_raw_label(self, index: int) -> np.ndarray | None:
         """The raw ids of sample ``index``'s label, before mapping (None if unlabelled)."""
         label_path = self.samples[index][1]

@@ -47,13 +47,7 @@ def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Da
 
 def check_crop_fits(dataset, cfg: StageConfig, spec: str) -> None:
     """Reject a crop larger than the (resized) images: it would train mostly on padding."""
-    from PIL import Image
-
-    if cfg.base_size is not None:
-        h, w = cfg.base_size
-    else:
-        with Image.open(dataset.samples[0][0]) as im:
-            w, h = im.size
+    h, w = cfg.base_size if cfg.base_size is not None else dataset.image_size(0)
     if cfg.crop[0] > h or cfg.crop[1] > w:
         raise ConfigError(
             f"--crop {cfg.crop[0]} {cfg.crop[1]} is larger than the images of {spec} ({h}x{w}"
