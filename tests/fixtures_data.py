@@ -9,18 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# Cityscapes palette by labelId (cityscapesScripts labels.py colours) -- GTA5 label PNGs carry it.
-_CS_COLORS = {
-    0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0), 4: (0, 0, 0), 5: (111, 74, 0),
-    6: (81, 0, 81), 7: (128, 64, 128), 8: (244, 35, 232), 9: (250, 170, 160),
-    10: (230, 150, 140), 11: (70, 70, 70), 12: (102, 102, 156), 13: (190, 153, 153),
-    14: (180, 165, 180), 15: (150, 100, 100), 16: (150, 120, 90), 17: (153, 153, 153),
-    18: (153, 153, 153), 19: (250, 170, 30), 20: (220, 220, 0), 21: (107, 142, 35),
-    22: (152, 251, 152), 23: (70, 130, 180), 24: (220, 20, 60), 25: (255, 0, 0),
-    26: (0, 0, 142), 27: (0, 0, 70), 28: (0, 60, 100), 29: (0, 0, 90), 30: (0, 0, 110),
-    31: (0, 80, 100), 32: (0, 0, 230), 33: (119, 11, 32),
-}
-GTA5_PALETTE = [c for i in range(256) for c in _CS_COLORS.get(i, (0, 0, 0))]
+from diga.classes import label_png_palette
+
+# GTA5 label PNGs carry the official Cityscapes colours by labelId as their palette.
+GTA5_PALETTE = label_png_palette()
 
 
 def write_png16(path: Path, arr: np.ndarray) -> None:
