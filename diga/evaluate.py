@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .classes import IGNORE_INDEX
+from .inference import TrainingScale, check_mode, infer_logits, plan_inference
 
 
 class ConfusionMatrix:
@@ -127,9 +128,13 @@ def evaluate_model(
     amp_dtype: torch.dtype | None = None,
     on_prediction: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
     sharded: bool | None = None,
+    mode: str = "whole",
+    training_scale: TrainingScale | None = None,
 ) -> SegMetrics:
     """mIoU of ``model`` over ``loader`` (uint8 images, full-resolution labels).
 
+    ``mode``: whole, resize, slide or auto (:mod:`diga.inference`, decided per batch from its image
+    size vs ``training_scale``, which resize/slide/auto need); the scales are fused inside each.
     ``on_prediction(images, prediction, labels)`` sees every batch as scored (e.g. to show a few).
     ``sharded``: the loader holds this rank's shard of the dataset, so the confusion matrices
     are summed over the ranks (default: whenever torch.distributed is initialised).
@@ -138,6 +143,10 @@ def evaluate_model(
 
     if sharded is None:
         sharded = torch.distributed.is_available() and torch.distributed.is_initialized()
+    check_mode(mode)
+    if training_scale is None and mode != "whole":
+        raise ValueError(f"mode {mode!r} needs the training_scale (TrainingScale.from_meta of the checkpoint)")
+    scale = training_scale or TrainingScale((1, 1), (1, 1))  # unused by whole
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, device)
@@ -145,9 +154,9 @@ def evaluate_model(
     for images, labels in loader:
         x = normalize(images.to(device, non_blocking=True).float().div_(255))
         labels = labels.to(device, non_blocking=True)
-        logits = fused_logits(model, x, scales, amp_dtype)
-        if logits.shape[-2:] != labels.shape[-2:]:
-            logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        plan = plan_inference(mode, x.shape[-2:], scale)
+        logits = infer_logits(lambda xs: fused_logits(model, xs, scales, amp_dtype), x, plan,
+                              out_size=labels.shape[-2:])
         pred = logits.argmax(1)
         cm.update(pred, labels)
         if on_prediction is not None:

@@ -3,6 +3,9 @@
 Where it lives: ONNX ``metadata_props`` key ``diga`` (JSON); TensorRT engines: a JSON sidecar
 ``<engine>.json`` (e.g. ``model.engine.json``); ``.pt2`` packages: AOTInductor package metadata
 key ``diga`` plus the same ``<package>.json`` sidecar.
+
+The checkpoint part carries the training scale (``train_size``, ``crop``) that the inference modes
+use; ``export.mode`` is the mode the model runs in by default (``diga export --mode``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ def loads(text: str, source: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(meta, dict) or "classes" not in meta or "export" not in meta:
         raise PredictorError(f"{source}: its diga metadata lacks classes/export information; {NO_META_HINT}")
     return meta
+
+
+def default_mode(meta: dict[str, Any]) -> str:
+    """The inference mode (:mod:`diga.inference`) a model runs in unless told otherwise: the one its
+    export recorded (``export.mode``), else ``auto``."""
+    return str(meta.get("export", {}).get("mode") or "auto")
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from ..data import build_dataset
 from ..data.transforms import EvalTransform
 from ..errors import ConfigError
 from ..evaluate import evaluate_model
+from ..inference import TrainingScale, check_mode, plan_inference
 from . import runtime
 from .loaders import eval_loader
 
@@ -23,30 +24,43 @@ def evaluate_checkpoint(
     device: str = "auto", eval_size: tuple[int, int] | None = None, workers: int = 2,
     shard: bool | None = None,
     on_prediction: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    mode: str = "whole", log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a labelled dataset, in the checkpoint's label space.
 
     The protocol is stated in the result: dataset-level confusion matrix (not a per-image
-    average), classes absent from both GT and prediction excluded, scales fused by max.
+    average), classes absent from both GT and prediction excluded, scales fused by max, in the
+    inference ``mode`` of :mod:`diga.inference` (``auto`` decides per image size; ``diga evaluate``
+    defaults to it, the training report keeps ``whole``, the trainer's own protocol). ``log`` is
+    told the mode of the first image before the evaluation starts.
     Under DDP every rank scores its shard unless ``shard=False`` (a caller on one rank only);
     ``on_prediction`` is handed each batch's (images, prediction, labels).
     """
+    try:
+        check_mode(mode, "--mode")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     dev = runtime.resolve_device(device)
     model, meta = load_model(weights, dev)
     space = get_label_space(meta.get("label_space", "cityscapes19"))
     dataset = build_dataset(data, split=split, label_space=space, transform=EvalTransform(eval_size))
     if not getattr(dataset, "has_labels", True):
         raise ConfigError(f"{data} has no labels: cannot evaluate")
+    scale = TrainingScale.from_meta(meta)
+    plan = plan_inference(mode, dataset[0][0].shape[-2:], scale) if len(dataset) else None
+    if plan is not None and log is not None:
+        log(f"mode: {plan.describe()}")
     amp = runtime.amp_dtype(dev, "auto")
     if shard is None:
         shard = runtime.is_distributed()
     loader = eval_loader(dataset, workers, shard=shard)
     metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp,
-                             on_prediction=on_prediction, sharded=shard)
+                             on_prediction=on_prediction, sharded=shard, mode=mode, training_scale=scale)
     result = metrics.as_dict()
     result["label_space"] = space.name
     result["protocol"] = (f"{space.name}: {space.num_classes}-class mIoU over the dataset's confusion matrix, "
-                          f"scales {list(scales)} max-fused")
+                          f"scales {list(scales)} max-fused, mode {mode}")
+    result["mode"] = plan.describe() if plan is not None else mode
     result["extra_miou"] = {}
     if space.name == "synthia16":
         result["extra_miou"]["mIoU (13 classes)"] = metrics.subset_miou(space.subset_indices(SYNTHIA13_CLASSES))

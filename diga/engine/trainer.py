@@ -310,17 +310,26 @@ class Trainer:
         cfg = self.cfg
         if cfg.eval_size or cfg.base_size:
             return tuple(cfg.eval_size or cfg.base_size)
-        for dataset in (self.val_set, getattr(self, "target_set", None), getattr(self, "train_set", None),
-                        getattr(self, "source_set", None)):
-            if dataset is not None and len(dataset):
-                from PIL import Image
+        return self._first_image_size(self.val_set, getattr(self, "target_set", None),
+                                      getattr(self, "train_set", None), getattr(self, "source_set", None))
 
-                with Image.open(dataset.samples[0][0]) as im:
-                    return (im.height, im.width)
-        return tuple(cfg.crop)
+    def train_size(self) -> tuple[int, int]:
+        """The scale training images had before the random rescale and crop (``base_size`` or their own
+        size): what ``--mode resize`` brings other images to and the automatic mode compares against."""
+        if self.cfg.base_size:
+            return tuple(self.cfg.base_size)
+        return self._first_image_size(getattr(self, "target_set", None), getattr(self, "train_set", None),
+                                      getattr(self, "source_set", None))
+
+    def _first_image_size(self, *datasets) -> tuple[int, int]:
+        for dataset in datasets:
+            if dataset is not None and len(dataset):
+                return tuple(dataset.image_size(0))
+        return tuple(self.cfg.crop)
 
     def metadata(self, **extra: Any) -> dict[str, Any]:
         return model_metadata(self.architecture(), self.space.name, input_size=self.inference_size(),
+                              train_size=list(self.train_size()), crop=list(self.cfg.crop),
                               stage=self.stage, source=self.cfg.source, target=self.cfg.target, **extra)
 
     def save_models(self, tag: str, metrics: dict | None = None) -> None:
