@@ -69,26 +69,38 @@ def export_cmd(
 
 @friendly
 def predict_cmd(
-    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images, and/or video files."),
     model: Path = typer.Option(..., "--model", "--weights", help="Checkpoint, .onnx, .engine or .pt2."),
     backend: str = typer.Option("auto", help="auto, torch, onnx, tensorrt or pt2."),
     out: Path = typer.Option(..., help="Output folder."),
     batch: int = typer.Option(4, min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Mask weight of the overlay."),
+    frames: bool = typer.Option(False, "--frames", help="Videos: also write each frame's label PNG "
+                                "(<stem>_frames/<stem>_t<seconds>_labels.png)."),
 ) -> None:
     """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg."""
     from PIL import Image
 
     from diga.export import Predictor, PredictorError
     from diga.export.images import OutputNamer, list_images, read_rgb
+    from diga.export.video import is_video, predict_videos
 
     files = list_images(images, "images")
+    videos = [f for f in files if is_video(f)]  # a video: <stem>_overlay.mp4, streamed frame by frame
+    files = [f for f in files if not is_video(f)]
     predictor = Predictor.load(model, backend=backend, device=None if device == "auto" else device,
                                batch_size=batch)
-    console.print(f"{predictor!r}: {len(files)} image(s) -> {out}", highlight=False, soft_wrap=True)
+    console.print(f"{predictor!r}: {len(files)} image(s)" + (f", {len(videos)} video(s)" if videos else "")
+                  + f" -> {out}", highlight=False, soft_wrap=True)
     out.mkdir(parents=True, exist_ok=True)
     namer = OutputNamer(out)
+    video_failures = predict_videos(
+        predictor, videos, out, namer=namer, alpha=alpha, frames=frames, console=console,
+        log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
+        warn=lambda m: err_console.print(f"[red]error:[/] {m}", highlight=False, soft_wrap=True))
+    if not files:
+        raise typer.Exit(1 if video_failures else 0)
     failed: list[str] = []
     done = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -118,6 +130,8 @@ def predict_cmd(
         err_console.print(f"[red]error:[/] {len(failed)} of {len(files)} image(s) could not be read:", highlight=False, soft_wrap=True)
         for msg in failed:
             err_console.print(f"  {msg}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if video_failures:
         raise typer.Exit(1)
 
 
