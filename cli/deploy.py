@@ -22,6 +22,18 @@ from .options import check_spec
 
 console = Console()
 Size = Optional[tuple[int, int]]
+MODE_HELP = ("Inference mode: whole, resize (to the training scale), slide (windows of the training crop) or auto "
+             "(by image size vs training scale; default unless the export recorded another).")
+PREDICT_FORMATS = ("diga", "cityscapes")
+
+
+def check_mode_option(mode: Optional[str]) -> Optional[str]:
+    """``--mode`` as given (None: the model's default), or a usage error listing the modes."""
+    from diga.inference import MODE_CHOICES
+
+    if mode is not None and mode not in MODE_CHOICES:
+        raise typer.BadParameter(f"{mode!r} is not one of {', '.join(MODE_CHOICES)}", param_hint="--mode")
+    return mode
 
 
 def register(app: typer.Typer) -> None:
@@ -78,19 +90,30 @@ def predict_cmd(
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Mask weight of the overlay."),
     frames: bool = typer.Option(False, "--frames", help="Videos: also write each frame's label PNG "
                                 "(<stem>_frames/<stem>_t<seconds>_labels.png)."),
+    mode: Optional[str] = typer.Option(None, help=MODE_HELP),
+    format: str = typer.Option("diga", "--format", help="diga: <stem>_labels.png (trainIds), _color.png, "
+                               "_overlay.jpg; cityscapes: <stem>.png in Cityscapes labelIds only (for the "
+                               "official evaluation scripts)."),
 ) -> None:
-    """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg."""
+    """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg
+    (--format cityscapes: <stem>.png in labelIds)."""
     from PIL import Image
 
+    from diga.classes import get_label_space
     from diga.export import Predictor, PredictorError
     from diga.export.images import OutputNamer, list_images, read_rgb
     from diga.export.video import is_video, predict_videos
 
+    if format not in PREDICT_FORMATS:
+        raise typer.BadParameter(f"{format!r} is not one of {', '.join(PREDICT_FORMATS)}", param_hint="--format")
     files = list_images(images, "images")
     videos = [f for f in files if is_video(f)]  # a video: <stem>_overlay.mp4, streamed frame by frame
     files = [f for f in files if not is_video(f)]
     predictor = Predictor.load(model, backend=backend, device=None if device == "auto" else device,
-                               batch_size=batch)
+                               batch_size=batch, mode=check_mode_option(mode))
+    label_ids = (get_label_space(predictor.meta.get("label_space", "cityscapes19")).to_cityscapes_label_ids()
+                 if format == "cityscapes" else None)
+    modes_shown: set[str] = set()
     console.print(f"{predictor!r}: {len(files)} image(s)" + (f", {len(videos)} video(s)" if videos else "")
                   + f" -> {out}", highlight=False, soft_wrap=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +142,15 @@ def predict_cmd(
             if not arrays:
                 continue
             for f, pred in zip(chunk, predictor.predict(arrays)):
+                if pred.mode.split()[0] not in modes_shown:  # once per mode, e.g. "mode: resize (image ...)"
+                    modes_shown.add(pred.mode.split()[0])
+                    progress.console.print(f"mode: {pred.mode}", highlight=False, markup=False, soft_wrap=True)
                 stem = namer.stem(f)
+                if label_ids is not None:
+                    Image.fromarray(label_ids[pred.labels], mode="L").save(namer.path(stem, ".png"))
+                    done += 1
+                    progress.advance(task)
+                    continue
                 Image.fromarray(pred.labels, mode="L").save(namer.path(stem, "_labels.png"))
                 Image.fromarray(pred.color).save(namer.path(stem, "_color.png"))
                 Image.fromarray(pred.overlay(alpha)).save(namer.path(stem, "_overlay.jpg"), quality=90)
@@ -152,6 +183,7 @@ def benchmark_cmd(
     calib: Optional[Path] = typer.Option(None, help="Target-domain images to calibrate the INT8 rows on."),
     calib_images: Optional[int] = typer.Option(None, min=1, help="At most this many --calib images (default 100)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the rows as JSON here."),
+    mode: Optional[str] = typer.Option(None, help="Inference mode of the --data mIoU. " + MODE_HELP),
 ) -> None:
     """Latency p50/p90, images/s, peak memory, agreement with PyTorch fp32 (and mIoU on --data), per backend."""
     from diga.export.bench import benchmark
@@ -160,6 +192,7 @@ def benchmark_cmd(
     rows = benchmark(path, names, imgsz=imgsz, batch=batch, warmup=warmup, iters=iters,
                      device=None if device == "auto" else device, data=check_spec(data, "--data"),
                      max_images=max_images, int8=int8, calib=calib, calib_images=calib_images,
+                     mode=check_mode_option(mode),
                      log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     table = Table(title=f"{path.name}: batch {batch}, {rows[0]['imgsz'][0]}x{rows[0]['imgsz'][1]}" if rows else "")
     columns = ["backend", "precision", "status", "device", "file MB", "p50 ms", "p90 ms", "img/s", "peak MB",

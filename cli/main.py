@@ -110,12 +110,17 @@ def evaluate(
     scales: str = typer.Option("1.0,0.5", help="Comma-separated scales, max-fused."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
+    mode: str = typer.Option("auto", help="Inference mode: whole, resize (to the training scale), slide "
+                             "(windows of the training crop) or auto (by image size vs training scale)."),
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset."""
     from diga.engine.evaluation import evaluate_checkpoint
 
+    from .deploy import check_mode_option
+
     metrics = evaluate_checkpoint(weights, check_spec(data, "--data"), split=split,
-                                  scales=_floats(scales, "--scales"), device=device)
+                                  scales=_floats(scales, "--scales"), device=device, mode=check_mode_option(mode),
+                                  log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     table = Table(title=f"{weights.name} on {data} ({metrics['protocol']})")
     table.add_column("class")
     table.add_column("IoU", justify="right")

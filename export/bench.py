@@ -149,7 +149,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
               batch: int = 1, warmup: int = 3, iters: int = 20, device: str | None = None,
               workdir: str | os.PathLike | None = None, data: str | None = None, max_images: int = 100,
               int8: bool = False, calib: str | os.PathLike | None = None, calib_images: int | None = None,
-              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              log: Callable[[str], None] = print, mode: str | None = None) -> list[dict[str, Any]]:
     """One row per backend and precision. A checkpoint is exported (fixed shape ``imgsz`` x
     ``batch``) into ``workdir`` (a temp dir by default) for each non-torch backend, and with
     ``int8`` also INT8-quantised, calibrated on the images in ``calib`` (at most
@@ -157,7 +157,7 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
     ``MODEL.int8.onnx`` beside the checkpoint gets its row. Agreement is the % of pixels whose
     argmax matches the PyTorch fp32 model (needs a checkpoint). With ``data`` (a labelled
     ``KIND:PATH``), each row's mIoU over up to ``max_images`` of its images, through the same
-    Predictor pre- and post-processing."""
+    Predictor pre- and post-processing, in the inference ``mode`` (default: the model's)."""
     from .exporter import DEFAULT_IMGSZ, export_model
     from .images import check_images
     from .metadata import read_export_metadata
@@ -249,7 +249,9 @@ def benchmark(path: str | os.PathLike, backends: Sequence[str] | None = None, im
                 else:
                     row["agreement"] = None
                 if scored is not None:
-                    row["miou"] = predictor_miou(Predictor(backend, batch), scored, max_images)
+                    predictor = Predictor(backend, batch, mode)
+                    row["mode"] = predictor.mode
+                    row["miou"] = predictor_miou(predictor, scored, max_images)
                     row["miou_images"] = min(len(scored), max_images)
                 backend = out = None  # release the session/engine before the next backend
             except Exception as e:  # one failing backend must not hide the others
