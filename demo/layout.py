@@ -18,6 +18,7 @@ import gradio as gr
 from .inputs import MAX_PIXELS
 from .logic import (
     IDLE_STATUS,
+    IDLE_VIDEO_STATUS,
     MAX_IMAGES,
     DemoLogic,
     deep_link,
@@ -26,6 +27,7 @@ from .logic import (
     image_choices,
     make_output_dir,
     md,
+    segment_video,
     selected_example,
 )
 
@@ -80,6 +82,31 @@ def rerender(logic: DemoLogic, state: dict | None, index: Any, alpha: float, com
         log.exception("rerender failed")
         toast_warning(f"Could not update the view: {type(e).__name__}")
         return [state, *view_values(logic, empty_view())]
+
+
+def segment_video_request(logic: DemoLogic, video, alpha: float = 0.5) -> list:
+    """Segment an uploaded video: [overlay video path or None, status markdown]."""
+    try:
+        return list(segment_video(logic.predictor, video, logic.new_request_dir(), alpha=alpha,
+                                  model_name=logic.model_name, max_pixels=logic.max_pixels))
+    except Exception as e:  # noqa: BLE001 - last line of defence: a message, never a traceback
+        log.exception("segment_video failed")
+        return [None, md(failure_message("Something went wrong", e))]
+
+
+def video_tab(logic: DemoLogic, alpha: gr.Slider, model_events: dict[str, Any]) -> None:
+    """The Video tab: upload a short clip, get the overlay video (same fps and size, no sound)."""
+    with gr.Tab("Video", elem_id="diga-video-tab"):
+        with gr.Row():
+            video_in = gr.Video(label="Street video", sources=["upload"], include_audio=True, height=260,
+                                elem_id="diga-video-in")
+            video_out = gr.Video(label="Overlay", interactive=False, autoplay=True, loop=True, height=260,
+                                 elem_id="diga-video-out")
+        video_status = gr.Markdown(IDLE_VIDEO_STATUS, elem_id="diga-video-status")
+        video_btn = gr.Button("Segment video", variant="primary", elem_id="diga-video-run")
+    on_video = partial(segment_video_request, logic)
+    video_btn.click(on_video, [video_in, alpha], [video_out, video_status], api_name="segment_video",
+                    **model_events)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,6 +217,7 @@ def build_app(
             return [*on_segment([example_paths[idx]], a, want), want]
 
         model_events = dict(concurrency_limit=concurrency, concurrency_id="model")
+        video_tab(logic, alpha, model_events)
         run_btn.click(on_segment, [files, alpha, compare], seg_outputs, api_name="segment", **model_events)
         files.upload(on_segment, [files, alpha, compare], seg_outputs, api_visibility="private", **model_events)
         if gallery is not None:

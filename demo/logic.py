@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGES = 8
 IDLE_STATUS = "Upload one or several street images, or click an example."
+# A video request holds a worker for its whole length: the demo segments short clips only.
+MAX_VIDEO_SECONDS = 30.0
+MAX_VIDEO_FRAMES = 600
+IDLE_VIDEO_STATUS = (f"Upload a short street video: the first {MAX_VIDEO_SECONDS:g} s (at most {MAX_VIDEO_FRAMES} "
+                     "frames) are segmented, the sound is dropped. For longer videos use `diga predict VIDEO`.")
 
 Notify = Callable[[str], None]
 
@@ -152,6 +157,39 @@ def run_model(predictor, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], fl
         if lab.shape != a.shape[:2]:
             raise RuntimeError(f"the predictor returned a {lab.shape} mask for a {a.shape[:2]} image")
     return labels, ms
+
+
+def segment_video(predictor, upload: Any, request_dir: Path, *, alpha: float = 0.5, model_name: str | None = None,
+                  max_seconds: float = MAX_VIDEO_SECONDS, max_frames: int = MAX_VIDEO_FRAMES,
+                  max_pixels: int = MAX_PIXELS) -> tuple[str | None, str]:
+    """(overlay video path or None, status markdown) of an uploaded video, through the same
+    :func:`diga.export.video.predict_video` as ``diga predict``: the first ``max_seconds`` /
+    ``max_frames`` only, frames of at most ``max_pixels``. Bad input becomes a message naming the file."""
+    from diga.export.errors import PredictorError
+    from diga.export.video import predict_video
+
+    path = as_upload_path(upload)
+    if not path:
+        return None, IDLE_VIDEO_STATUS
+    name = Path(path).name
+
+    def named(text: str) -> str:  # the upload's name, never the server's folder
+        return text.replace(str(path), name)
+
+    try:
+        result = predict_video(predictor, path, request_dir, alpha=alpha, show_progress=False,
+                               max_frames=max_frames, max_seconds=max_seconds, max_pixels=max_pixels)
+    except PredictorError as e:
+        return None, status_markdown("The video could not be segmented.", [], [named(str(e))])
+    except Exception as e:  # noqa: BLE001 - shown as one line; the traceback goes to the log
+        log.exception("video inference failed")
+        return None, status_markdown(failure_message("Inference failed", e), [], [])
+    h, w = result.size
+    rate = f", {float(result.rate):.3g} fps" if result.rate else ""
+    head = (f"Segmented **{result.frames}** frames of `{md(name)}` ({w}×{h}{rate}) with "
+            f"`{md(model_name or 'the model')}`.")
+    return str(result.overlay), status_markdown(head, [named(n) for n in result.notes],
+                                                [named(p) for p in result.problems])
 
 
 # ----------------------------------------------------------------------------------------------
