@@ -119,15 +119,6 @@ class LabelSpace:
             lut[i] = label_id[name]
         return lut
 
-    def to_cityscapes_label_ids(self) -> np.ndarray:
-        """A 256-entry LUT from this space's trainIds to official Cityscapes labelIds (what the
-        Cityscapes evaluation scripts read); ignore and unknown ids -> 0 (unlabeled)."""
-        label_id = {CITYSCAPES_CLASSES[train]: raw for raw, train in CITYSCAPES_ID_TO_TRAINID.items()}
-        lut = np.zeros(256, dtype=np.uint8)
-        for i, name in enumerate(self.classes):
-            lut[i] = label_id[name]
-        return lut
-
     def subset_indices(self, classes: tuple[str, ...]) -> list[int]:
         """Indices of ``classes`` in this space (e.g. the SYNTHIA 13 inside the 16)."""
         return [self.classes.index(c) for c in classes]
