@@ -20,7 +20,8 @@ CONFIG = typer.Option(
          "instead of a preset; options given alongside override its values.")
 PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
 SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia, cityscapes, folder).")
-TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' for your own).")
+TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' or 'video:FILE[?fps=2]' "
+                      "for your own).")
 VAL = typer.Option(None, help="Labelled target validation data, KIND:PATH (optional).")
 MODEL = typer.Option(None, help="Architecture (see `diga info`).")
 STEPS = typer.Option(None, min=0, help="Training steps.")
