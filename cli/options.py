@@ -55,6 +55,17 @@ LOSS_NORM = typer.Option(None, help=(
     "Cross-entropy normalisation: all (sum over labelled pixels / every pixel, ignored ones included: "
     "the authors' code and the paper preset; sparse labels weigh less) or valid (/ labelled pixels; "
     "cpu and gpu presets)."))
+BASE_RESIZE = typer.Option(None, help=(
+    "How training images reach the base size: cover (one factor for both sides, the smallest that covers "
+    "it: the aspect ratio is kept, as the authors' per-dataset sizes keep it; paper preset) or stretch "
+    "(resized to it exactly; cpu and gpu presets)."))
+CROP_FILL = typer.Option(None, help=(
+    "Where a randomly scaled image is smaller than the crop: stretch (the whole image resized to the crop: "
+    "the authors' code and the paper preset), pad (image 0, label ignore; cpu and gpu presets) or rescale "
+    "(scaled up, aspect kept, just enough for the crop to fit: no padding)."))
+DISTIL_RESOLUTION = typer.Option(None, help=(
+    "Symmetric distillation computed on logits upsampled to the crop (crop: bilinear, align_corners=True, "
+    "the authors' code and the paper preset) or at the network's output stride (output: cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

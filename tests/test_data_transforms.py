@@ -119,3 +119,66 @@ def test_dataset_with_train_transform(tmp_path):
         raw = image[0].long()  # fixture: red channel = raw id
         expected = raw.clone().apply_(lambda v: lut[v])
         assert torch.equal(label, expected)
+
+
+def _ramp_pair(h: int, w: int):
+    """Horizontal bands 8 rows high of labels 0 and 18 (no label between: a bilinear resize would
+    make some), image red = 10 * label."""
+    label = (torch.arange(h) // 8 % 2 * 18)[:, None].expand(h, w).long()
+    image = torch.stack([label * 10, label * 0, label * 0]).to(torch.uint8)
+    return image, label
+
+
+@pytest.mark.parametrize("size", [(96, 72), (72, 128)])  # 3:4 and 16:9
+def test_base_resize_cover_keeps_the_aspect_ratio_and_covers_the_base_size(size):
+    from diga.data.transforms import covering_size
+
+    image, label = _ramp_pair(*size)
+    h, w = covering_size(size, (60, 80))
+    assert h >= 60 and w >= 80 and (h == 60 or w == 80)
+    assert abs(h / w - size[0] / size[1]) < 0.02  # aspect kept (up to rounding)
+    t = TrainTransform(crop=(60, 80), scale=(1.0, 1.0), base_size=(60, 80), base_resize="cover",
+                       crop_fill="pad", hflip=False)
+    torch.manual_seed(0)
+    img, lab = t(image, label)
+    assert img.shape == (3, 60, 80) and not (lab == 255).any()
+
+
+@pytest.mark.parametrize("size", [(96, 72), (72, 128)])  # 3:4 and 16:9
+def test_crop_fill_rescale_never_pads_and_keeps_the_aspect_ratio(size, monkeypatch):
+    from diga.data import transforms
+
+    image, label = _ramp_pair(*size)
+    seen = []
+    resize = transforms._resize_pair
+    monkeypatch.setattr(transforms, "_resize_pair", lambda i, m, s: seen.append(tuple(s)) or resize(i, m, s))
+    t = TrainTransform(crop=(80, 100), scale=(0.5, 0.9), crop_fill="rescale", hflip=False)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        seen.clear()
+        img, lab = t(image, label)
+        assert img.shape == (3, 80, 100) and lab.shape == (80, 100)
+        assert not (lab == 255).any(), seed  # no ignore padding
+        assert set(lab.unique().tolist()) <= {0, 18}  # labels resized with nearest neighbour
+        assert (img[0].long() - lab * 10).abs().le(90).float().mean() > 0.85  # and aligned with the image
+        scaled, fitted = seen  # the random scale, then the rescale up to the crop
+        assert fitted[0] >= 80 and fitted[1] >= 100 and (fitted[0] == 80 or fitted[1] == 100)
+        assert abs(fitted[0] / fitted[1] - scaled[0] / scaled[1]) < 0.02  # one factor for both sides
+
+
+def test_crop_fill_stretch_resizes_the_whole_small_image_to_the_crop_and_pad_pads():
+    image, label = _ramp_pair(40, 60)
+    stretch = TrainTransform(crop=(48, 64), scale=(1.0, 1.0), crop_fill="stretch", hflip=False)
+    img, lab = stretch(image, label)
+    assert img.shape == (3, 48, 64) and not (lab == 255).any()
+    assert lab[0, 0] == 0 and lab[-1, 0] == label[-1, 0]  # the whole image: first and last bands
+    assert set(lab.unique().tolist()) == {0, 18}
+    padded = TrainTransform(crop=(48, 64), scale=(1.0, 1.0), crop_fill="pad", hflip=False)(image, label)[1]
+    assert (padded == 255).sum() == 48 * 64 - 40 * 60
+
+
+def test_geometry_options_are_checked():
+    with pytest.raises(ValueError, match="crop_fill must be one of"):
+        TrainTransform(crop=(8, 8), crop_fill="zoom")
+    with pytest.raises(ValueError, match="base_resize must be one of"):
+        TrainTransform(crop=(8, 8), base_resize="fit")

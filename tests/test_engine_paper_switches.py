@@ -18,6 +18,9 @@ SWITCHES = [
     ("warmup_target_bn", True, False, "--warmup-target-bn", ("warmup", "adapt")),
     ("backbone_bn_affine", "frozen", "train", "--backbone-bn-affine", ("warmup", "selftrain", "adapt")),
     ("centroid_update", "image", "batch", "--centroid-update", ("selftrain", "adapt")),
+    ("base_resize", "cover", "stretch", "--base-resize", ("warmup", "selftrain", "adapt")),
+    ("crop_fill", "stretch", "pad", "--crop-fill", ("warmup", "selftrain", "adapt")),
+    ("distil_resolution", "crop", "output", "--distil-resolution", ("warmup", "selftrain", "adapt")),
 ]
 
 
@@ -96,3 +99,20 @@ def test_frozen_backbone_bn_affine_stays_out_of_the_optimiser():
     assert head_bn.weight.requires_grad and id(head_bn.weight) in listed  # the head's norms still train
     frozen.train()(torch.rand(1, 3, 32, 32))
     assert int(bns[0].num_batches_tracked) == 1  # still batch statistics in training
+
+
+def test_the_geometry_settings_reach_the_training_transform():
+    from diga.engine.loaders import train_transform
+
+    t = train_transform(preset("paper").replace(crop_fill="rescale"))
+    assert (t.base_resize, t.crop_fill, t.base_size) == ("cover", "rescale", (720, 1280))
+    t = train_transform(preset("gpu"))
+    assert (t.base_resize, t.crop_fill) == ("stretch", "pad")
+
+
+def test_distillation_at_crop_resolution_changes_the_warmup_loss(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(warmup_target_bn=False)
+    _, crop = _one_step(cfg.replace(distil_resolution="crop"), tmp_path / "crop")
+    _, output = _one_step(cfg.replace(distil_resolution="output"), tmp_path / "output")
+    assert torch.equal(crop["seg"], output["seg"])  # same data, same model: only the distillation differs
+    assert not torch.isclose(crop["distil"], output["distil"])

@@ -85,3 +85,39 @@ def test_seg_ce_rejects_an_unknown_norm():
 
     with pytest.raises(ValueError, match="norm must be one of all, valid"):
         seg_ce(_px([0.0, 1.0]), torch.tensor([[[0]]]), norm="pixels")
+
+
+def test_distillation_at_crop_resolution_is_an_explicit_upsample_then_the_loss():
+    from diga.method import distillation_from_logits
+    from diga.method.losses import distillation_size
+
+    # 2 classes on a 1x2 output: the student disagrees with the teacher on one pixel only
+    s_clean = torch.tensor([[[[0.0, 0.0]], [[0.0, 2.0]]]])
+    s_mix = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]]]])
+    t_clean = torch.tensor([[[[4.0, 0.0]], [[0.0, 0.0]]]])
+    t_mix = torch.tensor([[[[0.0, 0.0]], [[0.0, 4.0]]]])
+    at_output = distillation_from_logits(s_clean, s_mix, t_clean, t_mix, size=distillation_size("output", (1, 4)))
+    expected_output = symmetric_distillation(s_clean, s_mix, t_clean.softmax(1), t_mix.softmax(1))
+    assert math.isclose(at_output.item(), expected_output.item(), rel_tol=1e-6)
+
+    crop = distillation_size("crop", torch.Size([1, 4]))
+    assert crop == (1, 4)
+    at_crop = distillation_from_logits(s_clean, s_mix, t_clean, t_mix, size=crop)
+    # align_corners=True on 2 -> 4 columns: the samples sit at 0, 1/3, 2/3, 1 of the way between the pixels
+    w = torch.tensor([0.0, 1 / 3, 2 / 3, 1.0])
+
+    def up(v):
+        return v[..., :1] * (1 - w) + v[..., 1:] * w
+
+    expected_crop = symmetric_distillation(up(s_clean), up(s_mix), up(t_clean).softmax(1), up(t_mix).softmax(1))
+    assert math.isclose(at_crop.item(), expected_crop.item(), rel_tol=1e-6)
+    assert abs(at_crop.item() - at_output.item()) > 1e-3  # the two resolutions give different losses
+
+
+def test_distillation_resolution_is_checked():
+    import pytest
+
+    from diga.method.losses import distillation_size
+
+    with pytest.raises(ValueError, match="distil_resolution must be one of"):
+        distillation_size("full", (4, 4))

@@ -8,6 +8,7 @@ Photometric augmentation and normalisation happen later, batched on the GPU (:fu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -60,21 +61,50 @@ def _unwrap(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torc
     return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).to(torch.int64)
 
 
+# How a training image is brought to the base size: resized to it exactly (aspect ratio changed), or
+# by one factor, the smallest that makes it cover the base size (aspect ratio kept).
+BASE_RESIZES = ("cover", "stretch")
+# What the crop does where the randomly scaled image is smaller than it: pad (image 0, label 255 =
+# ignore), stretch the whole image to the crop (the authors' code), or rescale the image, aspect kept,
+# just enough for the crop to fit.
+CROP_FILLS = ("stretch", "pad", "rescale")
+
+
+def _resize_pair(img: tv_tensors.Image, mask: tv_tensors.Mask,
+                 size: list[int]) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    """Image resized with antialiased bilinear filtering, label with nearest neighbour."""
+    return (F.resize(img, size, antialias=True),
+            F.resize(mask, size, interpolation=InterpolationMode.NEAREST))
+
+
+def covering_size(size: tuple[int, int], base: tuple[int, int]) -> tuple[int, int]:
+    """``size`` (height, width) scaled by the one factor that makes it just cover ``base``."""
+    (h, w), (bh, bw) = size, base
+    factor = max(bh / h, bw / w)
+    return max(bh, math.ceil(h * factor - 1e-6)), max(bw, math.ceil(w * factor - 1e-6))
+
+
 class TrainTransform:
-    """Optional resize to ``base_size``, random rescale by a factor in ``scale``, random crop of
-    ``crop`` (padding image with 0 and label with 255 where the image is smaller), random
-    horizontal flip. Sizes are (height, width). Randomness comes from ``torch``'s generator
-    (seeded per DataLoader worker)."""
+    """Optional resize to ``base_size`` (exactly, ``base_resize="stretch"``, or keeping the aspect
+    ratio, ``"cover"``), random rescale by a factor in ``scale``, random crop of ``crop`` (where the
+    image is smaller: ``crop_fill``, see CROP_FILLS), random horizontal flip. Sizes are (height,
+    width). Randomness comes from ``torch``'s generator (seeded per DataLoader worker)."""
 
     def __init__(self, crop: tuple[int, int] | int, scale: tuple[float, float] = (0.5, 1.5),
-                 base_size: tuple[int, int] | None = None, hflip: bool = True):
+                 base_size: tuple[int, int] | None = None, hflip: bool = True,
+                 base_resize: str = "stretch", crop_fill: str = "pad"):
         self.crop = _pair_size(crop, "crop")
         self.base_size = _pair_size(base_size, "base_size")
         lo, hi = (float(s) for s in scale)
         if not 0 < lo <= hi:
             raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale!r}")
+        if base_resize not in BASE_RESIZES:
+            raise ValueError(f"base_resize must be one of {', '.join(BASE_RESIZES)}, got {base_resize!r}")
+        if crop_fill not in CROP_FILLS:
+            raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}, got {crop_fill!r}")
         self.scale = (lo, hi)
         self.hflip = hflip
+        self.base_resize, self.crop_fill = base_resize, crop_fill
         self._crop = v2.RandomCrop(self.crop, pad_if_needed=True,
                                    fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX})
 
@@ -82,23 +112,33 @@ class TrainTransform:
                  label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         img, mask = _wrap(image, label)
         if self.base_size is not None:
-            img = F.resize(img, list(self.base_size), antialias=True)
-            mask = F.resize(mask, list(self.base_size), interpolation=InterpolationMode.NEAREST)
+            size = self.base_size
+            if self.base_resize == "cover":
+                size = covering_size(tuple(img.shape[-2:]), self.base_size)
+            if tuple(img.shape[-2:]) != size:
+                img, mask = _resize_pair(img, mask, list(size))
         lo, hi = self.scale
         factor = lo + (hi - lo) * float(torch.rand(()))
         if factor != 1.0:
             h, w = img.shape[-2:]
-            size = [max(1, round(h * factor)), max(1, round(w * factor))]
-            img = F.resize(img, size, antialias=True)
-            mask = F.resize(mask, size, interpolation=InterpolationMode.NEAREST)
+            img, mask = _resize_pair(img, mask, [max(1, round(h * factor)), max(1, round(w * factor))])
+        img, mask = self._fill(img, mask)
         img, mask = self._crop(img, mask)
         if self.hflip and float(torch.rand(())) < 0.5:
             img, mask = F.horizontal_flip(img), F.horizontal_flip(mask)
         return _unwrap(img, mask)
 
+    def _fill(self, img: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        """An image smaller than the crop, stretched or rescaled to fit it (``pad``: left to the crop)."""
+        h, w = img.shape[-2:]
+        if self.crop_fill == "pad" or (h >= self.crop[0] and w >= self.crop[1]):
+            return img, mask
+        size = self.crop if self.crop_fill == "stretch" else covering_size((h, w), self.crop)
+        return _resize_pair(img, mask, list(size))
+
     def __repr__(self) -> str:
-        return (f"TrainTransform(crop={self.crop}, scale={self.scale}, "
-                f"base_size={self.base_size}, hflip={self.hflip})")
+        return (f"TrainTransform(crop={self.crop}, scale={self.scale}, base_size={self.base_size}, "
+                f"hflip={self.hflip}, base_resize={self.base_resize!r}, crop_fill={self.crop_fill!r})")
 
 
 class EvalTransform:

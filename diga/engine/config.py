@@ -74,6 +74,9 @@ class StageConfig:
     backbone_bn_affine: str = "frozen"  # backbone BatchNorm scale/shift frozen (authors) or trained
     centroid_update: str = "image"  # self-training: one EMA step per image and class (authors) or per batch
     centroid_min_pixels: int = 5  # centroid_update "image": agreeing pixels (at 1/8) an image needs for a class
+    base_resize: str = "cover"  # to base_size keeping the aspect ratio (covering it), or stretched to it exactly
+    crop_fill: str = "stretch"  # image smaller than the crop: stretched to it (authors), padded with ignore, rescaled
+    distil_resolution: str = "crop"  # distillation on logits upsampled to the crop (authors) or at the output stride
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -163,6 +166,9 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "loss_norm": ("all", "valid"),
     "backbone_bn_affine": ("frozen", "train"),
     "centroid_update": ("image", "batch"),
+    "base_resize": ("cover", "stretch"),
+    "crop_fill": ("stretch", "pad", "rescale"),
+    "distil_resolution": ("crop", "output"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -172,6 +178,9 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     warmup_target_bn=False,
     backbone_bn_affine="train",
     centroid_update="batch",
+    base_resize="stretch",
+    crop_fill="pad",
+    distil_resolution="output",
 )
 
 # Presets are overrides of the paper defaults.

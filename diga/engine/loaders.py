@@ -38,9 +38,15 @@ class InfiniteSampler(Sampler[int]):
             epoch, offset = epoch + 1, 0
 
 
+def train_transform(cfg: StageConfig) -> TrainTransform:
+    """The geometric training augmentation the settings describe (source, target and pseudo-labelled sets)."""
+    return TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size, base_resize=cfg.base_resize,
+                          crop_fill=cfg.crop_fill)
+
+
 def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
-    transform = TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size)
-    dataset = build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space), transform=transform, **kw)
+    dataset = build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space),
+                            transform=train_transform(cfg), **kw)
     check_crop_fits(dataset, cfg, spec)
     return dataset
 

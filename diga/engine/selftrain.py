@@ -6,11 +6,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from ..data.transforms import TrainTransform
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..method.augment import augment_and_blend
-from ..method.losses import seg_ce, symmetric_distillation
+from ..method.losses import distillation_from_logits, distillation_size, seg_ce
 from ..method.mix import target_cross_mix
 from ..method.prototypes import (
     apply_centroid_update,
@@ -23,7 +22,7 @@ from ..method.prototypes import (
     select_threshold,
 )
 from . import runtime
-from .loaders import infinite_loader
+from .loaders import infinite_loader, train_transform
 from .pseudolabels import PseudoLabelled, load_centroids, split_combined
 from .source_branch import SourceBranch
 from .state import TrainState
@@ -45,8 +44,7 @@ class SelfTrainer(Trainer):
         self.branch = SourceBranch(cfg, self.space)
         # inference_size() looks at these when no size is configured
         self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
-        transform = TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size)
-        self.pseudo_set = PseudoLabelled(cfg.pseudo_labels, self.space, transform, size=cfg.base_size)
+        self.pseudo_set = PseudoLabelled(cfg.pseudo_labels, self.space, train_transform(cfg), size=cfg.base_size)
         self.centroids, self.centroid_valid = load_centroids(cfg.centroids, self.device)
         zero = torch.zeros((), device=self.device)
         self.counters = {k: zero.clone() for k in ("pseudo", "kept", "kept_gt", "kept_correct")}
@@ -137,9 +135,10 @@ class SelfTrainer(Trainer):
         t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen)
         s_logits = self.forward(torch.cat([x, x_mix, t_mix]))[0].float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
-        t_clean, t_mixp = t_logits[:n].softmax(1), t_logits[n:2 * n].softmax(1)
+        distil = distillation_from_logits(s_clean, s_mix, t_logits[:n], t_logits[n:2 * n],
+                                          size=distillation_size(cfg.distil_resolution, x.shape[-2:]))
         losses = {"seg": seg_ce(s_clean, y, norm=cfg.loss_norm), "mix": seg_ce(s_tmix, y_mix, norm=cfg.loss_norm),
-                  "distil": symmetric_distillation(s_clean, s_mix, t_clean, t_mixp)}
+                  "distil": distil}
         losses["loss"] = losses["seg"] + losses["mix"] + cfg.distil_weight * losses["distil"]
         self._vis = {"target": t, "pseudo-label": pseudo, "selected": kept, "target mix": t_mix,
                      "mixed label": y_mix, "prediction": s_tmix, "ground truth": gt}

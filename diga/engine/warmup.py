@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..method.losses import seg_ce, symmetric_distillation
+from ..method.losses import distillation_from_logits, distillation_size, seg_ce
 from .source_branch import SourceBranch
 from .trainer import Trainer
 from .visualize import save_grid
@@ -35,9 +35,9 @@ class WarmupTrainer(Trainer):
         return super().run()
 
     def distillation(self, s_clean, s_mix, x, x_mix) -> torch.Tensor:
-        t_logits = self.teacher_forward(torch.cat([x, x_mix]), features=False)[0].float()
-        t_clean, t_mix = t_logits.softmax(1).chunk(2)
-        return symmetric_distillation(s_clean.float(), s_mix.float(), t_clean, t_mix)
+        t_clean, t_mix = self.teacher_forward(torch.cat([x, x_mix]), features=False)[0].float().chunk(2)
+        size = distillation_size(self.cfg.distil_resolution, x.shape[-2:])
+        return distillation_from_logits(s_clean, s_mix, t_clean, t_mix, size=size)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         xs, ys = next(self.source)

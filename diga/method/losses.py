@@ -41,3 +41,26 @@ def symmetric_distillation(s_clean: torch.Tensor, s_mix: torch.Tensor, t_prob_cl
                            t_prob_mix: torch.Tensor, reverse_weight: float = 0.5) -> torch.Tensor:
     """``CE(p_T(x) -> S(x_mix)) + reverse_weight * CE(p_T(x_mix) -> S(x))``."""
     return soft_cross_entropy(s_mix, t_prob_clean) + reverse_weight * soft_cross_entropy(s_clean, t_prob_mix)
+
+
+DISTIL_RESOLUTIONS = ("crop", "output")
+
+
+def distillation_size(resolution: str, crop: tuple[int, int] | torch.Size) -> tuple[int, int] | None:
+    """The size :func:`distillation_from_logits` works at: the crop's (``"crop"``) or the logits' own (``None``)."""
+    if resolution not in DISTIL_RESOLUTIONS:
+        raise ValueError(f"distil_resolution must be one of {', '.join(DISTIL_RESOLUTIONS)}, got {resolution!r}")
+    return (int(crop[0]), int(crop[1])) if resolution == "crop" else None
+
+
+def distillation_from_logits(s_clean: torch.Tensor, s_mix: torch.Tensor, t_clean: torch.Tensor,
+                             t_mix: torch.Tensor, size: tuple[int, int] | None = None,
+                             reverse_weight: float = 0.5) -> torch.Tensor:
+    """:func:`symmetric_distillation` from student and teacher logits. ``size``: all four are first
+    upsampled bilinearly to it with ``align_corners=True`` and the teacher's softmax taken there (the
+    authors' code, at crop resolution); ``None``: at the logits' own resolution (the output stride)."""
+    logits = [s_clean, s_mix, t_clean, t_mix]
+    if size is not None and tuple(s_clean.shape[-2:]) != tuple(size):
+        logits = [F.interpolate(v.float(), size=tuple(size), mode="bilinear", align_corners=True) for v in logits]
+    s_clean, s_mix, t_clean, t_mix = (v.float() for v in logits)
+    return symmetric_distillation(s_clean, s_mix, t_clean.softmax(1), t_mix.softmax(1), reverse_weight)
