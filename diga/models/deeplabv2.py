@@ -12,7 +12,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from ..errors import ConfigError
 from .head import ASPPHead
 from .registry import register
-from .weights import load_backbone_weights
+from .weights import load_backbone_weights, with_imagenet_weights
 
 
 class DeepLabV2(nn.Module):
@@ -53,7 +53,11 @@ def _resnet_deeplab(
     if pretrained == "imagenet":
         weights = {"resnet101": resnet.ResNet101_Weights.IMAGENET1K_V1,
                    "resnet50": resnet.ResNet50_Weights.IMAGENET1K_V1}[arch]
-    net = getattr(resnet, arch)(weights=weights, replace_stride_with_dilation=dilate)
+    build = getattr(resnet, arch)
+    if weights is not None:
+        net = with_imagenet_weights(build, weights, replace_stride_with_dilation=dilate)
+    else:
+        net = build(weights=None, replace_stride_with_dilation=dilate)
     if pretrained not in (None, "imagenet"):
         load_backbone_weights(net, pretrained)
     backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
+from torchvision.models import WeightsEnum
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DigaError
+
+
+def torchvision_cache_dir() -> Path:
+    """Where torchvision keeps downloaded weights: ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def with_imagenet_weights(build: Callable[..., nn.Module], weights: WeightsEnum, **kwargs) -> nn.Module:
+    """``build(weights=weights, **kwargs)``; a failed download is a DigaError that says how to work offline."""
+    try:
+        return build(weights=weights, **kwargs)
+    except OSError as e:  # URLError, HTTPError, socket errors and unwritable caches are all OSErrors
+        name = os.path.basename(urlparse(weights.url).path)
+        raise DigaError(
+            f"--pretrained imagenet: could not get the torchvision ImageNet weights {name} ({e}); without "
+            f"internet, copy {name} (same name) into {torchvision_cache_dir()} (the torchvision cache, "
+            f"$TORCH_HOME/hub/checkpoints), give a backbone state dict with --pretrained FILE, or train from "
+            "scratch with --pretrained none"
+        ) from None
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
