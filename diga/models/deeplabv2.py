@@ -44,7 +44,7 @@ class DeepLabV2(nn.Module):
 
 def _resnet_deeplab(
     arch: str, num_classes: int, pretrained: str | Path | None, output_stride: int,
-    head_channels: int = 256, dilations: tuple[int, ...] = (6, 12, 18, 24),
+    head_channels: int = 256, dilations: tuple[int, ...] = (6, 12, 18, 24), head_norm: str = "bn",
 ) -> DeepLabV2:
     if output_stride not in (8, 16):
         raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
@@ -61,19 +61,21 @@ def _resnet_deeplab(
     if pretrained not in (None, "imagenet"):
         load_backbone_weights(net, pretrained)
     backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
-    head = ASPPHead(2048, num_classes, head_channels, dilations)
+    head = ASPPHead(2048, num_classes, head_channels, dilations, norm=head_norm)
     return DeepLabV2(backbone, head, output_stride)
 
 
 @register("deeplabv2_resnet101")
-def deeplabv2_resnet101(num_classes: int = 19, pretrained=None, output_stride: int = 8) -> DeepLabV2:
+def deeplabv2_resnet101(num_classes: int = 19, pretrained=None, output_stride: int = 8,
+                        head_norm: str = "bn") -> DeepLabV2:
     """The paper's network: ResNet-101, output stride 8, 256-d ASPP/SE head."""
-    return _resnet_deeplab("resnet101", num_classes, pretrained, output_stride)
+    return _resnet_deeplab("resnet101", num_classes, pretrained, output_stride, head_norm=head_norm)
 
 
 @register("deeplabv2_resnet50")
-def deeplabv2_resnet50(num_classes: int = 19, pretrained=None, output_stride: int = 8) -> DeepLabV2:
-    return _resnet_deeplab("resnet50", num_classes, pretrained, output_stride)
+def deeplabv2_resnet50(num_classes: int = 19, pretrained=None, output_stride: int = 8,
+                       head_norm: str = "bn") -> DeepLabV2:
+    return _resnet_deeplab("resnet50", num_classes, pretrained, output_stride, head_norm=head_norm)
 
 
 class LightResNet(nn.Module):
@@ -127,7 +129,7 @@ def _dilated_block(width: int, dilation: int) -> resnet.BasicBlock:
 
 @register("deeplabv2_light")
 def deeplabv2_light(num_classes: int = 19, pretrained=None, head_channels: int = 64,
-                    output_stride: int = 8) -> DeepLabV2:
+                    output_stride: int = 8, head_norm: str = "bn") -> DeepLabV2:
     """Half-width ResNet-18 layout, output stride 8, 64-d head: the CPU preset's network."""
     if pretrained == "imagenet":
         raise ConfigError(
@@ -137,5 +139,5 @@ def deeplabv2_light(num_classes: int = 19, pretrained=None, head_channels: int =
     backbone = LightResNet(output_stride=output_stride)
     if pretrained is not None:
         load_backbone_weights(backbone, pretrained)
-    head = ASPPHead(backbone.out_channels, num_classes, head_channels, dilations=(1, 2, 3, 4))
+    head = ASPPHead(backbone.out_channels, num_classes, head_channels, dilations=(1, 2, 3, 4), norm=head_norm)
     return DeepLabV2(backbone, head, output_stride=output_stride)
