@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 # "bn": BatchNorm + ReLU after every conv; "gn": the authors' layout, GroupNorm(32) after convs with
 # a bias, no ReLU after the bottleneck, a classifier without bias and the feature taken after dropout.
 HEAD_NORMS = ("gn", "bn")
