@@ -15,6 +15,8 @@ from typing import Any
 
 import gradio as gr
 
+from diga.inference import AUTO, MODE_CHOICES
+
 from .inputs import MAX_PIXELS
 from .logic import (
     IDLE_STATUS,
@@ -60,10 +62,10 @@ def view_values(logic: DemoLogic, v: dict[str, Any]) -> list:
             v["before"], v["after"], v["legend"] or logic.empty_legend(), v["plot"], v["runtime"]]
 
 
-def segment(logic: DemoLogic, files, alpha: float = 0.5, compare: bool = False) -> list:
+def segment(logic: DemoLogic, files, alpha: float = 0.5, compare: bool = False, mode: str | None = None) -> list:
     """Segment the uploaded images; returns the views of the first one and the downloads."""
     try:
-        state, status, downloads = logic.segment(files, compare=bool(compare))
+        state, status, downloads = logic.segment(files, compare=bool(compare), mode=mode or None)
         choices = image_choices(state)
         selector = gr.update(choices=choices, value=0 if choices else None, visible=len(choices) > 1)
         view = logic.view_files(state, 0, alpha, compare)
@@ -131,8 +133,8 @@ def build_app(
 
     ``examples``: image paths shown as a clickable gallery (target-domain images, see
     :func:`diga.demo.examples.ensure_examples`). The API endpoint ``/segment`` takes
-    ``(files, alpha, compare)``. Files are written under ``output_dir`` only (a temporary folder
-    by default), see :mod:`diga.demo.logic`."""
+    ``(files, alpha, compare, mode)`` (``mode`` may be left out: the predictor's default). Files are
+    written under ``output_dir`` only (a temporary folder by default), see :mod:`diga.demo.logic`."""
     out_dir = make_output_dir(output_dir)
     logic = DemoLogic(predictor, before_predictor, output_dir=out_dir, max_images=max_images,
                       max_pixels=max_pixels, keep_seconds=keep_seconds, model_name=model_name,
@@ -161,6 +163,10 @@ def build_app(
                 compare = gr.Checkbox(value=False, label="Before vs after adaptation", visible=has_before,
                                       info="Compare with the model before domain adaptation.",
                                       elem_id="diga-compare")
+                mode = gr.Dropdown(choices=list(MODE_CHOICES), value=getattr(predictor, "mode", AUTO),
+                                   label="Inference mode", interactive=True, elem_id="diga-mode",
+                                   info="auto: by image size vs the training scale; whole image; resize to the "
+                                        "training scale; slide windows of the training crop.")
                 if not has_before:
                     gr.Markdown("<small>No before-adaptation model found for this run, so there is no "
                                 "before/after comparison.</small>")
@@ -203,26 +209,26 @@ def build_app(
 
         # Gradio finds gr.SelectData / gr.Request through the handler's own annotations, which a
         # partial hides: these two stay small functions.
-        def on_example(a, cmp, evt: gr.SelectData):
+        def on_example(a, cmp, m, evt: gr.SelectData):
             idx = selected_example(evt.index, len(example_paths))
-            return on_segment([] if idx is None else [example_paths[idx]], a, cmp)  # a path chosen by index only
+            return on_segment([] if idx is None else [example_paths[idx]], a, cmp, m)  # a path chosen by index only
 
-        def on_load(a, cmp, request: gr.Request):
+        def on_load(a, cmp, m, request: gr.Request):
             # Deep link /?example=N[&compare=1]: segments example N when the page opens (for sharing a
             # view, and for screenshots with a headless browser).
             link = deep_link(dict(getattr(request, "query_params", None) or {}), len(example_paths), has_before)
             if link is None:
                 return [gr.skip()] * (len(seg_outputs) + 1)
             idx, want = link
-            return [*on_segment([example_paths[idx]], a, want), want]
+            return [*on_segment([example_paths[idx]], a, want, m), want]
 
         model_events = dict(concurrency_limit=concurrency, concurrency_id="model")
         video_tab(logic, alpha, model_events)
-        run_btn.click(on_segment, [files, alpha, compare], seg_outputs, api_name="segment", **model_events)
-        files.upload(on_segment, [files, alpha, compare], seg_outputs, api_visibility="private", **model_events)
+        run_btn.click(on_segment, [files, alpha, compare, mode], seg_outputs, api_name="segment", **model_events)
+        files.upload(on_segment, [files, alpha, compare, mode], seg_outputs, api_visibility="private", **model_events)
         if gallery is not None:
-            gallery.select(on_example, [alpha, compare], seg_outputs, api_visibility="private", **model_events)
-        demo.load(on_load, [alpha, compare], [*seg_outputs, compare], api_visibility="private", **model_events)
+            gallery.select(on_example, [alpha, compare, mode], seg_outputs, api_visibility="private", **model_events)
+        demo.load(on_load, [alpha, compare, mode], [*seg_outputs, compare], api_visibility="private", **model_events)
         # Toggling the comparison may run the before model, so it shares the model's concurrency.
         view_inputs, view_targets = [state, selector, alpha, compare], [state, *view_outputs]
         compare.input(on_change, view_inputs, view_targets, api_visibility="private", **model_events)

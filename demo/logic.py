@@ -147,16 +147,24 @@ def save_png(path: Path, array: np.ndarray) -> str:
     return str(path)
 
 
-def run_model(predictor, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
-    """(label maps, milliseconds) of ``predictor`` on ``arrays``; a mask of the wrong size is an error."""
+def run_model(predictor, arrays: list[np.ndarray], mode: str | None = None) -> tuple[list[np.ndarray], float]:
+    """(label maps, milliseconds) of ``predictor`` on ``arrays`` in inference ``mode`` (None: the
+    predictor's own); a mask of the wrong size is an error."""
     t0 = time.perf_counter()
-    preds = predictor.predict(arrays)
+    preds = predictor.predict(arrays) if mode is None else predictor.predict(arrays, mode=mode)
     ms = (time.perf_counter() - t0) * 1000
     labels = [np.asarray(p.labels, dtype=np.uint8) for p in preds]
     for a, lab in zip(arrays, labels):
         if lab.shape != a.shape[:2]:
             raise RuntimeError(f"the predictor returned a {lab.shape} mask for a {a.shape[:2]} image")
     return labels, ms
+
+
+def mode_description(predictor, image: np.ndarray, mode: str | None) -> str | None:
+    """How ``predictor`` runs an image like ``image`` in ``mode``, e.g. ``resize (image 512x1024 vs
+    training scale 128x256: ...)``; None for a predictor that does not say."""
+    plan = getattr(predictor, "plan", None)
+    return plan(*image.shape[:2], mode).describe() if callable(plan) else None
 
 
 def segment_video(predictor, upload: Any, request_dir: Path, *, alpha: float = 0.5, model_name: str | None = None,
@@ -265,8 +273,9 @@ class DemoLogic:
         return images, notices, errors
 
     # -- inference -------------------------------------------------------------------------------
-    def segment(self, files, compare: bool = False) -> tuple[dict | None, str, list[str]]:
-        """(state, status markdown, download paths). ``state`` is None when nothing could be segmented."""
+    def segment(self, files, compare: bool = False, mode: str | None = None) -> tuple[dict | None, str, list[str]]:
+        """(state, status markdown, download paths). ``state`` is None when nothing could be segmented.
+        ``mode``: the inference mode (:mod:`diga.inference`; None: the predictor's default)."""
         images, notices, errors = self.load_inputs(files)
         for msg in errors:
             self.warn(msg)
@@ -278,7 +287,7 @@ class DemoLogic:
             return None, IDLE_STATUS, []
         arrays = [im.array for im in images]
         try:
-            labels, ms = run_model(self.predictor, arrays)
+            labels, ms = run_model(self.predictor, arrays, mode)
         except Exception as e:  # noqa: BLE001 - shown as one line; the traceback goes to the log
             log.exception("inference failed")
             msg = failure_message("Inference failed", e)
@@ -288,7 +297,7 @@ class DemoLogic:
                   "labels": lab, "before": None} for i, (im, lab) in enumerate(zip(images, labels))]
         state = {"items": items, "latency_ms": ms, "before_ms": None, "dir": str(self.new_request_dir()),
                  "backend": str(getattr(self.predictor, "backend", "?")),
-                 "device": str(getattr(self.predictor, "device", "?"))}
+                 "device": str(getattr(self.predictor, "device", "?")), "mode": mode}
         if compare and self.before is not None:
             err = self.ensure_before(state)
             if err:
@@ -296,6 +305,9 @@ class DemoLogic:
         downloads = self.write_downloads(items, Path(state["dir"]))
         n = len(items)
         head = f"Segmented **{n}** image{'s' if n > 1 else ''} with `{md(self.model_name or 'the model')}`."
+        how = mode_description(self.predictor, arrays[0], mode)
+        if how:
+            head += f" Mode: `{md(how)}`."
         return state, status_markdown(head, notices, errors), downloads
 
     def ensure_before(self, state: dict) -> str | None:
@@ -304,7 +316,7 @@ class DemoLogic:
         if not todo or self.before is None:
             return None
         try:
-            labels, ms = run_model(self.before, [it["image"] for it in todo])
+            labels, ms = run_model(self.before, [it["image"] for it in todo], state.get("mode"))
         except Exception as e:  # noqa: BLE001
             log.exception("before-adaptation inference failed")
             msg = failure_message("The before-adaptation model failed", e)
