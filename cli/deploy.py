@@ -65,6 +65,8 @@ def export_cmd(
                                                 "(default: synthetic target-style scenes)."),
     exporter: str = typer.Option("auto", help="ONNX exporter: auto (dynamo, then TorchScript), dynamo, torchscript."),
     workspace: float = typer.Option(4.0, min=0.1, help="TensorRT workspace limit in GiB."),
+    mode: str = typer.Option("auto", help="The inference mode the exported model runs in by default "
+                             "(recorded in its metadata): auto, whole, resize or slide."),
 ) -> None:
     """Export a checkpoint to ONNX, a TensorRT engine or an AOTInductor .pt2, checked against PyTorch."""
     from diga.export import export_model
@@ -72,7 +74,7 @@ def export_cmd(
     result = export_model(
         weights, format, out=out, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half, int8=int8,
         calib=calib, calib_images=calib_images, calib_method=calib_method, opset=opset, output=output, check=check,
-        check_images=check_images, exporter=exporter, workspace_gb=workspace,
+        check_images=check_images, exporter=exporter, workspace_gb=workspace, mode=check_mode_option(mode),
         log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
         warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}", highlight=False, soft_wrap=True),
     )

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from diga.inference import MODE_CHOICES
+
 from .errors import ExportError
 from .formats import CHECKPOINT_SUFFIX, EXPORT_FORMATS, ModelFormat, choices, export_path, format_named
 from .graph import INPUT_NAME, OUTPUTS, DeployModule, output_stride, round_to_stride
@@ -64,7 +66,7 @@ def export_model(
     n_check: int = 4, exporter: str = "auto", workspace_gb: float = DEFAULT_WORKSPACE_GB,
     timing_cache: str | os.PathLike | None = None, calib_images: int = DEFAULT_CALIB_IMAGES,
     calib_method: str | None = None,
-    log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+    log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None, mode: str = "auto",
 ) -> ExportResult:
     """Export ``weights`` (a diga .safetensors checkpoint); see ``diga export --help``.
 
@@ -86,6 +88,8 @@ def export_model(
         "calib-method": calib_method is not None})
     if output not in OUTPUTS:
         raise ExportError(f"--output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if mode not in MODE_CHOICES:
+        raise ExportError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
     if batch < 1:
         raise ExportError(f"--batch must be >= 1, got {batch}")
     if int8 and calib is None:
@@ -142,7 +146,7 @@ def export_model(
     check_sizes = [imgsz, second] if dynamic and second != tuple(imgsz) else [imgsz]
     export_meta: dict[str, Any] = {
         "format": format, "dynamic": dynamic, "imgsz": list(imgsz), "batch": batch, "output_stride": stride,
-        "precision": precision, "half": half, "int8": int8,
+        "precision": precision, "half": half, "int8": int8, "mode": mode,
         "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "normalized": True,
                   "shape": ["batch" if dynamic else batch, 3, "height" if dynamic else imgsz[0],
                             "width" if dynamic else imgsz[1]]},

@@ -287,3 +287,18 @@ def test_predictor_default_mode_comes_from_the_export_metadata(light_ckpt):
     assert Predictor(backend, mode="whole").mode == "whole"
     with pytest.raises(PredictorError, match="mode must be one of"):
         Predictor(backend, mode="tiles")
+
+
+def test_export_records_the_default_mode(light_ckpt, tmp_path, cli):
+    pytest.importorskip("onnxruntime")
+    from diga.export import ExportError, Predictor, export_model, read_export_metadata
+
+    path = export_model(light_ckpt, "onnx", out=tmp_path / "slide.onnx", dynamic=True, check=False, mode="slide",
+                        log=lambda m: None).path
+    meta = read_export_metadata(path)
+    assert meta["export"]["mode"] == "slide" and meta["train_size"] == [64, 128] and meta["crop"] == [32, 64]
+    assert Predictor.load(path).mode == "slide" and Predictor.load(path, mode="whole").mode == "whole"
+    with pytest.raises(ExportError, match="--mode must be one of auto, whole, resize, slide"):
+        export_model(light_ckpt, "onnx", out=tmp_path / "x.onnx", mode="tiles", log=lambda m: None)
+    r = cli("export", light_ckpt, "--mode", "tiles", "--out", tmp_path / "y.onnx")
+    assert r.exit_code == 2 and "--mode" in r.text
