@@ -18,7 +18,7 @@ import torch
 from .errors import PredictorError
 from .formats import BACKENDS, ModelFormat, format_of, known_suffixes
 from .graph import INPUT_NAME, DeployModule, output_stride
-from .metadata import META_KEY, NO_META_HINT, loads, read_sidecar, sidecar
+from .metadata import META_KEY, NO_META_HINT, channels_of, check_output_channels, loads, read_sidecar, sidecar
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -118,7 +118,7 @@ class OnnxBackend(Backend):
         props = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in props:
             raise PredictorError(f"{path} has no diga metadata; {NO_META_HINT}")
-        self.meta = loads(props[META_KEY], path)
+        self.meta = loads(props[META_KEY], path, channels_of(self.session.get_outputs()[0].shape))
         self._shapes_from_meta()
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
@@ -202,6 +202,8 @@ class TensorRTBackend(Backend):
             raise PredictorError(f"{path}: expected one input and an output, got inputs {self.inputs}, "
                                  f"outputs {self.outputs}")
         self.input_name, self.output_name = self.inputs[0], self.outputs[0]
+        shape = [int(d) if d >= 0 else "dynamic" for d in self.engine.get_tensor_shape(self.output_name)]
+        check_output_channels(self.meta, channels_of(shape), path)
         self._shapes_from_meta()
         lo, _, hi = (tuple(s) for s in self.engine.get_tensor_profile_shape(self.input_name, 0))
         if tuple(lo) == tuple(hi):
@@ -261,8 +263,12 @@ def open_backend(path: str | Path, backend: str = "auto", device: str | torch.de
         raise PredictorError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     fmt = model_format(path)
     kind = fmt.argument
+    if path.is_dir():
+        raise PredictorError(f"{path} is a folder; expected a model file ({known_suffixes()})")
     if not path.is_file():
         raise PredictorError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise PredictorError(f"{path} is empty (0 bytes): an interrupted copy or export? Export it again")
     if backend != "auto" and backend != kind:
         hint = (f"export it first: diga export {path} --format {backend}" if kind == "torch"
                 else f"use backend='{kind}' or 'auto'")

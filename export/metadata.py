@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,74 @@ def dumps(meta: dict[str, Any]) -> str:
     return json.dumps(meta, sort_keys=True)
 
 
-def loads(text: str, source: str | os.PathLike) -> dict[str, Any]:
+def loads(text: str, source: str | os.PathLike, output_channels: int | None = None) -> dict[str, Any]:
+    """Parse and validate (:func:`validate_export_metadata`) the diga metadata of an exported model."""
     try:
         meta = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:
         raise PredictorError(f"{source}: its diga metadata is not valid JSON ({e}); {NO_META_HINT}") from None
     if not isinstance(meta, dict) or "classes" not in meta or "export" not in meta:
         raise PredictorError(f"{source}: its diga metadata lacks classes/export information; {NO_META_HINT}")
+    return validate_export_metadata(meta, source, output_channels)
+
+
+def validate_export_metadata(meta: dict[str, Any], source: str | os.PathLike,
+                             output_channels: int | None = None) -> dict[str, Any]:
+    """The one check of an exported model's metadata: the checkpoint part
+    (:func:`diga.checkpoint.validate_metadata`), the ``export`` section, and -- when the caller read
+    it from the graph itself -- that the logits have one channel per class listed."""
+    from diga.checkpoint import CheckpointError, validate_metadata
+
+    try:
+        validate_metadata(meta, source)
+    except CheckpointError as e:
+        raise PredictorError(str(e)) from None
+    problems = _export_problems(meta["export"])
+    if problems:
+        raise PredictorError(f"{source}: invalid diga metadata: " + "; ".join(problems))
+    check_output_channels(meta, output_channels, source)
     return meta
+
+
+def check_output_channels(meta: dict[str, Any], output_channels: int | None, source: str | os.PathLike) -> None:
+    """A logits output must have one channel per class the (validated) metadata lists."""
+    output = meta["export"].get("output", {}).get("name", "logits")
+    if output_channels is not None and output == "logits" and output_channels != meta["num_classes"]:
+        raise PredictorError(f"{source}: the model outputs {output_channels} channels but its diga metadata lists "
+                             f"{meta['num_classes']} classes; the metadata belongs to another model ({NO_META_HINT})")
+
+
+def _export_problems(exp: Any) -> list[str]:
+    from diga.checkpoint import MAX_SIDE
+
+    from .formats import EXPORT_FORMATS
+    from .graph import OUTPUTS
+
+    if not isinstance(exp, dict):
+        return [f"export must be an object, got {exp!r}"]
+
+    def count(v: Any, high: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= high
+
+    problems = []
+    if exp.get("format") not in EXPORT_FORMATS:
+        problems.append(f"export.format must be one of {', '.join(EXPORT_FORMATS)}, got {exp.get('format')!r}")
+    output = exp.get("output", {})
+    if not isinstance(output, dict) or output.get("name", "logits") not in OUTPUTS:
+        problems.append(f"export.output.name must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if not isinstance(exp.get("dynamic", True), bool):
+        problems.append(f"export.dynamic must be true or false, got {exp['dynamic']!r}")
+    imgsz = exp.get("imgsz")
+    if imgsz is not None and not (isinstance(imgsz, list) and len(imgsz) == 2 and all(count(v, MAX_SIDE) for v in imgsz)):
+        problems.append(f"export.imgsz must be [height, width] in 1..{MAX_SIDE}, got {imgsz!r}")
+    if exp.get("batch") is not None and not count(exp["batch"], 4096):
+        problems.append(f"export.batch must be an integer 1..4096, got {exp['batch']!r}")
+    if not count(exp.get("output_stride", 8), 64):
+        problems.append(f"export.output_stride must be an integer 1..64, got {exp['output_stride']!r}")
+    device = exp.get("device", "cpu")
+    if not (isinstance(device, str) and re.fullmatch(r"cpu|cuda(:\d+)?", device)):
+        problems.append(f"export.device must be cpu or cuda[:N], got {device!r}")
+    return problems
 
 
 def default_mode(meta: dict[str, Any]) -> str:
@@ -61,7 +122,19 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if META_KEY not in props:
         raise PredictorError(f"{path} has no diga metadata; {NO_META_HINT}")
-    return loads(props[META_KEY], path)
+    outputs = model.graph.output
+    shape = ([d.dim_value if d.HasField("dim_value") else d.dim_param for d in outputs[0].type.tensor_type.shape.dim]
+             if outputs else [])
+    return loads(props[META_KEY], path, channels_of(shape))
+
+
+def channels_of(shape: Any) -> int | None:
+    """The channel count of an (N, C, H, W) output shape read from a graph, or None when the output is
+    not 4-D (labels) or its channel dimension is symbolic."""
+    if isinstance(shape, (list, tuple)) and len(shape) == 4 and isinstance(shape[1], int) and shape[1] > 0:
+        return shape[1]
+    return None
+
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
@@ -70,7 +143,12 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     if not side.is_file():
         raise PredictorError(f"{path} has no diga metadata (expected the sidecar {side.name} beside it); "
                              f"{NO_META_HINT}")
-    return loads(side.read_text(encoding="utf-8"), side)
+    try:
+        text = side.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PredictorError(f"{side}: cannot read the diga metadata of {path.name} ({e}); {NO_META_HINT}") from None
+    return loads(text, side)
+
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:

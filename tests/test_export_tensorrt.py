@@ -89,7 +89,10 @@ def test_engine_loading_errors(no_tensorrt, tmp_path):
     engine.write_bytes(b"serialized engine")
     with pytest.raises(PredictorError, match=r"has no diga metadata .*m\.engine\.json.*diga export"):
         Predictor.load(engine)
-    (tmp_path / "m.engine.json").write_text(json.dumps({"classes": ["a"], "export": {"format": "tensorrt"}}))
+    from diga.checkpoint import model_metadata
+
+    meta = {**model_metadata("deeplabv2_light", "cityscapes19"), "export": {"format": "tensorrt"}}
+    (tmp_path / "m.engine.json").write_text(json.dumps(meta))
     with pytest.raises(PredictorError, match="pip install tensorrt"):
         Predictor.load(engine)
     with pytest.raises(PredictorError, match="use backend='tensorrt'"):
