@@ -105,10 +105,12 @@ def predict_cmd(
     from diga.export import Predictor, PredictorError
     from diga.export.images import OutputNamer, list_images, read_rgb
     from diga.export.video import is_video, predict_videos
+    from diga.io import ensure_output_dir
 
     if format not in PREDICT_FORMATS:
         raise typer.BadParameter(f"{format!r} is not one of {', '.join(PREDICT_FORMATS)}", param_hint="--format")
-    files = list_images(images, "images")
+    files = list_images(images, "images", out_dir=out,
+                        note=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     videos = [f for f in files if is_video(f)]  # a video: <stem>_overlay.mp4, streamed frame by frame
     files = [f for f in files if not is_video(f)]
     predictor = Predictor.load(model, backend=backend, device=None if device == "auto" else device,
@@ -118,7 +120,7 @@ def predict_cmd(
     modes_shown: set[str] = set()
     console.print(f"{predictor!r}: {len(files)} image(s)" + (f", {len(videos)} video(s)" if videos else "")
                   + f" -> {out}", highlight=False, soft_wrap=True)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(out, "--out")
     namer = OutputNamer(out)
     video_failures = predict_videos(
         predictor, videos, out, namer=namer, alpha=alpha, frames=frames, console=console,

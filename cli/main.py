@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -48,11 +49,13 @@ def data_synth(
     """Generate the synthetic two-domain street benchmark (source: GTA5 layout, target: Cityscapes layout)."""
     from diga.data.synth import generate_benchmark, parse_conditions
     from diga.errors import ConfigError
+    from diga.io import ensure_output_dir
 
     try:
         conditions = parse_conditions(condition)
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--condition") from None
+    ensure_output_dir(out, "--out")
     root = generate_benchmark(out, n_train=n_train, n_val=n_val, size=size, seed=seed, conditions=conditions)
     console.print(f"benchmark in [bold]{root}[/]: source={root / 'source'} (gta5), "
                   f"source_val={root / 'source_val'} (gta5), target={root / 'target'} (cityscapes)")
@@ -115,6 +118,10 @@ def evaluate(
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset."""
     from diga.engine.evaluation import evaluate_checkpoint
+    from diga.io import atomic_write_text, check_output_file
+
+    if out:
+        check_output_file(out, "--out")  # before minutes of evaluation, not after
 
     from .deploy import check_mode_option
 
@@ -132,8 +139,7 @@ def evaluate(
     table.add_row("pixel accuracy", f"{metrics['pixel_accuracy']:.2f}")
     console.print(table)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
         console.print(f"written {out}")
 
 
@@ -142,8 +148,8 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=option) from None
-    if not values or any(v <= 0 for v in values):
-        raise typer.BadParameter(f"expected positive scales, got {text!r}", param_hint=option)
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise typer.BadParameter(f"expected finite positive scales, got {text!r}", param_hint=option)
     return values
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .classes import IGNORE_INDEX
+from .errors import ConfigError
 from .inference import TrainingScale, check_mode, infer_logits, plan_inference
 
 
@@ -90,6 +91,9 @@ def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
     return max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5))
 
 
+MIN_SCALED_SIDE = 4  # pixels a scale may shrink an image side to
+
+
 def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float],
                  amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Float32 logits at the input size, max-fused over ``scales`` (the paper's full + half inference).
@@ -100,12 +104,15 @@ def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float
     are cast to float32 and resized bilinearly back to (H, W), and the scales are fused by an
     element-wise max. Wrap in ``torch.inference_mode()`` yourself.
     """
-    if not scales or any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive numbers, got {list(scales)}")
+    if not scales or any(not math.isfinite(s) or s <= 0 for s in scales):
+        raise ConfigError(f"scales must be positive finite numbers, got {list(scales)}")
     size = tuple(x.shape[-2:])
     fused = None
     for s in scales:
         scaled = scaled_size(size, s)
+        if min(scaled) < min(MIN_SCALED_SIDE, *size):  # a 1x1 input gives a number, not a segmentation
+            raise ConfigError(f"scale {s:g} shrinks the {size[0]}x{size[1]} input to {scaled[0]}x{scaled[1]} pixels; "
+                              f"each scale (--scales) must keep at least {MIN_SCALED_SIDE} pixels per side")
         xs = x if scaled == size else F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
         with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(xs)[0]

@@ -137,7 +137,7 @@ def export_model(
         if check_images is None:
             check_images = calib
     out = Path(out) if out is not None else export_path(weights, format, int8=int8)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_output(out, log)
 
     precision = "int8" if int8 else ("fp32" if not half else "fp16")
     if format == "pt2" and half:
@@ -187,6 +187,16 @@ def export_model(
                                          workspace_gb=workspace_gb, timing_cache=timing_cache, stride=stride, **kw)
     return ExportResult(path=out, format=format, meta=full_meta, parity=parity,
                         seconds=time.perf_counter() - t0, files=files)
+
+
+def _prepare_output(out: Path, log: Callable[[str], None]) -> None:
+    """A writable place for ``out``, cleared of the temp files an export killed there left behind."""
+    from diga.io import check_output_file, remove_stale_temps
+
+    check_output_file(out, "output file (--out)")
+    removed = remove_stale_temps(out.parent, of=[out, sidecar(out), out.with_suffix(".trt.onnx")])
+    if removed:
+        log(f"removed {removed} temp file(s) that an interrupted export of {out.name} left in {out.parent}")
 
 
 def _fp32_reference(model: torch.nn.Module, device: str | torch.device = "cpu") -> Callable:
@@ -256,7 +266,7 @@ def _export_onnx(*, model, full_meta, imgsz, batch, dynamic, half, output, opset
 
 def _export_pt2(*, model, full_meta, imgsz, batch, dynamic, half, output, opset, exporter, out, log, warn,
                 check, check_fn, source, precision):
-    from diga.io import atomic_write_text
+    from diga.io import atomic_write_text, temp_beside
 
     from .backends import PT2Backend
 
@@ -283,7 +293,7 @@ def _export_pt2(*, model, full_meta, imgsz, batch, dynamic, half, output, opset,
         raise ExportError(f"torch.export failed: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from e
     log(f"torch.export: {time.perf_counter() - t:.1f} s; compiling with AOTInductor on {device} "
         "(needs a C++ compiler; about a minute on 2 CPU cores)")
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.pt2")
+    tmp = temp_beside(out, ".pt2")
     t = time.perf_counter()
     try:
         torch._inductor.aoti_compile_and_package(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ from diga.data.decode import ImageDecodeError, composite_on_white, decode_image_
 from .errors import PredictorError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: What ``diga predict`` writes for an input ``STEM.*``: trainIds, colours, overlay.
+OUTPUT_SUFFIXES: tuple[str, ...] = ("_labels.png", "_color.png", "_overlay.jpg")
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -57,17 +59,28 @@ def as_rgb_array(image, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> list[Path]:
-    """Files given directly, plus the image files anywhere under given folders (sorted)."""
+def list_images(paths: Iterable[str | os.PathLike], what: str = "images", out_dir: str | os.PathLike | None = None,
+                note: Callable[[str], None] | None = None) -> list[Path]:
+    """Files given directly, plus the image files anywhere under given folders (sorted; hidden files
+    skipped, broken symbolic links named to ``note`` by :func:`diga.data.common.scan_files`).
+
+    Files found in folders that ``diga predict`` wrote (:func:`is_prediction_output`, with ``out_dir``
+    its output folder) are skipped, and ``note`` is told how many: predicting a folder twice must not
+    segment its own outputs."""
+    from diga.data.common import scan_files
+
     files: list[Path] = []
+    skipped: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = scan_files(p, IMAGE_SUFFIXES, recursive=True, warn=note)
+            outputs = {f for f in found if is_prediction_output(f, out_dir)}
+            skipped += sorted(outputs)
+            found = [f for f in found if f not in outputs]
             if not found:
-                raise PredictorError(f"{what}: folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+                extra = f" besides {len(outputs)} output(s) of diga predict" if outputs else ""
+                raise PredictorError(f"{what}: folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)}){extra}")
             files.extend(found)
         elif p.exists():
             files.append(p)
@@ -75,11 +88,27 @@ def list_images(paths: Iterable[str | os.PathLike], what: str = "images") -> lis
             raise PredictorError(f"{what}: {p} does not exist")
     if not files:
         raise PredictorError(f"no {what} given")
+    if skipped and note is not None:
+        note(f"skipped {len(skipped)} file(s) written by diga predict ({', '.join('*' + s for s in OUTPUT_SUFFIXES)}), "
+             f"e.g. {skipped[0]}")
     # A folder and its sub-folder given together must not segment the same file twice.
     unique: dict[Path, Path] = {}
     for f in files:
         unique.setdefault(f.resolve(), f)
     return list(unique.values())
+
+
+def is_prediction_output(path: Path, out_dir: str | os.PathLike | None = None) -> bool:
+    """Whether ``path`` is a file ``diga predict`` wrote: named ``STEM`` + one of :data:`OUTPUT_SUFFIXES`
+    and either inside ``out_dir`` or beside the other two outputs of the same ``STEM``."""
+    name = path.name
+    suffix = next((s for s in OUTPUT_SUFFIXES if name.endswith(s)), None)
+    if suffix is None:
+        return False
+    if out_dir is not None and Path(out_dir).resolve() in path.resolve().parents:
+        return True
+    stem = name[: -len(suffix)]
+    return all((path.parent / f"{stem}{s}").is_file() for s in OUTPUT_SUFFIXES)
 
 
 def check_images(folder: str | os.PathLike | None, n: int, size: tuple[int, int],

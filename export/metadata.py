@@ -136,7 +136,6 @@ def channels_of(shape: Any) -> int | None:
     return None
 
 
-
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     side = sidecar(path)
@@ -148,7 +147,6 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise PredictorError(f"{side}: cannot read the diga metadata of {path.name} ({e}); {NO_META_HINT}") from None
     return loads(text, side)
-
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:

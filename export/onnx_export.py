@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from collections.abc import Callable
 
@@ -30,10 +31,47 @@ def _dynamic_dims(output: str) -> tuple[dict[int, str], dict[int, str]]:
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters print progress and emit many warnings; keep the CLI output readable."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    """The exporters print progress, warnings, tracebacks of their fallbacks and -- the TorchScript
+    one, from C++ straight to file descriptor 1 -- a whole graph when they fail; keep all of it out of
+    the CLI output (what went wrong is in the exception, which the caller words)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()), _silenced_fds():
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def _silenced_fds():
+    """Point file descriptors 1 and 2 at a scratch file for the duration (C/C++ output included)."""
+    import ctypes
+    import sys
+    import tempfile
+
+    try:
+        flush_c = ctypes.CDLL(None).fflush
+    except (OSError, AttributeError):  # no C library to flush (Windows): Python's streams only
+        def flush_c(_):
+            return 0
+    with tempfile.TemporaryFile() as sink:
+        for stream in (sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
+        try:
+            saved = [os.dup(1), os.dup(2)]
+        except OSError:  # no such descriptors (a detached process): nothing to silence
+            yield
+            return
+        flush_c(None)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            flush_c(None)  # C stdio buffers filled meanwhile go to the sink, not to the terminal
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _dynamo(module, example, output, dynamic, opset):
@@ -96,7 +134,9 @@ def to_onnx(module: torch.nn.Module, example: torch.Tensor, *, output: str, dyna
     except Exception as e:
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         errors.append(f"TorchScript exporter: {reason}")
-        raise ExportError("ONNX export failed: " + "; ".join(errors)) from e
+        hint = (f" (--opset {opset} may be too old for this model: leave --opset unset or use 17 or newer)"
+                if opset is not None and opset < 17 else "")
+        raise ExportError("ONNX export failed: " + "; ".join(errors) + hint) from e
 
 
 def finalize(proto, meta: dict) -> None:

@@ -86,6 +86,13 @@ class Timing:
     sizes: list[tuple[int, int]] = field(default_factory=list)
 
 
+def _check_batch(batch_size: int | None) -> int | None:
+    """``batch_size`` unless it is not a positive integer (a negative one used to return no predictions)."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise PredictorError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
 class Predictor:
     """``Predictor.load(path)`` then ``predict(images)``; see the module docstring for the policy.
 
@@ -103,7 +110,7 @@ class Predictor:
         self.palette = np.asarray(self.meta.get("palette", []), dtype=np.uint8).reshape(-1, 3)
         self.mean = list(self.meta.get("mean", (0.485, 0.456, 0.406)))
         self.std = list(self.meta.get("std", (0.229, 0.224, 0.225)))
-        self.batch_size = engine.fixed_batch or batch_size or 4
+        self.batch_size = engine.fixed_batch or _check_batch(batch_size) or 4
         self.training_scale = TrainingScale.from_meta(self.meta)
         self.mode = self._check_mode(mode or default_mode(self.meta))
         self.last_latency_ms: float | None = None
@@ -190,7 +197,7 @@ class Predictor:
         groups: dict[tuple[str, tuple[int, int]], list[int]] = {}
         for i, p in enumerate(plans):
             groups.setdefault((p.mode, p.input_size), []).append(i)
-        bs = self.engine.fixed_batch or batch_size or self.batch_size
+        bs = self.engine.fixed_batch or _check_batch(batch_size) or self.batch_size
         for (_, size), idx in groups.items():
             timing.sizes.append(size)
             for start in range(0, len(idx), bs):

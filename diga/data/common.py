@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -260,15 +260,24 @@ def _hidden(name: str) -> bool:
 
 
 def scan_files(directory: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS,
-               recursive: bool = False, suffix: str | None = None) -> list[Path]:
+               recursive: bool = False, suffix: str | None = None,
+               warn: Callable[[str], None] | None = None) -> list[Path]:
     """Files under ``directory`` whose extension is in ``extensions`` (case-insensitive) and whose
-    name ends with ``suffix`` (if given), sorted by relative path. Hidden files/folders skipped."""
+    name ends with ``suffix`` (if given), sorted by relative path. Hidden files/folders skipped;
+    broken symbolic links of such names skipped, and named to ``warn`` (default: the log)."""
     exts = tuple(e.lower() for e in extensions)
     found: list[Path] = []
+    broken: list[Path] = []
 
     def keep(name: str) -> bool:
         return (not _hidden(name) and os.path.splitext(name)[1].lower() in exts
                 and (suffix is None or name.endswith(suffix)))
+
+    def sort(path: str) -> None:
+        if os.path.isfile(path):
+            found.append(Path(path))
+        elif os.path.islink(path) and not os.path.exists(path):
+            broken.append(Path(path))
 
     if recursive:
         seen: set[str] = set()
@@ -279,11 +288,18 @@ def scan_files(directory: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS,
                 continue
             seen.add(real)
             dirnames[:] = [d for d in dirnames if not _hidden(d)]
-            found.extend(Path(dirpath, f) for f in filenames
-                         if keep(f) and os.path.isfile(os.path.join(dirpath, f)))
+            for f in filenames:
+                if keep(f):
+                    sort(os.path.join(dirpath, f))
     else:
         with os.scandir(directory) as it:
-            found.extend(Path(e.path) for e in it if keep(e.name) and e.is_file())
+            for e in it:
+                if keep(e.name):
+                    sort(e.path)
+    if broken:
+        names = sorted(p.relative_to(directory).as_posix() for p in broken)
+        (warn or log.warning)(f"{directory}: skipped {list_names(names, limit=5)} "
+                              "(broken symbolic links: their targets do not exist)")
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
 
 
@@ -341,8 +357,7 @@ TITLES = {"gta5": "GTA5", "synthia": "SYNTHIA", "cityscapes": "Cityscapes", "fol
 LAYOUTS = {
     "gta5": "images/*.png + labels/*.png",
     "synthia": "RGB/*.png + GT/LABELS/*.png",
-    "cityscapes": "leftImg8bit/{split}/{city}/*_leftImg8bit.png + "
-                  "gtFine/{split}/{city}/*_gtFine_labelIds.png",
+    "cityscapes": "leftImg8bit/SPLIT/CITY/*_leftImg8bit.png + gtFine/SPLIT/CITY/*_gtFine_labelIds.png",
 }
 
 

@@ -77,8 +77,7 @@ class ImageFolderDataset(SegmentationDataset):
                 )
             found = detect_layout(root)
             if found is not None and found[1] == root and self.label_root is None:
-                log.warning("image folder %s looks like a %s root%s", root, found[0],
-                            layout_hint(root, "folder"))
+                log.warning("image folder %s is read as unlabelled images%s", root, layout_hint(root, "folder"))
         if self.label_root is None:
             return [(image, None) for image in images]
         label_root = self.label_root
