@@ -43,7 +43,7 @@ def data_synth(
     size: tuple[int, int] = typer.Option((128, 256), help="Image height and width."),
     seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
     condition: list[str] = typer.Option([], "--condition", help=(
-        "Shift the target domain: NAME[:STRENGTH] with NAME one of camera, texture, fog, night, rain, color "
+        "Shift the target domain: NAME[:STRENGTH] with NAME one of camera, texture, fog, rain, night, color "
         "and STRENGTH in (0, 1] (default 1); repeat to combine (applied in that fixed order).")),
 ) -> None:
     """Generate the synthetic two-domain street benchmark (source: GTA5 layout, target: Cityscapes layout)."""

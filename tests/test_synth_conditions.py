@@ -35,9 +35,9 @@ def _base(key):
 
 
 def test_the_six_conditions_in_their_documented_order():
-    assert NAMES == ["camera", "texture", "fog", "night", "rain", "color"]
+    assert NAMES == ["camera", "texture", "fog", "rain", "night", "color"]
     assert [c.name for c in CONDITIONS.values() if c.changes_labels] == ["camera"]
-    assert [c.name for c in CONDITIONS.values() if c.held_out] == ["texture", "night", "rain"]
+    assert [c.name for c in CONDITIONS.values() if c.held_out] == ["texture", "rain", "night"]
     streams = [c.stream for c in CONDITIONS.values()]
     assert len(set(streams)) == len(streams)
 
@@ -100,6 +100,15 @@ def test_two_conditions_are_deterministic_and_composed_in_the_fixed_order():
     assert np.array_equal(a[1], fog_only[1])
 
 
+def test_night_darkens_the_rain_too():
+    """Rain is part of the lit scene: under night its streaks are as dark as everything else."""
+    key = KEYS[0]
+    night = render_conditioned(key, SMALL, TARGET_STYLE, ["night"])[0].astype(int)
+    both = render_conditioned(key, SMALL, TARGET_STYLE, ["rain", "night"])[0].astype(int)
+    rain = render_conditioned(key, SMALL, TARGET_STYLE, ["rain"])[0].astype(int)
+    assert both.mean() < night.mean() + 3 and night.mean() + 30 < rain.mean()
+
+
 def test_no_conditions_is_the_plain_render():
     img, lab = render_conditioned(KEYS[0], SMALL, TARGET_STYLE, [])
     base_img, base_lab = _base(KEYS[0])
@@ -154,7 +163,7 @@ def test_benchmark_with_conditions(tmp_path):
 
 
 def test_a_bad_condition_fails_before_anything_is_written(tmp_path):
-    with pytest.raises(ConfigError, match="valid conditions: camera, texture, fog, night, rain, color"):
+    with pytest.raises(ConfigError, match="valid conditions: camera, texture, fog, rain, night, color"):
         generate_benchmark(tmp_path / "x", n_train=1, n_val=0, size=(32, 64), progress=False,
                            conditions=["snow"])
     assert not (tmp_path / "x").exists()

@@ -7,15 +7,15 @@ Each condition is a documented transformation of the target domain's rendering w
   labels move with the picture);
 * ``texture`` -- another rendering style: posterised colours, hatching, outlines;
 * ``fog``     -- dense haze growing with depth, grey sky, lower contrast, no shadows;
-* ``night``   -- low light, lights glowing, high-gain sensor noise;
 * ``rain``    -- duller light, rain streaks, water on the lens, noise;
-* ``color``   -- a white-balance error (a cool colour cast).
+* ``night``   -- low light, lights glowing, high-gain sensor noise;
+* ``color``   -- a white-balance error (a warm colour cast).
 
 All but ``camera`` keep the labels of the plain target image exactly: the same scene, drawn
 differently. Conditions compose in the fixed order above, whatever order they are given in:
 the camera and the rendering style first (they decide what is drawn and how), then the
-atmosphere between scene and camera (fog), the light (night), the weather on the lens (rain)
-and last the camera's own processing (colour balance). Each condition changes the style before
+weather between scene and camera (fog, rain: the streaks are lit like the rest of the scene),
+the light on all of it (night) and last the camera's own processing (colour balance). Each condition changes the style before
 the scene is drawn, retouches the finished image, or both (see :mod:`.effects`).
 
 Tuning and evaluation: choose methods and settings on ``color``, ``fog`` and ``camera``; keep
@@ -67,11 +67,11 @@ CONDITIONS: dict[str, Condition] = {c.name: c for c in (
               held_out=True, restyle=effects.texture_restyle, retouch=effects.texture_retouch),
     Condition("fog", 3, "dense haze growing with depth, a grey sky, lower contrast",
               held_out=False, restyle=effects.fog_restyle),
-    Condition("night", 4, "low light, glowing lights, high-gain sensor noise",
-              held_out=True, restyle=effects.night_restyle, retouch=effects.night_retouch),
     Condition("rain", 5, "duller light, rain streaks, water on the lens, noise",
               held_out=True, retouch=effects.rain_retouch),
-    Condition("color", 6, "a white-balance error (a cool colour cast)",
+    Condition("night", 4, "low light, glowing lights, high-gain sensor noise",
+              held_out=True, restyle=effects.night_restyle, retouch=effects.night_retouch),
+    Condition("color", 6, "a white-balance error (a warm colour cast)",
               held_out=False, retouch=effects.colour_retouch),
 )}
 
