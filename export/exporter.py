@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
+from diga.checkpoint import MAX_SIDE
 from diga.inference import MODE_CHOICES
 
 from .errors import ExportError
 from .formats import CHECKPOINT_SUFFIX, EXPORT_FORMATS, ModelFormat, choices, export_path, format_named
-from .graph import INPUT_NAME, OUTPUTS, DeployModule, output_stride, round_to_stride
+from .graph import INPUT_NAME, MAX_BATCH, OUTPUTS, DeployModule, output_stride, round_to_stride
 from .metadata import dumps, sidecar
 from .parity import ParityReport, check_batches, compare, enforce
 from .quantize import DEFAULT_CALIB_IMAGES
@@ -43,8 +44,8 @@ def _pair(value, what: str) -> tuple[int, int] | None:
     if value is None:
         return None
     value = tuple(int(v) for v in value)
-    if len(value) != 2 or min(value) < 1:
-        raise ExportError(f"{what} must be two positive integers (height width), got {value}")
+    if len(value) != 2 or min(value) < 1 or max(value) > MAX_SIDE:
+        raise ExportError(f"{what} must be two integers 1..{MAX_SIDE} (height width), got {value}")
     return value  # type: ignore[return-value]
 
 
@@ -90,8 +91,8 @@ def export_model(
         raise ExportError(f"--output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if mode not in MODE_CHOICES:
         raise ExportError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
-    if batch < 1:
-        raise ExportError(f"--batch must be >= 1, got {batch}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ExportError(f"--batch must be 1..{MAX_BATCH}, got {batch}")
     if int8 and calib is None:
         raise ExportError("--int8 needs --calib DIR: a folder of target-domain images (a hundred or so frames "
                           "of the deployment camera); INT8 without target-domain calibration loses several mIoU")
@@ -137,7 +138,7 @@ def export_model(
         if check_images is None:
             check_images = calib
     out = Path(out) if out is not None else export_path(weights, format, int8=int8)
-    _prepare_output(out, log)
+    _prepare_output(out, format_named(format), log)
 
     precision = "int8" if int8 else ("fp32" if not half else "fp16")
     if format == "pt2" and half:
@@ -189,10 +190,14 @@ def export_model(
                         seconds=time.perf_counter() - t0, files=files)
 
 
-def _prepare_output(out: Path, log: Callable[[str], None]) -> None:
-    """A writable place for ``out``, cleared of the temp files an export killed there left behind."""
+def _prepare_output(out: Path, fmt: ModelFormat, log: Callable[[str], None]) -> None:
+    """A writable place for ``out``, named so that its format is recognised (backends are chosen by
+    suffix), cleared of the temp files an export killed there left behind."""
     from diga.io import check_output_file, remove_stale_temps
 
+    if out.suffix.lower() not in fmt.suffixes:
+        raise ExportError(f"--out {out}: --format {fmt.argument} files are recognised by their suffix "
+                          f"({' or '.join(fmt.suffixes)}); name it e.g. {out.with_suffix(fmt.suffix).name}")
     check_output_file(out, "output file (--out)")
     removed = remove_stale_temps(out.parent, of=[out, sidecar(out), out.with_suffix(".trt.onnx")])
     if removed:

@@ -23,6 +23,7 @@ from torch import nn
 from diga.data.transforms import normalize
 
 OUTPUTS = ("logits", "labels")
+MAX_BATCH = 4096  # a larger batch in an export or its metadata is a typo or damage
 INPUT_NAME = "images"
 
 

@@ -74,7 +74,7 @@ def _export_problems(exp: Any) -> list[str]:
     from diga.checkpoint import MAX_SIDE
 
     from .formats import EXPORT_FORMATS
-    from .graph import OUTPUTS
+    from .graph import MAX_BATCH, OUTPUTS
 
     if not isinstance(exp, dict):
         return [f"export must be an object, got {exp!r}"]
@@ -93,8 +93,8 @@ def _export_problems(exp: Any) -> list[str]:
     imgsz = exp.get("imgsz")
     if imgsz is not None and not (isinstance(imgsz, list) and len(imgsz) == 2 and all(count(v, MAX_SIDE) for v in imgsz)):
         problems.append(f"export.imgsz must be [height, width] in 1..{MAX_SIDE}, got {imgsz!r}")
-    if exp.get("batch") is not None and not count(exp["batch"], 4096):
-        problems.append(f"export.batch must be an integer 1..4096, got {exp['batch']!r}")
+    if exp.get("batch") is not None and not count(exp["batch"], MAX_BATCH):
+        problems.append(f"export.batch must be an integer 1..{MAX_BATCH}, got {exp['batch']!r}")
     if not count(exp.get("output_stride", 8), 64):
         problems.append(f"export.output_stride must be an integer 1..64, got {exp['output_stride']!r}")
     device = exp.get("device", "cpu")

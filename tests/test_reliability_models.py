@@ -399,3 +399,17 @@ def test_loaders_raise_only_diga_errors_for_a_truncated_file(ckpt, tmp_path):
         path.write_bytes(data[:n])
         with pytest.raises(DigaError):
             load_model(path)
+
+
+def test_export_sizes_and_names_that_cannot_work(ckpt, tmp_path):
+    """A 100000x100000 example input was a 120 GB allocation and a traceback; a .pt2 package named
+    x.onnx was written, then opened as ONNX by every loader."""
+    from diga.export import ExportError, export_model
+
+    with pytest.raises(ExportError, match=r"--imgsz must be two integers 1\.\.16384"):
+        export_model(ckpt, "onnx", out=tmp_path / "m.onnx", imgsz=(100000, 100000), check=False)
+    with pytest.raises(ExportError, match=r"--batch must be 1\.\.4096, got 100000"):
+        export_model(ckpt, "onnx", out=tmp_path / "m.onnx", batch=100000, check=False)
+    with pytest.raises(ExportError, match=r"--format pt2 files are recognised by their suffix \(\.pt2\); name it e\.g\. x\.pt2"):
+        export_model(ckpt, "pt2", out=tmp_path / "x.onnx", check=False)
+    assert not list(tmp_path.iterdir())
