@@ -191,7 +191,10 @@ def benchmark_cmd(
 ) -> None:
     """Latency p50/p90, images/s, peak memory, agreement with PyTorch fp32 (and mIoU on --data), per backend."""
     from diga.export.bench import benchmark
+    from diga.io import atomic_write_text, check_output_file
 
+    if json_out:
+        check_output_file(json_out, "--json")  # before the benchmark, not after it
     names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     rows = benchmark(path, names, imgsz=imgsz, batch=batch, warmup=warmup, iters=iters,
                      device=None if device == "auto" else device, data=check_spec(data, "--data"),
@@ -215,8 +218,7 @@ def benchmark_cmd(
                       fmt(r.get("agreement")), *([fmt(r.get("miou"))] if data else []))
     console.print(table)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(json_out, json.dumps(rows, indent=2) + "\n")
         console.print(f"written {json_out}")
     if rows and all(r["status"] != "ok" for r in rows):
         raise typer.Exit(1)

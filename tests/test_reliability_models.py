@@ -413,3 +413,9 @@ def test_export_sizes_and_names_that_cannot_work(ckpt, tmp_path):
     with pytest.raises(ExportError, match=r"--format pt2 files are recognised by their suffix \(\.pt2\); name it e\.g\. x\.pt2"):
         export_model(ckpt, "pt2", out=tmp_path / "x.onnx", check=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_benchmark_json_that_cannot_be_written_fails_before_benchmarking(ckpt, tmp_path):
+    res = run_cli("benchmark", ckpt, "--backends", "torch", "--json", tmp_path)
+    assert res.exit_code == 1 and f"--json {tmp_path} is a folder; expected a file name" in res.text
+    assert "p50" not in res.text and "Traceback" not in res.output
