@@ -192,8 +192,7 @@ class TensorRTBackend(Backend):
         with torch.cuda.device(self.device):
             self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
             if self.engine is None:
-                raise PredictorError(f"TensorRT could not deserialize {path}: engines only run with the TensorRT "
-                                     "version and GPU model they were built with; rebuild it with `diga export`")
+                raise PredictorError(_engine_mismatch(path, self.meta, trt, self.device))
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -236,6 +235,18 @@ class TensorRTBackend(Backend):
             raise PredictorError("TensorRT execution failed (see the TensorRT log)")
         stream.synchronize()
         return outputs[self.output_name]
+
+
+def _engine_mismatch(path: Path, meta: dict[str, Any], trt: Any, device: torch.device) -> str:
+    """Why an engine does not load: it was built for another GPU model or TensorRT version (named when
+    its metadata records them), and how to rebuild it here."""
+    exp = meta.get("export", {})
+    built = f"{exp.get('gpu', 'an unrecorded GPU')} with {exp.get('tensorrt', 'an unrecorded TensorRT')}"
+    here = f"{torch.cuda.get_device_name(device)} with {trt.__name__} {getattr(trt, '__version__', '?')}"
+    source = exp.get("checkpoint") or "CHECKPOINT.safetensors"
+    return (f"TensorRT could not deserialize {path}: it was built on {built}, this machine has {here}; an engine "
+            f"only runs on the GPU model and TensorRT version it was built with: rebuild it here with "
+            f"`diga export {source} --format tensorrt`")
 
 
 def model_format(path: str | Path) -> ModelFormat:

@@ -419,3 +419,43 @@ def test_benchmark_json_that_cannot_be_written_fails_before_benchmarking(ckpt, t
     res = run_cli("benchmark", ckpt, "--backends", "torch", "--json", tmp_path)
     assert res.exit_code == 1 and f"--json {tmp_path} is a folder; expected a file name" in res.text
     assert "p50" not in res.text and "Traceback" not in res.output
+
+
+def test_an_engine_built_for_another_gpu_says_which_and_how_to_rebuild(tmp_path, monkeypatch):
+    """TensorRT refuses an engine of another GPU model or TensorRT version (deserialize returns None);
+    the message names both machines and the command that rebuilds it (a fake TensorRT stands in)."""
+    import contextlib
+    import types
+
+    from diga.checkpoint import model_metadata
+    from diga.export import Predictor, PredictorError
+    from diga.export import tensorrt as trt_module
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            return None
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    fake = types.SimpleNamespace(__name__="tensorrt", __version__="10.9", Runtime=Runtime, Logger=Logger)
+    monkeypatch.setattr(trt_module, "load_tensorrt", lambda error=None: fake)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    engine = tmp_path / "final.engine"
+    engine.write_bytes(b"an engine of another machine")
+    meta = {**model_metadata("deeplabv2_light", "cityscapes19"),
+            "export": {"format": "tensorrt", "gpu": "NVIDIA A100-SXM4-40GB", "tensorrt": "tensorrt 10.3",
+                       "checkpoint": "final.safetensors"}}
+    (tmp_path / "final.engine.json").write_text(json.dumps(meta))
+    with pytest.raises(PredictorError) as e:
+        Predictor.load(engine)
+    assert ("built on NVIDIA A100-SXM4-40GB with tensorrt 10.3, this machine has NVIDIA H200 with tensorrt 10.9"
+            in str(e.value))
+    assert "diga export final.safetensors --format tensorrt" in str(e.value)
