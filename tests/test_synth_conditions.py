@@ -4,6 +4,8 @@ order, their own random streams, validation, benchmark.json and the CLI option."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +182,39 @@ def test_cli_condition_option(cli, tmp_path):
     assert ok.exit_code == 0, ok.text
     meta = json.loads((tmp_path / "c" / "benchmark.json").read_text())
     assert [c["name"] for c in meta["conditions"]] == ["camera", "night"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shift_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("shift_conditions", ROOT / "benchmarks/shift_conditions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frechet_distance_of_the_shift_script():
+    script = _shift_script()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((400, 3))
+    a -= a.mean(0)
+    assert abs(script.frechet_distance(a, a)) < 1e-9
+    assert script.frechet_distance(a, a + [2.0, 0.0, 0.0]) == pytest.approx(4.0)
+    assert script.frechet_distance(a, 3.0 * a) == pytest.approx(4.0 * np.trace(np.cov(a, rowvar=False)))
+    stats = script.image_statistics(np.zeros((32, 64, 3), np.uint8))
+    assert stats.shape == (24,) and np.isfinite(stats).all()
+
+
+def test_shift_script_reports_every_condition(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/shift_conditions.py"), "--out", str(tmp_path),
+                           "--n-train", "3", "--n-val", "2", "--size", "32", "64"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split("|")[1:4] for line in proc.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [r[0].strip() for r in rows] == ["(plain target)", *NAMES]
+    uses = {r[0].strip(): r[1].strip() for r in rows}
+    assert {n for n, u in uses.items() if u == "held out"} == {"texture", "rain", "night"}
+    assert all(float(r[2]) >= 0 for r in rows)
