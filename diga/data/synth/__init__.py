@@ -34,7 +34,7 @@ styles with one ``gap`` strength (0 = the source style, 1 = :data:`TARGET_STYLE`
 :func:`generate_benchmark` writes the source domain in the GTA5 layout and the target domain in
 the Cityscapes layout, so the ordinary dataset loaders read them. Its ``conditions`` shift the
 target domain further with named, composable conditions (``camera``, ``texture``, ``fog``,
-``night``, ``rain``, ``color``; :mod:`.conditions`): the same scenes, drawn under conditions that
+``rain``, ``night``, ``color``; :mod:`.conditions`): the same scenes, drawn under conditions that
 adaptation was not tuned on.
 
 Modules: :mod:`.style` (the two styles and the ones between), :mod:`.materials` (classes,
