@@ -118,6 +118,35 @@ def test_seeking_returns_the_same_frames_as_decoding_in_order(clip):
     assert [frame_number(p) for p in in_order] == list(range(20))
 
 
+def test_reading_on_and_a_seek_that_lands_past_its_frame(tmp_path):
+    """In-order reads decode on without seeking until a key frame lies in between; a seek that
+    lands after the wanted frame (a bad index) falls back to reading from the start."""
+    from diga.data.video_decode import FrameSeeker
+
+    class SeekSpy:  # the container, with its seeks recorded (and optionally sent elsewhere)
+        def __init__(self, inner):
+            self.inner, self.seeks, self.land_on = inner, [], None
+
+        def seek(self, offset, **kw):
+            self.seeks.append(offset)
+            return self.inner.seek(self.land_on if kw and self.land_on is not None else offset, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    path = make_video(tmp_path / "gop.mp4", n=20, gop=5)
+    index = index_video(path)
+    assert index.keyframes == index.pts[::5]
+    seeker = FrameSeeker(index)
+    spy = seeker.container = SeekSpy(seeker.container)
+    assert [frame_number(seeker.frame(index.pts[i])) for i in (1, 2, 4, 6, 7)] == [1, 2, 4, 6, 7]
+    assert spy.seeks == [index.pts[1], index.pts[6]]  # frame 1, then past the key frame 5 for frame 6
+    spy.land_on = index.keyframes[-1]  # the next seek lands on frame 15
+    assert frame_number(seeker.frame(index.pts[3])) == 3
+    assert spy.seeks[-2:] == [index.pts[3], 0]  # ... so it read from the start instead
+    seeker.close()
+
+
 def test_variable_frame_rate(tmp_path):
     pts = [0, 40, 90, 400, 430, 1100, 1130, 1160, 1900, 2000]  # ms, irregular
     path = make_video(tmp_path / "vfr.mkv", n=len(pts), pts=pts, time_base=Fraction(1, 1000))
@@ -163,7 +192,7 @@ def test_dataloader_workers_open_their_own_files(clip):
     ds[0]  # the parent opens the file...
     assert len(ds._seekers) == 1
     assert pickle.loads(pickle.dumps(ds))._seekers == {}  # ...which does not travel to workers
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, timeout=120)  # fail, never hang
     images = torch.cat([x for x, _ in loader])
     assert images.shape == (len(ds), 3, 64, 128)
     assert [frame_number(im.permute(1, 2, 0).numpy()) for im in images] == list(range(0, 20, 2))
@@ -244,7 +273,8 @@ def test_errors_name_the_file(tmp_path, clip):
     for name in ("empty.mp4", "empty.mkv"):
         empty = make_empty_video(tmp_path / name)
         assert _error(f"video:{empty}").startswith(f"video file {empty} holds no video frames (")
-    assert _error(f"video:{tmp_path / 'missing.mp4'}") == f"video file or folder {tmp_path / 'missing.mp4'} does not exist"
+    missing = tmp_path / "missing.mp4"
+    assert _error(f"video:{missing}") == f"video file or folder {missing} does not exist"
     png = tmp_path / "frame.png"
     png.write_bytes(b"x")
     assert f"{png} is not a video file" in _error(f"video:{png}")

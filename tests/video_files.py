@@ -29,10 +29,11 @@ def frame_number(pixels: np.ndarray) -> int:
 
 def make_video(path: Path, n: int = 12, size: tuple[int, int] = (64, 128), fps: int = 10, *,
                codec: str = "libx264", pts: list[int] | None = None, time_base: Fraction | None = None,
-               rotation: int | None = None, audio: bool = False, faststart: bool = False,
+               rotation: int | None = None, audio: bool = False, faststart: bool = False, gop: int | None = None,
                frame=frame_pixels) -> Path:
     """Write ``n`` frames of ``frame(i, size)``; ``pts`` + ``time_base`` give irregular (VFR)
-    timestamps; ``rotation`` sets the display matrix (counter-clockwise degrees)."""
+    timestamps; ``rotation`` sets the display matrix (counter-clockwise degrees); ``gop``: a key
+    frame every ``gop`` frames."""
     import av
 
     options = {"movflags": "+faststart"} if faststart else {}
@@ -44,6 +45,9 @@ def make_video(path: Path, n: int = 12, size: tuple[int, int] = (64, 128), fps: 
             s.time_base = s.codec_context.time_base = time_base
         if rotation is not None:
             s.set_display_rotation(rotation)
+        if gop is not None:
+            s.codec_context.gop_size = gop
+            s.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         a = c.add_stream("aac", rate=8000) if audio else None
         for i in range(n):
             f = av.VideoFrame.from_ndarray(frame(i, size), format="rgb24")

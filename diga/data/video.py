@@ -43,6 +43,10 @@ DEFAULT_FPS = 2.0
 MAX_OPEN_VIDEOS = 4  # containers kept open per process (video:DIR reads many files)
 
 _INDEX_CACHE: dict[tuple[str, int, int], VideoIndex] = {}  # (path, size, mtime) -> index
+# Open videos a forked DataLoader worker inherited from its parent: kept referenced and never used.
+# Freeing them in the child would join FFmpeg's decoder and scaler threads, which exist only in the
+# parent: the worker hangs or crashes (seen with libswscale's slice threads).
+_INHERITED: list[OrderedDict] = []
 
 
 def cached_index(path: Path) -> VideoIndex:
@@ -157,7 +161,8 @@ class VideoFrameDataset(SegmentationDataset):
         return tuple(self.read_frame(index).shape[-2:])
 
     def _seeker(self, video: int) -> FrameSeeker:
-        if self._pid != os.getpid():  # a forked worker: never share the parent's open files
+        if self._pid != os.getpid():  # a forked worker: its own files; the parent's are left alone
+            _INHERITED.append(self._seekers)
             self._seekers, self._pid = OrderedDict(), os.getpid()
         seeker = self._seekers.get(video)
         if seeker is None:

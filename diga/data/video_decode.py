@@ -38,7 +38,7 @@ import math
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -296,25 +296,20 @@ class Frame:
     seconds: float  # relative to the first frame
 
 
-@dataclass
 class FrameStream:
     """Every frame of a video in order, decoded as it is read (memory does not grow with length).
 
     ``with FrameStream(path) as frames: for frame in frames: ...``; afterwards ``skipped_packets``
-    and ``errors`` say what could not be decoded."""
+    and ``errors`` say what could not be decoded, ``rotation`` what was applied."""
 
-    path: Path
-    container: Any = None
-    stream: Any = None
-    skipped_packets: int = 0
-    errors: list[str] = field(default_factory=list)
-    frames_read: int = 0
-    rotation: int = 0  # counter-clockwise degrees applied to the frames read
-
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
         self.container, self.stream = open_video(self.path)
         self.stream.thread_type = "AUTO"  # frame threads: faster in-order decoding
+        self.skipped_packets = 0
+        self.errors: list[str] = []
+        self.frames_read = 0
+        self.rotation = 0  # counter-clockwise degrees applied to the frames read
         self._start: int | None = None
 
     @property
@@ -453,7 +448,7 @@ class FrameSeeker:
                 continue
             try:
                 yield from packet.decode()
-            except av.error.InvalidDataError:
+            except av.FFmpegError:  # a damaged packet: the frames after it may still decode
                 continue
 
     def close(self) -> None:
