@@ -98,7 +98,7 @@ def predict_cmd(
                                "official evaluation scripts)."),
 ) -> None:
     """Segment images: writes <stem>_labels.png (trainIds), <stem>_color.png and <stem>_overlay.jpg
-    (--format cityscapes: <stem>.png in labelIds)."""
+    (--format cityscapes: <stem>.png in labelIds); a video gives <stem>_overlay.mp4."""
     from PIL import Image
 
     from diga.classes import get_label_space
