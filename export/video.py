@@ -74,14 +74,17 @@ class VideoWriter:
         self.size = (h + h % 2, w + w % 2)  # 4:2:0 chroma needs even sizes
         self.padded = self.size != (h, w)
         self.rate = Fraction(rate).limit_denominator(1001 * 1000) if rate else FALLBACK_RATE
-        self.time_base = time_base
+        self.time_base = time_base  # of the timestamps given to write()
+        # The encoder's time base: the input's, so frames keep their exact timestamps (a coarser
+        # 1/rate would merge the close frames of a variable-rate video); MPEG-4 Part 2 allows
+        # denominators up to 65535 only (MPEG-TS uses 1/90000).
+        self.codec_time_base = (time_base if self.codec == "libx264" or time_base.denominator <= 65535
+                                else Fraction(1, 60000))
         self.container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
         self.stream = self.container.add_stream(self.codec, rate=self.rate)
         self.stream.width, self.stream.height = self.size[1], self.size[0]
         self.stream.pix_fmt = "yuv420p"
-        # The input's time base for both: frames keep their exact timestamps (a coarser 1/rate would
-        # merge the close frames of a variable-rate video).
-        self.stream.time_base = self.stream.codec_context.time_base = time_base
+        self.stream.time_base = self.stream.codec_context.time_base = self.codec_time_base
         if self.codec == "libx264":
             self.stream.options = {"crf": "20", "preset": "veryfast"}
         else:
@@ -94,6 +97,8 @@ class VideoWriter:
         repeated one is moved one tick on."""
         import av
 
+        if self.codec_time_base != self.time_base:
+            pts = round(pts * self.time_base / self.codec_time_base)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
@@ -101,7 +106,7 @@ class VideoWriter:
         if (h, w) != self.size:
             rgb = np.pad(rgb, ((0, self.size[0] - h), (0, self.size[1] - w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts, frame.time_base = pts, self.time_base
+        frame.pts, frame.time_base = pts, self.codec_time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1
@@ -188,12 +193,11 @@ def predict_video(
 ) -> VideoResult:
     """Segment every frame of ``path`` (up to ``max_frames`` / ``max_seconds``) into an overlay video.
 
-    ``max_pixels``: refuse a video whose frames are larger (before predicting anything).
-
     ``predictor``: a :class:`~diga.export.Predictor` (anything with its ``predict``). A file that
-    is no readable video raises :class:`PredictorError`; damage met on the way (a file cut short)
-    ends up in ``problems``, with the frames before it written. ``on_frame(frame, prediction)`` is
-    called after each frame is encoded."""
+    is no readable video, or whose frames exceed ``max_pixels``, raises :class:`PredictorError`
+    before anything is written; damage met on the way (a file cut short) ends up in ``problems``,
+    with the frames before it written. ``on_frame(frame, prediction)`` is called after each frame
+    is encoded."""
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = namer or OutputNamer(out_dir)

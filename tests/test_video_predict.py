@@ -109,6 +109,20 @@ def test_limits_stop_early_with_a_note(clip, tmp_path):
         predict_video(FakePredictor(), clip, tmp_path / "c", max_pixels=1000, show_progress=False)
 
 
+def test_mpeg4_fallback_keeps_the_timing(tmp_path, monkeypatch):
+    """Without libx264 the overlay is MPEG-4 Part 2, whose time base is limited to 1/65535: a
+    1/90000 input (MPEG-TS) is rescaled, and the frame times stay the same."""
+    import diga.export.video as video
+
+    monkeypatch.setattr(video, "video_codec", lambda: "mpeg4")
+    writer = VideoWriter(tmp_path / "ts.mp4", (64, 128), Fraction(25), Fraction(1, 90000))
+    for i in range(5):
+        writer.write(np.full((64, 128, 3), 40 * i, np.uint8), 3600 * i + (1800 if i == 4 else 0))
+    writer.close()
+    assert writer.codec == "mpeg4" and writer.codec_time_base == Fraction(1, 60000)
+    assert _times(tmp_path / "ts.mp4") == [0.0, 0.04, 0.08, 0.12, 0.18]
+
+
 def test_odd_sizes_are_padded_for_h264(tmp_path):
     writer = VideoWriter(tmp_path / "odd.mp4", (63, 127), Fraction(10), Fraction(1, 10))
     for i in range(3):
