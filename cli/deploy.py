@@ -52,8 +52,8 @@ def export_cmd(
     calib: Optional[Path] = typer.Option(None, help="Folder of target-domain images for INT8 calibration."),
     calib_images: int = typer.Option(100, min=1, help="Calibrate on at most this many --calib images "
                                      "(spread over the folder)."),
-    calib_method: Optional[str] = typer.Option(None, help="INT8 activation ranges: minmax (default), entropy or "
-                                               "percentile."),
+    calib_method: Optional[str] = typer.Option(None, help="INT8 activation ranges: percentile (default), minmax or "
+                                               "entropy."),
     dynamic: bool = typer.Option(False, help="Dynamic batch, height and width."),
     imgsz: Size = typer.Option(None, help="Input height and width (default: the checkpoint's input size)."),
     batch: int = typer.Option(1, min=1, help="Batch size (the maximum batch with --dynamic)."),

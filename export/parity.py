@@ -11,6 +11,10 @@ import torch
 from .errors import ExportError
 
 # argmax agreement a check must reach. fp32 and int8 failures are fatal, fp16/bf16 ones warn.
+# int8: the default INT8 graph of a trained deeplabv2_light agrees with fp32 on 99.65 % of the pixels
+# of 100 target-val images and on >= 98.9 % of every single one; the worst variant measured (every
+# layer quantised) fell to 96.3 % on one image. 97 % lets the first pass with a margin on the few
+# check images and stops quantisations that change 3 % of the labels (docs/BENCHMARKS.md).
 THRESHOLDS = {"fp32": 99.9, "fp16": 99.0, "bf16": 98.5, "int8": 97.0}
 
 

@@ -135,10 +135,10 @@ def test_calib_images_cap_spreads_over_the_folder(calib, tmp_path):
 
 
 def test_calib_images_and_method_reach_the_metadata(ckpt, calib, tmp_path):
-    res = export_model(ckpt, "onnx", int8=True, calib=calib, calib_images=2, calib_method="percentile",
+    res = export_model(ckpt, "onnx", int8=True, calib=calib, calib_images=2, calib_method="entropy",
                        out=tmp_path / "p.int8.onnx", exporter="torchscript", check=False, log=quiet)
     q = read_export_metadata(res.path)["export"]["quantization"]
-    assert q["calibration_method"] == "percentile" and q["calibration_images"] == 2
+    assert q["calibration_method"] == "entropy" and q["calibration_images"] == 2
 
 
 def test_unreadable_calibration_files_are_skipped_with_a_warning(tmp_path):
@@ -227,3 +227,54 @@ def test_cli_int8_export_and_errors(ckpt, calib, tmp_path):
     assert "INT8: calibrating on 3 image(s)" in text and "(int8)" in text and "argmax agreement" in text
     meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["diga"])
     assert meta["export"]["int8"] is True and meta["export"]["quantization"]["calibration_images"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# diga benchmark: the INT8 row beside fp32
+
+
+def test_benchmark_adds_the_int8_row_when_asked(ckpt, tiny_bench, tmp_path):
+    from conftest import run_cli
+
+    frames = Path(tiny_bench["target"].split(":", 1)[1]) / "leftImg8bit" / "train"
+    out = tmp_path / "bench.json"
+    res = run_cli("benchmark", ckpt, "--backends", "torch,onnx", "--int8", "--calib", frames, "--imgsz", "64", "128",
+                  "--warmup", "0", "--iters", "1", "--data", tiny_bench["val"], "--max-images", "3", "--json", out)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    assert [(r["backend"], r["precision"]) for r in rows] == [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")]
+    assert all(r["status"] == "ok" and r["miou_images"] == 3 and r["images_per_s"] > 0 for r in rows)
+    assert rows[2]["agreement"] > 80 and "int8" in res.text and "mIoU" in res.text
+
+
+def test_benchmark_picks_up_an_int8_model_beside_the_checkpoint(ckpt, int8_export):
+    from diga.export.bench import benchmark
+
+    logged: list[str] = []
+    rows = benchmark(ckpt, ["onnx"], imgsz=(64, 128), warmup=0, iters=1, log=logged.append)
+    assert [(r["backend"], r["precision"], r["status"]) for r in rows] == [("onnx", "fp32", "ok"),
+                                                                            ("onnx", "int8", "ok")]
+    assert any(str(int8_export.path) in m for m in logged) and rows[1]["agreement"] > 80
+    # a fixed-shape INT8 file of another shape is named (its row's status), not fed the wrong tensor
+    from diga.export import PredictorError
+    from diga.export.bench import _fits
+
+    with pytest.raises(PredictorError, match="final.int8.onnx takes batch 1 at 64x128, the benchmark batch 2"):
+        _fits(int8_export.path, (64, 128), 2)
+
+
+def test_benchmark_int8_errors(ckpt, calib, int8_export, tmp_path):
+    from diga.export import PredictorError
+    from diga.export.bench import benchmark
+
+    with pytest.raises(PredictorError, match="--int8 needs --calib DIR"):
+        benchmark(ckpt, ["onnx"], int8=True, log=quiet)
+    with pytest.raises(PredictorError, match="--calib and --calib-images calibrate the INT8 rows: add --int8"):
+        benchmark(ckpt, ["onnx"], calib=calib, log=quiet)
+    with pytest.raises(PredictorError, match="--int8 quantises a checkpoint for --backends onnx or --backends "
+                                             "tensorrt; got final.safetensors with --backends torch"):
+        benchmark(ckpt, ["torch"], int8=True, calib=calib, log=quiet)
+    with pytest.raises(PredictorError, match="got final.int8.onnx"):
+        benchmark(int8_export.path, int8=True, calib=calib, log=quiet)
+    with pytest.raises(ExportError, match="not a folder"):
+        benchmark(ckpt, ["onnx"], int8=True, calib=tmp_path / "none", log=quiet)
