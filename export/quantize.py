@@ -35,7 +35,9 @@ the speed:
   of the logits and the 1x1 **classifier** convolution in front of it, whose outputs decide the
   argmax. Quantising both: 98.09 % (96.30 %); the classifier alone: 99.13 % (97.83 %); no
   measurable speed difference;
-* conv biases: int32 for ONNX Runtime (its fused QLinearConv needs them);
+* conv biases: int32 for ONNX Runtime (its default; float biases give the same fused graph), float
+  for TensorRT, which folds them itself (Q/DQ graphs for TensorRT quantise weights and
+  activations only);
 * ``quant_pre_process`` (shape inference, ORT's fusions): no effect on the graphs ``diga export``
   writes (batch norms are already folded), kept for graphs that arrive unfused.
 """
