@@ -77,7 +77,7 @@ def train(
     name: str = opt.name_option("train"), project: Path = opt.PROJECT, resume: bool = opt.resume_option("train"),
 ) -> None:
     """Supervised training (source-only baseline or target oracle)."""
-    from diga.engine.pipeline import check_resume
+    from diga.engine.pipeline import train_stage
     from diga.engine.supervised import SupervisedTrainer
 
     cfg = build_config(preset, config, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
@@ -87,10 +87,7 @@ def train(
                        device=device, workers=workers)
     if not cfg.source:
         raise typer.BadParameter("training needs labelled data (KIND:PATH)", param_hint="--data")
-    run_dir = project / "train" / name
-    if resume:
-        check_resume(run_dir, cfg)
-    result = SupervisedTrainer(cfg, run_dir, resume=resume).run()
+    result = train_stage(SupervisedTrainer, cfg, opt.run_dir(project, "train", name), resume=resume)
     _print_result(result)
 
 

@@ -84,6 +84,16 @@ def name_option(stage: str, extra: str = "") -> Any:
     return typer.Option("exp", help=f"Run name: runs/{stage}/NAME{extra}.")
 
 
+def run_dir(project: Path, stage: str, name: str) -> Path:
+    """``PROJECT/STAGE/NAME``, with NAME checked to be one folder name."""
+    from diga.engine.rundir import check_run_name
+
+    try:
+        return project / stage / check_run_name(name)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--name") from None
+
+
 def resume_option(stage: str) -> Any:
     return typer.Option(False, help=f"Continue runs/{stage}/NAME from its last checkpoint, with the same settings.")
 

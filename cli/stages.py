@@ -50,7 +50,7 @@ def warmup(
     name: str = opt.name_option("warmup"), project: Path = opt.PROJECT, resume: bool = opt.resume_option("warmup"),
 ) -> None:
     """Stage 1: warm-up by symmetric distillation with the cross-domain mixture (--no-distil --no-mix: source-only)."""
-    from diga.engine.pipeline import check_resume
+    from diga.engine.pipeline import train_stage
     from diga.engine.warmup import WarmupTrainer
 
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, batch_size=batch_size,
@@ -63,10 +63,7 @@ def warmup(
                   device=device, workers=workers)
     if not cfg.source:
         raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
-    run_dir = project / "warmup" / name
-    if resume:
-        check_resume(run_dir, cfg)
-    result = WarmupTrainer(cfg, run_dir, resume=resume).run()
+    result = train_stage(WarmupTrainer, cfg, opt.run_dir(project, "warmup", name), resume=resume)
     _print_stage(result)
 
 
@@ -107,7 +104,7 @@ def selftrain(
                   loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine,
                   label_space=label_space, amp=amp, eval_every=eval_every, select=select, compile=compile,
                   sync_bn=sync_bn, seed=seed, device=device, workers=workers)
-    results = self_train(cfg, project / "selftrain" / name, console)
+    results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
     _print_stage(results[-1])
 
 
@@ -150,6 +147,7 @@ def adapt(
     from diga.engine.pipeline import check_same_settings
     from diga.engine.references import parse_reference_steps
     from diga.engine.references import reference_steps as reference_steps_of
+    from diga.engine.rundir import run_lock
 
     parse_reference_steps(reference_steps)  # a mistyped value fails before any training
     runtime.init_distributed_from_env()
@@ -171,13 +169,14 @@ def adapt(
                   label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
                   workers=workers, **gpu_speedups)
-    run_dir = project / "adapt" / (name or ("synthetic" if builtin else "exp"))
-    check_same_settings(run_dir, cfg)  # before the references: a refused run should cost nothing
-    refs = {}
-    if builtin if references is None else references:
-        refs = benchmark.train_references(cfg, reference_steps_of(cfg, reference_steps), console)
-    before = refs["source_only"].weights if "source_only" in refs else None
-    result = run_adapt(cfg, run_dir, references=refs, before=before)
+    run_dir = opt.run_dir(project, "adapt", name or ("synthetic" if builtin else "exp"))
+    with run_lock(run_dir):  # taken before the references: a refused run should cost nothing
+        check_same_settings(run_dir, cfg)
+        refs = {}
+        if builtin if references is None else references:
+            refs = benchmark.train_references(cfg, reference_steps_of(cfg, reference_steps), console)
+        before = refs["source_only"].weights if "source_only" in refs else None
+        result = run_adapt(cfg, run_dir, references=refs, before=before)
     if runtime.is_main():
         _print_table(result)
 

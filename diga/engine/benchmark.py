@@ -65,7 +65,7 @@ def reference(kind: str, cfg: StageConfig, steps: int, console: Console | None =
     run_dir = cache_dir() / "references" / f"{kind}-{_key(ref_cfg, data)}"
     console = main_rank_console(console)
     console.rule(f"reference: {KINDS[kind]}, {steps} steps ({run_dir})")
-    result = run_stage(SupervisedTrainer, ref_cfg, run_dir, console)
+    result = run_stage(SupervisedTrainer, ref_cfg, run_dir, console, wait=True)  # shared by concurrent runs
     return Reference(kind, selected_miou(result.metrics), steps, result.weights)
 
 

@@ -25,18 +25,33 @@ from .config import StageConfig, changed_settings
 from .labelfree import handed_on_signals
 from .pseudolabels import compute_centroids, generate_pseudo_labels
 from .references import Reference, gap_summary
+from .rundir import run_lock
 from .selftrain import SelfTrainer
 from .trainer import StageResult, Trainer, completed_summary
 from .warmup import WarmupTrainer
 
 
-def run_stage(trainer_cls: type[Trainer], cfg: StageConfig, run_dir: Path, console: Console | None = None) -> StageResult:
-    """Run a stage, or return its result at once if it already finished (resuming otherwise)."""
-    summary = completed_summary(run_dir)
-    if summary is not None:
-        teacher = summary.get("teacher_weights")
-        return StageResult(Path(run_dir), Path(summary["weights"]), Path(teacher) if teacher else None, summary)
-    return trainer_cls(cfg, run_dir, resume=True, console=console).run()
+def run_stage(trainer_cls: type[Trainer], cfg: StageConfig, run_dir: Path, console: Console | None = None,
+              wait: bool = False) -> StageResult:
+    """Run a stage, or return its result at once if it already finished (resuming otherwise).
+
+    ``wait``: if another process is running this very stage, wait for it instead of refusing.
+    """
+    with run_lock(run_dir, console, wait=wait):
+        summary = completed_summary(run_dir)
+        if summary is not None:
+            teacher = summary.get("teacher_weights")
+            return StageResult(Path(run_dir), Path(summary["weights"]), Path(teacher) if teacher else None, summary)
+        return trainer_cls(cfg, run_dir, resume=True, console=console).run()
+
+
+def train_stage(trainer_cls: type[Trainer], cfg: StageConfig, run_dir: str | Path, resume: bool = False,
+                console: Console | None = None) -> StageResult:
+    """One stage as a command runs it: a new run, or with ``resume`` the continuation of ``run_dir``."""
+    if resume:
+        check_resume(run_dir, cfg)
+    with run_lock(run_dir, console):
+        return trainer_cls(cfg, run_dir, resume=resume, console=console).run()
 
 
 def selected_miou(summary: dict[str, Any]) -> float | None:
@@ -132,8 +147,9 @@ def self_train(cfg: StageConfig, run_dir: str | Path, console: Console | None = 
         raise ConfigError("self-training needs target images: --target KIND:PATH")
     if cfg.rounds < 1:
         raise ConfigError(f"self-training needs at least one round (got rounds={cfg.rounds})")
-    start_run(run_dir, cfg)
-    return self_training_rounds(cfg, Path(cfg.init), run_dir, console)
+    with run_lock(run_dir, console):
+        start_run(run_dir, cfg)
+        return self_training_rounds(cfg, Path(cfg.init), run_dir, console)
 
 
 @dataclass
@@ -159,6 +175,12 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, Reference
     console = main_rank_console(console)
     if not cfg.source or not cfg.target:
         raise ConfigError("diga adapt needs --source KIND:PATH and --target KIND:PATH")
+    with run_lock(run_dir, console):
+        return _adapt(cfg, run_dir, references, before, console)
+
+
+def _adapt(cfg: StageConfig, run_dir: Path, references: dict[str, Reference] | None, before: Path | None,
+           console: Console) -> AdaptResult:
     start_run(run_dir, cfg)
     console.rule("stage 1: warm-up (symmetric distillation + cross-domain mixture)")
     stage = run_stage(WarmupTrainer, warmup_config(cfg), run_dir / "warmup", console)
