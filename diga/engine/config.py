@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -96,9 +97,38 @@ class StageConfig:
         return dataclasses.replace(self, **overrides)
 
     def validate(self) -> "StageConfig":
-        problems = []
-        if self.steps < 0:
-            problems.append(f"steps must be >= 0 (got {self.steps})")
+        problems = [f"{name} must be a finite number (got {value!r})" for name, value in _numbers(self)
+                    if not math.isfinite(value)]
+        if problems:  # the range checks below would pass a NaN silently
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
+        # A training stage of 0 steps would hand on untrained weights as if they were trained.
+        if self.steps < 1:
+            problems.append(f"steps must be >= 1 (got {self.steps})")
+        if self.selftrain_steps is not None and self.selftrain_steps < 1:
+            problems.append(f"selftrain_steps must be >= 1, or null for the value of steps (got {self.selftrain_steps})")
+        for name in ("log_every", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        for name in ("workers", "eval_every", "ckpt_every", "vis_every"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed must be in 0..{2**32 - 1} (got {self.seed})")
+        for name in ("ema_max", "threshold", "momentum", "centroid_momentum", "blend_beta", "selftrain_blend_beta",
+                     "fda_beta"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1] (got {getattr(self, name)})")
+        for name in ("weight_decay", "poly_power", "distil_weight", "selftrain_distil_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.head_lr_mult <= 0:
+            problems.append(f"head_lr_mult must be > 0 (got {self.head_lr_mult})")
+        if not self.eval_scales or any(s <= 0 for s in self.eval_scales):
+            problems.append(f"eval_scales must be one or more numbers > 0 (got {self.eval_scales})")
+        for name in ("base_size", "eval_size"):
+            size = getattr(self, name)
+            if size is not None and any(v < 1 for v in size):
+                problems.append(f"{name} must be a height and width >= 1, or null (got {size})")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
         if self.accumulate < 1 or self.batch_size % self.accumulate:
@@ -238,6 +268,16 @@ def changed_settings(saved: StageConfig, new: StageConfig) -> list[tuple[str, An
     """(name, saved value, new value) of every setting that differs, except RESUME_MAY_CHANGE."""
     return [(name, getattr(saved, name), getattr(new, name)) for name in field_names()
             if name not in RESUME_MAY_CHANGE and getattr(saved, name) != getattr(new, name)]
+
+
+def _numbers(cfg: StageConfig) -> list[tuple[str, float]]:
+    """(name, value) of every float setting, one entry per item of a tuple of floats."""
+    out = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        out += [(f.name, v) for v in items if isinstance(v, float)]
+    return out
 
 
 def _as_type(value: Any, hint: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -47,8 +49,41 @@ def train_transform(cfg: StageConfig) -> TrainTransform:
 def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
     dataset = build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space),
                             transform=train_transform(cfg), **kw)
+    check_batch_fits(len(dataset), cfg, spec)
     check_crop_fits(dataset, cfg, spec)
     return dataset
+
+
+def check_batch_fits(n_images: int, cfg: StageConfig, name: str) -> None:
+    """Reject a batch larger than the images a process samples from: every batch would repeat images
+    (a batch of 100000 from 16 images would load for minutes before the first step)."""
+    world = runtime.world_size()
+    per_rank = n_images // world
+    if cfg.batch_size > per_rank:
+        shared = f", {per_rank} per process for {world} processes" if world > 1 else ""
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} is larger than the {n_images} image(s) of {name}{shared}: no batch "
+            f"of distinct images can be formed; choose --batch-size {max(per_rank, 1)} or less (or more images)"
+        )
+
+
+def loader_workers(requested: int) -> int:
+    """Worker processes for a training loader: at most one per CPU this process may use."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(requested, cpus)
+
+
+def _name(dataset: Dataset) -> str:
+    """The folder a dataset (or the dataset it wraps, e.g. pseudo-labelled targets) reads."""
+    root = getattr(dataset, "root", None) or getattr(getattr(dataset, "base", None), "root", None)
+    return str(root) if root else type(dataset).__name__
+
+
+def _worker_ignores_ctrl_c(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: the training process stops at a step boundary and
+    # shuts its workers down; a worker dying on the signal would fail that last step instead.
+    # (SIGTERM keeps its default: it is how a loader ends a worker that does not exit.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check_crop_fits(dataset, cfg: StageConfig, spec: str) -> None:
@@ -68,14 +103,17 @@ def eval_dataset(spec: str, cfg: StageConfig, split: str = "val") -> Dataset:
 
 def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: int = 0) -> Iterator:
     """Batches forever, starting where a run stopped after ``start_step`` steps."""
+    check_batch_fits(len(dataset), cfg, _name(dataset))
     sampler = InfiniteSampler(len(dataset), cfg.seed + salt, start=start_step * cfg.batch_size)
+    workers = loader_workers(cfg.workers)
     # Random crops/flips inside workers draw from torch's RNG: seed it by position so a resumed
     # run is reproducible too.
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + salt * 104_729 + start_step)
     loader = DataLoader(
-        dataset, batch_size=cfg.batch_size // cfg.accumulate, sampler=sampler, num_workers=cfg.workers,
+        dataset, batch_size=cfg.batch_size // cfg.accumulate, sampler=sampler, num_workers=workers,
         pin_memory=torch.cuda.is_available(), drop_last=True, generator=gen,
-        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None,
     )
     return iter(loader)
 
@@ -89,4 +127,5 @@ def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool
 
         sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), sampler=sampler)
+                      pin_memory=torch.cuda.is_available(), sampler=sampler,
+                      worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None)

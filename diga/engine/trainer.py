@@ -28,7 +28,7 @@ from ..checkpoint import (
 )
 from ..classes import get_label_space
 from ..data.transforms import normalize
-from ..errors import DigaError
+from ..errors import ConfigError, DigaError
 from ..evaluate import evaluate_model
 from ..io import atomic_write_text, remove_stale_temps
 from ..models import create
@@ -36,8 +36,9 @@ from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
 from .labelfree import stage_signals
-from .loaders import eval_dataset, eval_loader
+from .loaders import eval_dataset, eval_loader, loader_workers
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
+from .stopping import RunInterrupted, StopRequest
 
 
 class RunExistsError(DigaError, RuntimeError):
@@ -88,6 +89,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         runtime.seed_everything(cfg.seed + runtime.rank())
         self.space = get_label_space(cfg.label_space)
+        if loader_workers(cfg.workers) < cfg.workers:
+            self.console.print(f"[yellow]--workers {cfg.workers}: this process may use "
+                               f"{loader_workers(cfg.workers)} CPUs, so that many data-loading workers start[/]")
         self.build_data()
         self.model = self.build_model().to(self.device)
         if cfg.sync_bn and runtime.is_distributed():
@@ -117,6 +121,7 @@ class Trainer:
                     "or choose another --name"
                 )
             self.restore(load_state(state_path, self.device))
+        self.saved_step = self.start_step if state_path.exists() else None  # of the checkpoint on disk
         if runtime.is_main():
             self.dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.dir / "config.yaml", cfg.to_yaml())
@@ -133,14 +138,18 @@ class Trainer:
             if not getattr(self.val_set, "has_labels", True):
                 self.console.print(f"[yellow]{self.cfg.val} has no labels: no validation mIoU[/]")
                 self.val_set = None
+        if self.cfg.select == "best" and self.val_set is None:
+            why = f"{self.cfg.val} has no labels" if self.cfg.val else "no --val was given"
+            raise ConfigError(f"--select best hands on the step with the best mIoU on labelled --val data, and {why}; "
+                              "give labelled --val data or use --select last")
 
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
         if cfg.init:
             model, meta = load_model(cfg.init)
             if meta["num_classes"] != self.space.num_classes:
-                raise ValueError(f"{cfg.init} has {meta['num_classes']} classes, the label space "
-                                 f"{self.space.name} has {self.space.num_classes}")
+                raise ConfigError(f"--init {cfg.init} has {meta['num_classes']} classes, the label space "
+                                  f"{self.space.name} (--label-space) has {self.space.num_classes}")
             return model.train()
         return create(cfg.model, self.space.num_classes, pretrained=cfg.pretrained or None).train()
 
@@ -188,7 +197,7 @@ class Trainer:
         cfg = self.cfg
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log = 0, time.perf_counter()
-        with self.progress() as progress:
+        with self.progress() as progress, StopRequest(self.console) as stop:
             task = progress.add_task(self.stage, total=cfg.steps, completed=self.start_step)
             for step in range(self.start_step, cfg.steps):
                 for group in self.optimizer.param_groups:
@@ -215,7 +224,28 @@ class Trainer:
                     self.evaluate_and_keep_best(done)
                 if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
                     self.checkpoint(done)
+                if stop.requested:
+                    progress.stop()
+                    self.stop_at(done, stop.signal_name)
         return self.finish()
+
+    def stop_at(self, done: int, signal_name: str) -> None:
+        """Checkpoint the last completed step (unless its loss was not finite), then raise RunInterrupted."""
+        if self.saved_step != done:
+            self.checkpoint(done)
+        state = self.weights_dir / "state.safetensors"
+        if self.saved_step == done:
+            saved = f"step {done} of {self.cfg.steps} is saved in {state}"
+        elif self.saved_step is not None:
+            saved = (f"the loss was not finite at step {done}, so the last good checkpoint is kept: step "
+                     f"{self.saved_step} in {state}")
+        else:
+            saved = f"the loss was not finite at step {done} and there is no checkpoint yet: a re-run starts over"
+        message = (f"{self.stage} stopped by {signal_name}: {saved}. To continue, re-run the same command with "
+                   "--resume (diga adapt and diga selftrain: re-run the same command, same --name; they resume "
+                   "by themselves)")
+        self.console.print(f"[yellow]{message}[/]", soft_wrap=True, highlight=False)
+        raise RunInterrupted(message)  # a KeyboardInterrupt: the CLI exits 130
 
     def optimization_step(self, step: int) -> dict[str, torch.Tensor]:
         """One optimiser step over ``accumulate`` micro-batches; returns the step's mean losses.
@@ -280,6 +310,29 @@ class Trainer:
                 "(try --amp bf16 or fp32), or broken input data (images/labels). The last good "
                 f"checkpoint is kept in {self.weights_dir}; fix the cause and re-run with --resume."
             )
+
+    def check_final_weights(self) -> None:
+        """A run that ends on non-finite steps hands its weights on only if they were trained and are finite.
+
+        (The skipped steps only zeroed their gradients; but a run whose every step was non-finite
+        learned nothing, and one finite step with a huge learning rate can already have broken them.)
+        """
+        cfg, skipped = self.cfg, int(self.nonfinite_run)
+        learned_nothing = self.start_step == 0 and int(self.nonfinite_total) >= cfg.steps
+        finite = all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point())
+        if learned_nothing or not finite:
+            what = "every step's loss was NaN/inf" if learned_nothing else (
+                f"the last {skipped} steps were NaN/inf and the weights are no longer finite")
+            self.log({"step": cfg.steps, "stopped": "non-finite loss"})
+            raise NonFiniteLossError(
+                f"{self.stage}: {what}, so no weights are handed on. Likely causes: a learning rate too high "
+                f"for this model/batch (--lr, now {cfg.lr}), fp16 overflow (try --amp bf16 or fp32), or broken "
+                "input data (images/labels)."
+                + (f" The last good checkpoint (step {self.saved_step}) is kept in {self.weights_dir}."
+                   if self.saved_step else "")
+            )
+        self.console.print(f"[yellow]{self.stage}: the last {skipped} steps had a NaN/inf loss and were skipped; "
+                           "the weights of the steps before them are saved[/]")
 
     # --- evaluation, checkpoints, logs --------------------------------------------------
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
@@ -353,11 +406,15 @@ class Trainer:
     def checkpoint(self, step: int) -> None:
         if int(self.nonfinite_run) > 0:
             return  # never replace the last good checkpoint with one taken mid-divergence
+        self.save_checkpoint(step)
+
+    def save_checkpoint(self, step: int) -> None:
         if runtime.is_main():
             _, groups = optimizer_tensors(self.optimizer)
             info = {"best": self.best, "param_groups": groups, "stage": self.stage}
             save_state(self.weights_dir / "state.safetensors", TrainState(step, self.state_tensors(), info))
             self.save_models("last")
+        self.saved_step = step
         runtime.barrier()
 
     def restore(self, state: TrainState) -> None:
@@ -393,9 +450,11 @@ class Trainer:
     def finish(self) -> StageResult:
         cfg = self.cfg
         metrics: dict[str, Any] = {}
+        if int(self.nonfinite_run) > 0:
+            self.check_final_weights()
         if self.val_set is not None:
             metrics = self.evaluate_and_keep_best(cfg.steps)
-        self.checkpoint(cfg.steps)
+        self.save_checkpoint(cfg.steps)
         # "best" needs target-val labels and is opt-in: picking checkpoints on target labels is
         # not available to a user with unlabelled footage, so the default hands on the last step.
         use_best = cfg.select == "best" and (self.weights_dir / "best.safetensors").exists()
