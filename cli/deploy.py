@@ -8,14 +8,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
+
+from diga.progress import progress_bar
 
 from .errors import err_console, friendly
 from .options import check_spec
@@ -130,8 +125,7 @@ def predict_cmd(
         raise typer.Exit(1 if video_failures else 0)
     failed: list[str] = []
     done = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with progress_bar(console, rate=True) as progress:
         task = progress.add_task("predicting", total=len(files))
         for start in range(0, len(files), batch):
             chunk, arrays = [], []
