@@ -51,14 +51,15 @@ def network_pixels(predictor, size) -> int:
     return plan.input_size[0] * plan.input_size[1]
 
 
-def measure(weights: Path, data: str, factors: list[float], max_images: int, log=print) -> list[dict]:
-    """One row per factor and mode: mIoU, pixel accuracy, median ms/image."""
+def measure(weights: Path, data: str, factors: list[float], max_images: int, modes: list[str] | None = None,
+            log=print, on_row=None) -> list[dict]:
+    """One row per factor and mode: mIoU, pixel accuracy, median ms/image (``on_row`` sees each one)."""
     from diga.data import build_dataset
     from diga.evaluate import ConfusionMatrix
     from diga.export import Predictor
 
-    predictors = {mode: Predictor.load(weights, device="cpu", mode=mode, batch_size=1) for mode in MODES}
-    first = predictors["whole"]
+    predictors = {mode: Predictor.load(weights, device="cpu", mode=mode, batch_size=1) for mode in modes or MODES}
+    first = next(iter(predictors.values()))
     dataset = build_dataset(data, split="val", label_space=first.meta.get("label_space", "cityscapes19"))
     n = min(len(dataset), max_images)
     samples = [dataset[i] for i in range(n)]
@@ -83,6 +84,8 @@ def measure(weights: Path, data: str, factors: list[float], max_images: int, log
                    "ms_per_image": round(float(np.median(times)), 1), "images": n, "plan": pred.mode,
                    "network_pixels": network_pixels(predictor, size)}
             rows.append(row)
+            if on_row is not None:
+                on_row(rows)
             log(f"x{factor:g} {size[0]}x{size[1]} {mode:6s} mIoU {row['miou']:6.2f}  {row['ms_per_image']:8.1f} ms"
                 + ("  <- auto" if row["auto"] else ""))
     return rows
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="Labelled target images: KIND:PATH or a Cityscapes-layout folder.")
     ap.add_argument("--factors", type=float, nargs="+", default=list(DEFAULT_FACTORS),
                     help="Per-side resize factors of the val images.")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--max-images", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     ap.add_argument("--json", type=Path, default=None, help="Write the rows here.")
@@ -119,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     from diga.export import Predictor
 
     scale = Predictor.load(args.weights, device="cpu").training_scale
-    rows = measure(args.weights, data, args.factors, args.max_images)
+
+    def save(rows: list[dict]) -> None:  # after every row: a long run that is stopped keeps what it measured
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+    rows = measure(args.weights, data, args.factors, args.max_images, args.modes, on_row=save)
     print()
     print(markdown(rows, args.weights, scale, args.threads))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
