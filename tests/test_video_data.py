@@ -21,6 +21,7 @@ pytest.importorskip("av")
 from video_files import frame_number, frame_pixels, has_display_rotation, make_empty_video, make_video  # noqa: E402
 
 from diga.data import DatasetError, VideoFrameDataset, build_dataset, parse_spec, parse_spec_options  # noqa: E402
+from diga.data.base import worker_start_method  # noqa: E402
 from diga.data.video_decode import (  # noqa: E402
     FrameStream,
     display_matrix_rotation,
@@ -187,12 +188,28 @@ def test_video_folder_is_recursive_and_sorted(tmp_path, clip):
     assert len(ds) == 10 and "2 video(s)" in repr(ds)
 
 
+def test_the_projects_loaders_spawn_workers_for_videos(clip):
+    """Training, evaluation and pseudo-label loaders (through their wrappers) start video workers by
+    spawn; image datasets keep the platform's default."""
+    from torch.utils.data import Subset
+
+    from diga.engine.loaders import eval_loader
+    from diga.engine.pseudolabels import _Indexed
+
+    ds = build_dataset(f"video:{clip}?fps=5")
+    assert worker_start_method(Subset(_Indexed(ds, None), [0, 1])) == "spawn"
+    assert eval_loader(ds, workers=2).multiprocessing_context.get_start_method() == "spawn"
+    assert eval_loader(ds, workers=0).multiprocessing_context is None
+
+
 def test_dataloader_workers_open_their_own_files(clip):
     ds = build_dataset(f"video:{clip}?fps=5")
     ds[0]  # the parent opens the file...
     assert len(ds._seekers) == 1
     assert pickle.loads(pickle.dumps(ds))._seekers == {}  # ...which does not travel to workers
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, timeout=120)  # fail, never hang
+    assert worker_start_method(ds) == "spawn"  # FFmpeg's threads do not survive a fork
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, timeout=120,  # fail, never hang
+                                         multiprocessing_context=worker_start_method(ds))
     images = torch.cat([x for x, _ in loader])
     assert images.shape == (len(ds), 3, 64, 128)
     assert [frame_number(im.permute(1, 2, 0).numpy()) for im in images] == list(range(0, 20, 2))

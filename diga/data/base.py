@@ -45,6 +45,8 @@ class SegmentationDataset(Dataset):
     label_channel: int | None = None  # channel of a multi-channel label holding the id
     exif: bool = False  # apply EXIF orientation to images
     has_splits: bool = False  # whether ``split`` selects files (Cityscapes) or is ignored
+    # How DataLoader workers over this dataset start (None: the platform's default, fork on Linux).
+    worker_start_method: str | None = None
 
     def __init__(
         self,
@@ -225,3 +227,14 @@ class FlatPairedDataset(SegmentationDataset):
             raise self._layout_error(f"no images found under {image_dir}")
         return self._pair(images, image_dir, label_dir, lambda rel: rel.with_suffix(".png"),
                           existing)
+
+
+def worker_start_method(dataset: Dataset) -> str | None:
+    """The ``worker_start_method`` of ``dataset`` or of the dataset it wraps (``Subset.dataset``,
+    ``.base`` of the pseudo-label views), for ``DataLoader(multiprocessing_context=...)``."""
+    while dataset is not None:
+        method = getattr(dataset, "worker_start_method", None)
+        if method:
+            return method
+        dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
+    return None

@@ -80,6 +80,10 @@ class VideoFrameDataset(SegmentationDataset):
     """
 
     name = "video"
+    # FFmpeg keeps decoder and scaler thread pools that a forked worker inherits in an undefined
+    # state: a worker forked after the parent had used FFmpeg segfaulted in the test suite. Spawned
+    # workers start clean (the dataset pickles without its open files).
+    worker_start_method = "spawn"
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..classes import get_label_space
 from ..data import build_dataset
+from ..data.base import worker_start_method
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import ConfigError
 from . import runtime
@@ -114,6 +115,7 @@ def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: i
         pin_memory=torch.cuda.is_available(), drop_last=True, generator=gen,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None,
+        multiprocessing_context=worker_start_method(dataset) if workers > 0 else None,
     )
     return iter(loader)
 
@@ -128,4 +130,5 @@ def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool
         sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), sampler=sampler,
-                      worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None)
+                      worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None,
+                      multiprocessing_context=worker_start_method(dataset) if workers > 0 else None)

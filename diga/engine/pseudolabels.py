@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..checkpoint import load_model
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
+from ..data.base import worker_start_method
 from ..data.transforms import TrainTransform, normalize
 from ..errors import DigaError
 from ..evaluate import fused_logits
@@ -106,8 +107,9 @@ def generate_pseudo_labels(
     todo = [i for i in mine if not (labels_dir / names[i]).exists()]
     amp = runtime.amp_dtype(device, cfg.amp)
     if todo:
-        loader = DataLoader(Subset(_Indexed(dataset, cfg.base_size), todo), batch_size=batch_size,
-                            num_workers=min(cfg.workers, 4), collate_fn=_collate)
+        indexed, workers = Subset(_Indexed(dataset, cfg.base_size), todo), min(cfg.workers, 4)
+        loader = DataLoader(indexed, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                            multiprocessing_context=worker_start_method(indexed) if workers > 0 else None)
         with progress_bar(enabled=runtime.is_main()) as progress, torch.inference_mode():
             task = progress.add_task("pseudo-labels", total=len(todo))
             for items in loader:
@@ -143,7 +145,9 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     data = PseudoLabelled(manifest, space, transform=None, size=cfg.base_size)
     acc = CentroidAccumulator(space.num_classes, model.feature_dim, min_pixels=5, device=device)
     mine = list(range(runtime.rank(), len(data), runtime.world_size()))
-    loader = DataLoader(Subset(data, mine), batch_size=batch_size, num_workers=min(cfg.workers, 4))
+    subset, workers = Subset(data, mine), min(cfg.workers, 4)
+    loader = DataLoader(subset, batch_size=batch_size, num_workers=workers,
+                        multiprocessing_context=worker_start_method(subset) if workers > 0 else None)
     amp = runtime.amp_dtype(device, cfg.amp)
     with torch.inference_mode():
         for images, combined in loader:
