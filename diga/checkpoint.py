@@ -186,14 +186,15 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
-    damaged = [k for k, t in state.items() if t.is_floating_point() and not _all_finite(t)]
+    damaged = [k for k, t in state.items() if t.is_floating_point() and not all_finite(t)]
     if damaged:
         raise CheckpointError(f"{path}: {len(damaged)} tensor(s) hold NaN or infinite values (e.g. {damaged[0]}); "
                               "the weights are damaged: use an earlier checkpoint")
     return state, meta
 
 
-def _all_finite(t: torch.Tensor) -> bool:
+def all_finite(t: torch.Tensor) -> bool:
+    """No NaN/inf in ``t`` (any dtype, any device)."""
     if t.device.type != "cpu":
         return bool(torch.isfinite(t).all())
     # numpy: torch's threaded kernels cost ~15 ms per small tensor on a busy machine

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .classes import IGNORE_INDEX
 from .errors import ConfigError
-from .inference import TrainingScale, check_mode, infer_logits, plan_inference
+from .inference import TrainingScale, check_mode, infer_logits, plan_inference, scaled_size
 
 
 class ConfusionMatrix:
@@ -80,15 +80,6 @@ def metrics_from_confusion(
         names[i]: (None if torch.isnan(iou[i]) else round(float(iou[i]) * 100, 2)) for i in keep
     }
     return SegMetrics(miou=round(miou, 2), pixel_accuracy=round(acc, 2), iou=per_class, confusion=mat)
-
-
-def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:
-    """``size`` (H, W) times ``scale``, each side rounded to the nearest pixel (halves up), at least 1.
-
-    Exact products (128x256 at 0.5 -> 64x128) are kept as they are; 77x131 at 0.5 -> 39x66.
-    """
-    h, w = size
-    return max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5))
 
 
 MIN_SCALED_SIDE = 4  # pixels a scale may shrink an image side to

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 MODES = ("whole", "resize", "slide")
 AUTO = "auto"
 MODE_CHOICES = (AUTO, *MODES)
@@ -72,9 +74,10 @@ class TrainingScale:
 
 
 def check_mode(mode: str, option: str = "mode") -> str:
-    """``mode`` if it is one of :data:`MODE_CHOICES`, else a ValueError naming ``option`` and the choices."""
+    """``mode`` if it is one of :data:`MODE_CHOICES`, else a :class:`ConfigError` (a ValueError)
+    naming ``option`` and the choices."""
     if mode not in MODE_CHOICES:
-        raise ValueError(f"{option} must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
+        raise ConfigError(f"{option} must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
     return mode
 
 
@@ -86,12 +89,20 @@ def auto_mode(image_size: Sequence[int], scale: TrainingScale) -> str:
     return "whole" if low <= ratio <= high else AUTO_OUTSIDE
 
 
+def scaled_size(size: Sequence[int], scale: float) -> Size:
+    """``size`` (H, W) times ``scale``, each side rounded to the nearest pixel (halves up), at least 1.
+
+    Exact products (128x256 at 0.5 -> 64x128) are kept as they are; 77x131 at 0.5 -> 39x66.
+    """
+    h, w = size
+    return max(1, math.floor(h * scale + 0.5)), max(1, math.floor(w * scale + 0.5))
+
+
 def resize_size(image_size: Sequence[int], target: Sequence[int]) -> Size:
     """``image_size`` rescaled, aspect kept, as large as fits in ``target`` with the long sides and the
     short sides compared (MMSegmentation's ``keep_ratio`` rescale); at least 1 pixel per side."""
     h, w = image_size
-    f = min(max(target) / max(h, w), min(target) / min(h, w))
-    return max(1, math.floor(h * f + 0.5)), max(1, math.floor(w * f + 0.5))
+    return scaled_size(image_size, min(max(target) / max(h, w), min(target) / min(h, w)))
 
 
 def slide_stride(window: Sequence[int]) -> Size:

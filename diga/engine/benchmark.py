@@ -47,7 +47,8 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 # settings of the DiGA stages that plain supervised training never reads
                 "fda_beta", "color_space", "distil_weight", "blend_beta", "selftrain_distil_weight",
                 "selftrain_blend_beta", "ema_max", "threshold",
-                "centroid_momentum", "select"}
+                "centroid_momentum", "select", "warmup_target_bn", "centroid_update", "centroid_min_pixels",
+                "distil_resolution"}
 
 
 def _key(cfg: StageConfig, data: str) -> str:

@@ -36,10 +36,7 @@ def evaluate_checkpoint(
     Under DDP every rank scores its shard unless ``shard=False`` (a caller on one rank only);
     ``on_prediction`` is handed each batch's (images, prediction, labels).
     """
-    try:
-        check_mode(mode, "--mode")
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    check_mode(mode, "--mode")
     dev = runtime.resolve_device(device)
     model, meta = load_model(weights, dev)
     space = get_label_space(meta.get("label_space", "cityscapes19"))

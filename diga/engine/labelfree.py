@@ -29,6 +29,7 @@ from ..data import build_dataset
 from ..data.transforms import normalize
 from ..method.prototypes import CentroidAccumulator, prototype_labels
 from . import runtime
+from .pseudolabels import resize_image
 
 SUBSET_SIZE = 64
 PREFIX = "label_free_"
@@ -53,9 +54,7 @@ def load_subset(spec: str, space: LabelSpace, n: int = SUBSET_SIZE,
     if not images:
         raise ValueError(f"{spec} has no training images for the label-free signals")
     size = tuple(size or images[0].shape[-2:])
-    resized = [im if tuple(im.shape[-2:]) == size else
-               F.interpolate(im[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-               .round().clamp(0, 255).to(torch.uint8) for im in images]
+    resized = [im if tuple(im.shape[-2:]) == size else resize_image(im, size) for im in images]
     return torch.stack(resized)
 
 
@@ -72,7 +71,7 @@ def label_distribution(spec: str, space: LabelSpace, n: int = SUBSET_SIZE) -> to
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with runtime.autocast(x.device, amp_dtype):
         logits, feats = model(normalize(x))
     return logits.float(), feats.float()
 

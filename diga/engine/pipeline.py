@@ -27,7 +27,7 @@ from .pseudolabels import compute_centroids, generate_pseudo_labels
 from .references import Reference, gap_summary
 from .rundir import run_lock
 from .selftrain import SelfTrainer
-from .trainer import StageResult, Trainer, completed_summary
+from .trainer import CONFIG_FILE, StageResult, Trainer, checkpoint_file, completed_summary
 from .warmup import WarmupTrainer
 
 
@@ -61,9 +61,6 @@ def selected_miou(summary: dict[str, Any]) -> float | None:
     return summary.get("final", {}).get("student", {}).get("miou")
 
 
-CONFIG_FILE = "config.yaml"
-
-
 def check_same_settings(run_dir: str | Path, cfg: StageConfig) -> None:
     """Refuse to continue ``run_dir`` with settings other than those saved in its config.yaml."""
     path = Path(run_dir) / CONFIG_FILE
@@ -77,11 +74,6 @@ def check_same_settings(run_dir: str | Path, cfg: StageConfig) -> None:
             f"Continue it with --config {path} (or the same options as before), or choose another --name "
             "for a new run."
         )
-
-
-def checkpoint_file(run_dir: str | Path) -> Path:
-    """Where a stage's trainer keeps the state it resumes from."""
-    return Path(run_dir) / "weights" / "state.safetensors"
 
 
 def check_resume(run_dir: str | Path, cfg: StageConfig) -> None:

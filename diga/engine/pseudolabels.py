@@ -45,7 +45,7 @@ def label_file_name(image: Path, root: Path) -> str:
     return f"{stem[:120]}-{digest}.png"
 
 
-def _resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 (3,H,W) -> uint8 (3,h,w), bilinear: pseudo-labels and training see the same pixels."""
     return F.interpolate(image[None].float(), size=size, mode="bilinear",
                          align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
@@ -69,7 +69,7 @@ class _Indexed(Dataset):
     def __getitem__(self, i: int):
         image, _ = self.base[i]
         if self.resize is not None and tuple(image.shape[-2:]) != tuple(self.resize):
-            image = _resize_image(image, self.resize)
+            image = resize_image(image, self.resize)
         return i, image
 
 
@@ -212,7 +212,7 @@ class PseudoLabelled(Dataset):
         image, gt = self.base[i]
         pseudo = torch.from_numpy(np.array(Image.open(self.labels_dir / self.names[i]))).long()
         if self.size is not None and tuple(image.shape[-2:]) != tuple(self.size):
-            image = _resize_image(image, self.size)
+            image = resize_image(image, self.size)
         h, w = image.shape[-2:]
         if tuple(pseudo.shape) != (h, w):
             pseudo = _resize_label(pseudo, (h, w))

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ..checkpoint import (
+    all_finite,
     load_model,
     load_state_strict,
     model_metadata,
@@ -70,6 +71,15 @@ def build_optimizer(model: torch.nn.Module, cfg: StageConfig, device: torch.devi
                            fused=fused or None, foreach=None if fused else True)
 
 
+# A stage directory: its settings, and the state a resumed run continues from.
+CONFIG_FILE = "config.yaml"
+
+
+def checkpoint_file(run_dir: str | Path) -> Path:
+    """Where a stage's trainer keeps the state it resumes from."""
+    return Path(run_dir) / "weights" / "state.safetensors"
+
+
 def poly_lr(base: float, step: int, total: int, power: float) -> float:
     return base * (1 - min(step, total) / max(total, 1)) ** power
 
@@ -111,7 +121,7 @@ class Trainer:
         self.start_step, self.best = 0, {"miou": float("-inf"), "step": -1}
         self.nonfinite_run = torch.zeros((), dtype=torch.int64, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.int64, device=self.device)
-        state_path = self.weights_dir / "state.safetensors"
+        state_path = checkpoint_file(self.dir)
         if runtime.is_main():
             remove_stale_temps(self.weights_dir)
         if state_path.exists():
@@ -124,7 +134,7 @@ class Trainer:
         self.saved_step = self.start_step if state_path.exists() else None  # of the checkpoint on disk
         if runtime.is_main():
             self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.dir / "config.yaml", cfg.to_yaml())
+            atomic_write_text(self.dir / CONFIG_FILE, cfg.to_yaml())
 
     # --- construction -------------------------------------------------------------------
     @property
@@ -233,7 +243,7 @@ class Trainer:
         """Checkpoint the last completed step (unless its loss was not finite), then raise RunInterrupted."""
         if self.saved_step != done:
             self.checkpoint(done)
-        state = self.weights_dir / "state.safetensors"
+        state = checkpoint_file(self.dir)
         if self.saved_step == done:
             saved = f"step {done} of {self.cfg.steps} is saved in {state}"
         elif self.saved_step is not None:
@@ -319,7 +329,7 @@ class Trainer:
         """
         cfg, skipped = self.cfg, int(self.nonfinite_run)
         learned_nothing = self.start_step == 0 and int(self.nonfinite_total) >= cfg.steps
-        finite = all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point())
+        finite = all(all_finite(t) for t in self.model.state_dict().values() if t.is_floating_point())
         if learned_nothing or not finite:
             what = "every step's loss was NaN/inf" if learned_nothing else (
                 f"the last {skipped} steps were NaN/inf and the weights are no longer finite")
@@ -412,13 +422,13 @@ class Trainer:
         if runtime.is_main():
             _, groups = optimizer_tensors(self.optimizer)
             info = {"best": self.best, "param_groups": groups, "stage": self.stage}
-            save_state(self.weights_dir / "state.safetensors", TrainState(step, self.state_tensors(), info))
+            save_state(checkpoint_file(self.dir), TrainState(step, self.state_tensors(), info))
             self.save_models("last")
         self.saved_step = step
         runtime.barrier()
 
     def restore(self, state: TrainState) -> None:
-        load_state_strict(self.model, state.tensors["student"], self.weights_dir / "state.safetensors")
+        load_state_strict(self.model, state.tensors["student"], checkpoint_file(self.dir))
         load_optimizer(self.optimizer, state.tensors.get("optim", {}), state.info["param_groups"])
         if self.teacher is not None:
             self.teacher.module.load_state_dict(state.tensors["teacher"])
