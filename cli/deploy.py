@@ -13,22 +13,13 @@ from rich.table import Table
 from diga.progress import progress_bar
 
 from .errors import err_console, friendly
-from .options import check_spec
+from .options import check_mode_option, check_spec
 
 console = Console()
 Size = Optional[tuple[int, int]]
 MODE_HELP = ("Inference mode: whole, resize (to the training scale), slide (windows of the training crop) or auto "
              "(by image size vs training scale; default unless the export recorded another).")
 PREDICT_FORMATS = ("diga", "cityscapes")
-
-
-def check_mode_option(mode: Optional[str]) -> Optional[str]:
-    """``--mode`` as given (None: the model's default), or a usage error listing the modes."""
-    from diga.inference import MODE_CHOICES
-
-    if mode is not None and mode not in MODE_CHOICES:
-        raise typer.BadParameter(f"{mode!r} is not one of {', '.join(MODE_CHOICES)}", param_hint="--mode")
-    return mode
 
 
 def register(app: typer.Typer) -> None:

@@ -80,6 +80,8 @@ def train(
     from diga.engine.pipeline import train_stage
     from diga.engine.supervised import SupervisedTrainer
 
+    from .stages import print_stage_result
+
     cfg = build_config(preset, config, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                        label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
@@ -88,17 +90,7 @@ def train(
     if not cfg.source:
         raise typer.BadParameter("training needs labelled data (KIND:PATH)", param_hint="--data")
     result = train_stage(SupervisedTrainer, cfg, opt.run_dir(project, "train", name), resume=resume)
-    _print_result(result)
-
-
-def _print_result(result) -> None:
-    final = result.metrics.get("final", {})
-    student = final.get("student", {})
-    if student:
-        console.print(f"target-val mIoU (student): [bold]{student['miou']:.2f}[/]")
-    if final.get("teacher"):
-        console.print(f"target-val mIoU (teacher): [bold]{final['teacher']['miou']:.2f}[/]")
-    console.print(f"weights: {result.weights}")
+    print_stage_result(result)
 
 
 @app.command()
@@ -120,7 +112,7 @@ def evaluate(
     if out:
         check_output_file(out, "--out")  # before minutes of evaluation, not after
 
-    from .deploy import check_mode_option
+    from .options import check_mode_option
 
     metrics = evaluate_checkpoint(weights, check_spec(data, "--data"), split=split,
                                   scales=_floats(scales, "--scales"), device=device, mode=check_mode_option(mode),

@@ -159,3 +159,15 @@ def check_spec(value: str | None, option: str) -> str | None:
 def pretrained_value(value: str | None) -> str | None:
     """--pretrained none -> '' (no pretrained weights); None stays "not given"."""
     return None if value is None else ("" if value.lower() == "none" else value)
+
+
+def check_mode_option(mode: str | None) -> str | None:
+    """``--mode`` as given (None: the model's default), or a usage error listing the modes."""
+    from diga.inference import check_mode
+
+    if mode is None:
+        return None
+    try:
+        return check_mode(mode, "--mode")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--mode") from None

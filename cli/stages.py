@@ -64,7 +64,7 @@ def warmup(
     if not cfg.source:
         raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
     result = train_stage(WarmupTrainer, cfg, opt.run_dir(project, "warmup", name), resume=resume)
-    _print_stage(result)
+    print_stage_result(result)
 
 
 @friendly
@@ -105,7 +105,7 @@ def selftrain(
                   label_space=label_space, amp=amp, eval_every=eval_every, select=select, compile=compile,
                   sync_bn=sync_bn, seed=seed, device=device, workers=workers)
     results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
-    _print_stage(results[-1])
+    print_stage_result(results[-1])
 
 
 @friendly
@@ -195,7 +195,8 @@ def builtin_benchmark_settings(device: str | None, amp: str | None) -> tuple[str
     return "cpu", amp, {}
 
 
-def _print_stage(result) -> None:
+def print_stage_result(result) -> None:
+    """The final target-val mIoU of a stage (student, teacher) and the weights it hands on."""
     final = result.metrics.get("final", {})
     for role in ("student", "teacher"):
         if final.get(role):

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from diga.io import atomic_write
+
 from .inputs import MAX_PIXELS, DemoInputError, LoadedImage, decode_image, safe_stem
 from .render import class_shares, colorize, legend_html, render_prediction, runtime_markdown, share_figure
 
@@ -140,10 +142,10 @@ def empty_view() -> dict[str, Any]:
 
 
 def save_png(path: Path, array: np.ndarray) -> str:
-    """Write ``array`` as PNG through a temporary name (a reader never sees a partial file)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write ``array`` as PNG atomically (a reader never sees a partial file; no fsync: downloads
+    of one request are not worth a disk flush each)."""
+    atomic_write(path, lambda tmp: Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG"),
+                 durable=False)
     return str(path)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diga.classes import colorize  # re-exported: the demo colours labels like every other caller
+
 IGNORE = 255
 Color = tuple[int, int, int]
 
@@ -57,14 +59,6 @@ class Rendered:
 def rgb_hex(color: Sequence[int]) -> str:
     r, g, b = (int(c) for c in color[:3])
     return f"#{r:02x}{g:02x}{b:02x}"
-
-
-def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8; ignore (255) and unknown ids are black."""
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:255]
-    lut[: len(pal)] = pal
-    return lut[np.asarray(labels, dtype=np.uint8)]
 
 
 def blend(image: np.ndarray, color: np.ndarray, alpha: float, labels: np.ndarray | None = None) -> np.ndarray:

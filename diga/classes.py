@@ -73,7 +73,7 @@ def label_png_palette() -> list[int]:
 def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) uint8 colours of ``palette``; ids beyond it (255 = ignore)
     are black."""
-    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:255]
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(pal)] = pal
     return lut[np.asarray(labels, dtype=np.uint8)]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from diga.checkpoint import MAX_SIDE
-from diga.inference import MODE_CHOICES
+from diga.inference import check_mode
 
 from .errors import ExportError
 from .formats import CHECKPOINT_SUFFIX, EXPORT_FORMATS, ModelFormat, choices, export_path, format_named
@@ -89,8 +89,10 @@ def export_model(
         "calib-method": calib_method is not None})
     if output not in OUTPUTS:
         raise ExportError(f"--output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    if mode not in MODE_CHOICES:
-        raise ExportError(f"--mode must be one of {', '.join(MODE_CHOICES)}, got {mode!r}")
+    try:
+        check_mode(mode, "--mode")
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     if not 1 <= batch <= MAX_BATCH:
         raise ExportError(f"--batch must be 1..{MAX_BATCH}, got {batch}")
     if int8 and calib is None:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diga.classes import colorize
 from diga.inference import InferencePlan, TrainingScale, check_mode, infer_logits, plan_inference
 
 from .backends import Backend, open_backend
@@ -62,9 +63,7 @@ class Prediction:
     @property
     def color(self) -> np.ndarray:
         """(H, W, 3) uint8 palette colours (labels outside the palette are black)."""
-        lut = np.zeros((256, 3), dtype=np.uint8)
-        lut[: len(self.palette)] = self.palette
-        return lut[self.labels]
+        return colorize(self.labels, self.palette)
 
     def overlay(self, alpha: float = 0.5) -> np.ndarray:
         """The colour mask blended over the input image (``alpha`` = mask weight)."""

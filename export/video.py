@@ -33,6 +33,7 @@ from diga.data.video_decode import (
     frame_name,
     is_video_file,
 )
+from diga.io import temp_beside
 from diga.progress import progress_bar
 
 from .errors import PredictorError
@@ -203,7 +204,7 @@ def predict_video(
     namer = namer or OutputNamer(out_dir)
     stem = namer.stem(path)
     target = namer.path(stem, "_overlay.mp4")
-    tmp = target.with_name(f".{target.stem}.partial.mp4")
+    tmp = temp_beside(target, ".mp4")  # unique per writer; a killed run's temp is found by remove_stale_temps
     try:
         reader = FrameStream(path)
     except VideoDecodeError as e:
