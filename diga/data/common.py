@@ -293,9 +293,13 @@ def scan_files(directory: Path, extensions: Iterable[str] = IMAGE_EXTENSIONS,
                     sort(os.path.join(dirpath, f))
     else:
         with os.scandir(directory) as it:
-            for e in it:
-                if keep(e.name):
-                    sort(e.path)
+            for e in it:  # the entry's own type: no stat per regular file
+                if not keep(e.name):
+                    continue
+                if e.is_file():
+                    found.append(Path(e.path))
+                elif e.is_symlink() and not os.path.exists(e.path):
+                    broken.append(Path(e.path))
     if broken:
         names = sorted(p.relative_to(directory).as_posix() for p in broken)
         (warn or log.warning)(f"{directory}: skipped {list_names(names, limit=5)} "

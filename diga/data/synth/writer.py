@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from diga.classes import CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE
+from diga.classes import CITYSCAPES19, CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE
 from diga.io import atomic_write, atomic_write_text
 from diga.progress import progress_bar
 
@@ -23,9 +23,7 @@ from .style import SOURCE_STYLE, TARGET_STYLE, StyleConfig
 
 FORMAT_VERSION = 2  # bumped whenever the files change: benchmarks cached under another are redone
 
-TRAINID_TO_LABELID = np.zeros(256, np.uint8)  # ignore -> 0 (unlabeled)
-for _lid, _tid in CITYSCAPES_ID_TO_TRAINID.items():
-    TRAINID_TO_LABELID[_tid] = _lid
+TRAINID_TO_LABELID = CITYSCAPES19.to_cityscapes_label_ids()  # ignore -> 0 (unlabeled)
 
 _GTA5_PALETTE = [0] * 768
 for _lid, _tid in CITYSCAPES_ID_TO_TRAINID.items():
