@@ -193,7 +193,7 @@ def kill_and_resume(run: Run, s: Settings, data: dict, work: Path) -> None:
         proc.wait()
     step = run.command(name, cmd + ["--resume"], 240)
     step["seconds"] = round(time.perf_counter() - t, 1)
-    resumed = "resuming warmup from step" in step.get("tail", "") or "resuming warmup from step" in run.log.read_text()
+    resumed = "resuming warmup from step" in run.log.read_text()  # the log holds the resumed run's output
     finished = (stage_dir / "summary.json").exists()
     if step["status"] == "ok" and not (resumed and finished):
         step["status"], step["error"] = "failed", f"resumed: {resumed}, finished: {finished}"

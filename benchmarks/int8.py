@@ -43,9 +43,9 @@ from diga.export.quantize import CalibrationImages, QuantSettings, quantize_onnx
 
 DEFAULT = QuantSettings()
 SWEEP = {
-    "default (minmax, per-channel weights, uint8 activations, classifier + Resize fp32)": DEFAULT,
+    "default (percentile 99.999, per-channel weights, uint8 activations, classifier + Resize fp32)": DEFAULT,
+    "minmax calibration": replace(DEFAULT, method="minmax"),
     "entropy calibration": replace(DEFAULT, method="entropy"),
-    "percentile calibration (99.999)": replace(DEFAULT, method="percentile"),
     "per-tensor weights": replace(DEFAULT, per_channel=False),
     "everything quantised (classifier + Resize too)": replace(DEFAULT, keep_fp32_ops=(), keep_fp32_layers=()),
     "classifier quantised, Resize fp32": replace(DEFAULT, keep_fp32_layers=()),

@@ -15,8 +15,7 @@ import json
 import math
 from pathlib import Path
 
-PREFIX = "label_free_"
-SIGNALS = ("entropy", "teacher_agreement", "prototype_agreement", "class_drift")
+from diga.engine.labelfree import PREFIX, SIGNALS
 
 
 def ranks(values: list[float]) -> list[float]:
