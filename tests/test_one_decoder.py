@@ -100,6 +100,17 @@ def _exif_rotated(fmt: str) -> bytes:
     return _bytes(im, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
 
 
+def test_dataset_image_size_is_the_size_it_returns(tmp_path):
+    """The header-only size (used for the crop check and the training scale in checkpoints) follows
+    the decoder's EXIF policy: an unlabelled folder applies EXIF, so a phone photo stored 24 x 40
+    with orientation 6 is 40 x 24 -- as the decoded image."""
+    from diga.data import build_dataset
+
+    (tmp_path / "photo.jpg").write_bytes(_exif_rotated("JPEG"))
+    ds = build_dataset(f"folder:{tmp_path}")
+    assert ds.exif and ds.image_size(0) == tuple(ds[0][0].shape[-2:]) == (40, 24)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_exif_orientation_applied_by_default(fmt, png_backend):
     data = _exif_rotated(fmt)

@@ -113,11 +113,11 @@ class SegmentationDataset(Dataset):
         return label.to(torch.int64)
 
     def image_size(self, index: int = 0) -> tuple[int, int]:
-        """(H, W) of sample ``index``'s image as stored, from its header (video frames override this)."""
-        from PIL import Image
+        """(H, W) of sample ``index``'s image as the dataset returns it (EXIF orientation applied when
+        the dataset applies it), from its header (video frames override this)."""
+        from .decode import image_file_size
 
-        with Image.open(self.samples[index][0]) as im:
-            return im.height, im.width
+        return image_file_size(self.samples[index][0], exif=self.exif)
 
     def read_raw_label(self, index: int) -> np.ndarray | None:
         """The raw ids of sample ``index``'s label, before mapping (None if unlabelled)."""

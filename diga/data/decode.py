@@ -235,6 +235,16 @@ def decode_image_file(path: str | os.PathLike, *, exif: bool = True,
     return decode_image(read_image_file(path), path, exif=exif, max_pixels=max_pixels)
 
 
+def image_file_size(path: str | os.PathLike, *, exif: bool = True) -> tuple[int, int]:
+    """(H, W) of the image file at ``path`` as :func:`decode_image_file` would return it, from its
+    header alone: sides swapped when ``exif`` and its EXIF orientation turns it by 90 degrees."""
+    with Image.open(path) as im:
+        h, w = im.height, im.width
+        if exif and im.getexif().get(0x0112) in (5, 6, 7, 8):  # transposed or turned by 90/270
+            h, w = w, h
+    return h, w
+
+
 def decode_pil(im: Image.Image) -> DecodedImage:
     """An in-memory PIL image converted under the same policy (no EXIF step: its pixels are used
     as given)."""
