@@ -16,9 +16,18 @@ import numpy as np
 import torch
 
 from .errors import PredictorError
-from .formats import BACKENDS, ModelFormat, format_of, known_suffixes
+from .formats import BACKENDS, known_suffixes
 from .graph import INPUT_NAME, DeployModule, output_stride
-from .metadata import META_KEY, NO_META_HINT, channels_of, check_output_channels, loads, read_sidecar, sidecar
+from .metadata import (
+    META_KEY,
+    NO_META_HINT,
+    channels_of,
+    check_output_channels,
+    loads,
+    model_format,
+    read_sidecar,
+    sidecar,
+)
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -247,16 +256,6 @@ def _engine_mismatch(path: Path, meta: dict[str, Any], trt: Any, device: torch.d
     return (f"TensorRT could not deserialize {path}: it was built on {built}, this machine has {here}; an engine "
             f"only runs on the GPU model and TensorRT version it was built with: rebuild it here with "
             f"`diga export {source} --format tensorrt`")
-
-
-def model_format(path: str | Path) -> ModelFormat:
-    """The row of the formats table whose suffix ``path`` has; the backend of that name opens it."""
-    fmt = format_of(path)
-    if fmt is None:
-        suffix = Path(path).suffix.lower()
-        raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected one of "
-                             f"{known_suffixes()}")
-    return fmt
 
 
 def _load_torch(path: Path, device: torch.device) -> Backend:

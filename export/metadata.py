@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PredictorError
-from .formats import format_of, known_suffixes
+from .formats import ModelFormat, format_of, known_suffixes
 
 META_KEY = "diga"
 NO_META_HINT = "export it with `diga export`"
@@ -152,17 +152,23 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Metadata of any diga model file (checkpoint, .onnx, .engine/.plan, .pt2)."""
     path = Path(path)
-    fmt = format_of(path)
-    if fmt is not None and fmt.metadata == "checkpoint":
+    fmt = model_format(path)
+    if fmt.metadata == "checkpoint":
         from diga.checkpoint import read_metadata
 
         return read_metadata(path)
-    if fmt is not None and fmt.metadata == "onnx":
+    if fmt.metadata == "onnx":
         return read_onnx_metadata(path)
-    if fmt is not None and fmt.metadata == "sidecar":
-        if not path.is_file():
-            raise PredictorError(f"model file not found: {path}")
-        return read_sidecar(path)
-    suffix = path.suffix.lower()
-    raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected one of "
-                         f"{known_suffixes()}")
+    if not path.is_file():  # the third kind: a JSON sidecar beside the file
+        raise PredictorError(f"model file not found: {path}")
+    return read_sidecar(path)
+
+
+def model_format(path: str | Path) -> ModelFormat:
+    """The row of the formats table whose suffix ``path`` has, or a PredictorError naming the known ones."""
+    fmt = format_of(path)
+    if fmt is None:
+        suffix = Path(path).suffix.lower()
+        raise PredictorError(f"{path}: unknown model format {suffix or '(no extension)'!r}; expected one of "
+                             f"{known_suffixes()}")
+    return fmt
