@@ -66,6 +66,28 @@ def evaluate_checkpoint(
     return result
 
 
+def evaluate_datasets(weights: str | Path, specs: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+    """:func:`evaluate_checkpoint` on each of ``specs`` (``options``: its keywords), in order: one
+    result per dataset, with its spec under ``"data"``. Several datasets are all opened first, so a
+    wrong path or an unlabelled set is reported before minutes of evaluation, and each message to
+    ``log`` names its dataset."""
+    specs = list(specs)
+    if not specs:
+        raise ConfigError("no dataset to evaluate on: give at least one KIND:PATH")
+    if len(specs) > 1:
+        split = options.get("split", "val")
+        for spec in specs:
+            if not getattr(build_dataset(spec, split=split), "has_labels", True):
+                raise ConfigError(f"{spec} has no labels: cannot evaluate")
+    log = options.pop("log", None)
+    results = []
+    for spec in specs:
+        named_log = log if log is None or len(specs) == 1 else (lambda message, spec=spec: log(f"{spec}: {message}"))
+        result = evaluate_checkpoint(weights, spec, log=named_log, **options)
+        results.append({"data": spec, **result})
+    return results
+
+
 def environment_info() -> dict[str, Any]:
     import platform
 
