@@ -15,10 +15,13 @@ class WarmupTrainer(Trainer):
 
     Ablations: ``distil=False`` drops the distillation term (the mixed view then gets its own CE,
     since it keeps the label y); ``mix=False`` replaces the cross-domain mixture by the augmented
-    view alone; both off is the source-only baseline.
+    view alone; both off is the source-only baseline. ``generalize`` is the same loop without any
+    target image (``diga generalize``): the second view is the augmented source.
     """
 
-    stage = "warmup"
+    @property
+    def stage(self) -> str:  # type: ignore[override]
+        return "generalize" if self.cfg.generalize else "warmup"
 
     @property
     def uses_teacher(self) -> bool:  # type: ignore[override]

@@ -36,6 +36,11 @@ class PhotometricConfig:
     sharpness_p: float = 0.3
 
 
+# Domain generalisation: the authors' DG script (domain_generalization/train_DiGA_DG.py) leaves the
+# sharpness op out of its augmentation; every other op and probability is the paper's.
+GENERALIZATION_PHOTOMETRIC = PhotometricConfig(sharpness_p=0.0)
+
+
 def _bcast(v: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B,1,1,1) so it broadcasts over an image batch."""
     return v.view(-1, 1, 1, 1)
@@ -179,7 +184,7 @@ def augment_and_blend(x: torch.Tensor, beta: float | torch.Tensor = 0.4,
 
 
 __all__ = [
-    "PhotometricConfig", "photometric_augment", "augment_and_blend", "blend", "rgb_to_gray",
+    "PhotometricConfig", "GENERALIZATION_PHOTOMETRIC", "photometric_augment", "augment_and_blend", "blend", "rgb_to_gray",
     "rgb_to_hsv", "hsv_to_rgb", "adjust_brightness", "adjust_contrast", "adjust_saturation",
     "adjust_hue", "gaussian_blur", "adjust_sharpness",
 ]

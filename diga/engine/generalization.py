@@ -1,0 +1,69 @@
+"""Domain generalisation: the warm-up trained on the labelled source alone, scored on unseen datasets.
+
+``generalize = warm-up without any target image -> evaluate on every unseen dataset``. The trainer
+is the warm-up's (``WarmupTrainer``); ``generalize`` in the config removes the target domain: no
+translator, no cross-domain mixture, and the second view of the symmetric distillation is the
+photometrically augmented source (the authors' ``domain_generalization/train_DiGA_DG.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import ConfigError
+from ..io import atomic_write_text
+from . import runtime
+from .config import StageConfig
+from .evaluation import evaluate_datasets
+from .pipeline import check_same_settings, main_rank_console, run_stage
+from .rundir import run_lock
+from .warmup import WarmupTrainer
+
+# What makes a warm-up config a domain-generalisation one: no mixture with target images, and no
+# target BatchNorm pass (there are no target images to pass).
+GENERALIZE_SETTINGS: dict[str, Any] = {"generalize": True, "mix": False, "warmup_target_bn": False}
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class GeneralizeResult:
+    run_dir: Path
+    weights: Path
+    rows: list[dict[str, Any]]  # one per unseen dataset, as evaluate_datasets returns them
+
+
+def generalization_config(cfg: StageConfig) -> StageConfig:
+    """``cfg`` as a domain-generalisation run: a config that names target images is refused."""
+    return cfg.replace(**GENERALIZE_SETTINGS).validate()
+
+
+def generalize(cfg: StageConfig, run_dir: str | Path, evals: Sequence[str],
+               console: Console | None = None) -> GeneralizeResult:
+    """Train on ``cfg.source`` alone into ``run_dir`` (resumed, or reused once finished), then score
+    the handed-on model on every labelled dataset of ``evals``; the rows also go to results.json."""
+    cfg = generalization_config(cfg)
+    if not cfg.source:
+        raise ConfigError("domain generalisation trains on labelled source data: --source KIND:PATH")
+    if not evals:
+        raise ConfigError("give at least one unseen labelled dataset to score the model on: --eval KIND:PATH")
+    run_dir = Path(run_dir)
+    console = main_rank_console(console)
+    with run_lock(run_dir, console):
+        check_same_settings(run_dir, cfg)  # before any training: a run continues only with its own settings
+        stage = run_stage(WarmupTrainer, cfg, run_dir, console)
+        # "auto" as `diga evaluate`: unseen datasets come at any size, whole or in windows by the training scale
+        rows = evaluate_datasets(stage.weights, list(evals), scales=cfg.eval_scales, device=cfg.device, mode="auto",
+                                 log=lambda message: console.print(message, highlight=False, markup=False))
+        if runtime.is_main():
+            atomic_write_text(run_dir / RESULTS_FILE, json.dumps(
+                {"weights": str(stage.weights), "source": cfg.source, "rows": rows}, indent=2) + "\n")
+    return GeneralizeResult(run_dir, stage.weights, rows)
+
+
+__all__ = ["GENERALIZE_SETTINGS", "RESULTS_FILE", "GeneralizeResult", "generalization_config", "generalize"]
