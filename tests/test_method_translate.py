@@ -70,7 +70,7 @@ def test_lab_round_trip_and_white():
     assert torch.allclose(white, torch.tensor([100.0, 0.0, 0.0]), atol=1e-2)
 
 
-@pytest.mark.parametrize("name", TRANSLATORS)
+@pytest.mark.parametrize("name", [n for n in TRANSLATORS if n != "learned"])  # learned: test_engine_translator
 def test_translators_pair_resize_and_determinism(name):
     src = torch.rand(3, 3, 8, 12)
     pool = torch.rand(5, 3, 6, 10)  # different batch and spatial size

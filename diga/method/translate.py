@@ -1,4 +1,5 @@
-"""Training-free source -> target style translators (stage 0 of DiGA): FDA and colour transfer."""
+"""Source -> target style translators (stage 0 of DiGA): FDA and colour transfer (training-free), or
+the learned encoder/decoder that ``diga translator`` trains (``diga.models.translator``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch.nn.functional as F
 
 from ._rng import randint
 
-TRANSLATORS: tuple[str, ...] = ("fda", "color", "none")
+TRANSLATORS: tuple[str, ...] = ("fda", "color", "none", "learned")
+# The translators that restyle a source image after a randomly drawn target image.
+PAIRED_TRANSLATORS: tuple[str, ...] = ("fda", "color")
 
 TranslateFn = Callable[[torch.Tensor, torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
@@ -103,24 +106,49 @@ def pair_targets(src: torch.Tensor, tgt_pool: torch.Tensor,
 
 
 class Translator:
-    """A callable ``(src, tgt_pool, generator) -> src in the style of random target images``."""
+    """A callable ``(src, tgt_pool, generator) -> src in the target style``: fda and color restyle each
+    image after a random image of ``tgt_pool``; learned runs the trained network (and ignores the pool)."""
 
     def __init__(self, name: str = "fda", **kw: object) -> None:
-        """``name`` in TRANSLATORS; ``kw`` go to the underlying function (e.g. ``beta``, ``space``)."""
+        """``name`` in TRANSLATORS; ``kw`` go to the underlying function (e.g. ``beta``, ``space``), or
+        for ``learned`` name its weights file (``weights``: the translator.safetensors of ``diga translator``)."""
         if name not in TRANSLATORS:
             raise ValueError(f"unknown translator {name!r}; choose one of {', '.join(TRANSLATORS)}")
         self.name = name
         self.kw = kw
+        self.net: torch.nn.Module | None = None
+        if name == "learned":
+            from ..errors import ConfigError
+            from ..models.translator import load_translator
+
+            if not kw.get("weights"):
+                raise ConfigError("--translator learned needs --translator-weights FILE (the translator.safetensors "
+                                  "that `diga translator` writes)")
+            self.net, _ = load_translator(str(kw["weights"]))
+
+    @property
+    def needs_target(self) -> bool:
+        """Whether calls need target images to draw styles from (the learned translator carries its own)."""
+        return self.name in PAIRED_TRANSLATORS
 
     def __call__(self, src: torch.Tensor, tgt_pool: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Translate ``src`` (B,3,H,W) towards images drawn from ``tgt_pool`` (N,3,H',W')."""
         if self.name == "none":
             return src
+        if self.net is not None:
+            return self._learned(src)
         tgt = pair_targets(src, tgt_pool, generator)
         if self.name == "fda":
             return fda(src, tgt, **self.kw)  # type: ignore[arg-type]
         return color_transfer(src, tgt, **self.kw)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def _learned(self, src: torch.Tensor) -> torch.Tensor:
+        """The frozen network, moved to the images' device on first use; no gradient reaches it."""
+        if next(self.net.parameters()).device != src.device:
+            self.net = self.net.to(src.device)
+        return self.net.translate(src)
 
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.kw.items())
