@@ -394,7 +394,7 @@ def test_parse_spec():
         parse_spec("/data/GTA5")
     with pytest.raises(DatasetError, match="no path"):
         parse_spec("gta5:")
-    assert set(DATASETS) == {"gta5", "synthia", "cityscapes", "folder", "video"}
+    assert set(DATASETS) == {"gta5", "synthia", "cityscapes", "folder", "video", "bdd100k", "mapillary"}
 
 
 def test_missing_colon_suggests_kind(tmp_path):

@@ -357,11 +357,16 @@ def read_list_file(list_file: str | os.PathLike, base_dirs: Iterable[Path]) -> l
 # Layout recognition
 
 
-TITLES = {"gta5": "GTA5", "synthia": "SYNTHIA", "cityscapes": "Cityscapes", "folder": "folder"}
+TITLES = {"gta5": "GTA5", "synthia": "SYNTHIA", "cityscapes": "Cityscapes", "folder": "folder",
+          "bdd100k": "BDD100K", "mapillary": "Mapillary Vistas"}
 LAYOUTS = {
     "gta5": "images/*.png + labels/*.png",
     "synthia": "RGB/*.png + GT/LABELS/*.png",
     "cityscapes": "leftImg8bit/SPLIT/CITY/*_leftImg8bit.png + gtFine/SPLIT/CITY/*_gtFine_labelIds.png",
+    "bdd100k": "images/10k/SPLIT/*.jpg + labels/sem_seg/masks/SPLIT/*.png, or "
+               "seg/images/SPLIT/*.jpg + seg/labels/SPLIT/*_train_id.png",
+    "mapillary": "training/images/*.jpg + training/labels/*.png (v1.2) or "
+                 "training/v2.0/labels/*.png (v2.0); validation/ alike",
 }
 
 
@@ -372,9 +377,15 @@ def detect_layout(path: Path) -> tuple[str, Path] | None:
             return "cityscapes", path
         if (path / "RGB").is_dir() and (path / "GT").is_dir():
             return "synthia", path
+        if (path / "images" / "10k").is_dir() or (path / "seg" / "images").is_dir():
+            return "bdd100k", path
+        if (path / "training" / "images").is_dir() or (path / "validation" / "images").is_dir():
+            return "mapillary", path
         if (path / "images").is_dir() and (path / "labels").is_dir():
             return "gta5", path
         parent = path.parent
+        if path.name in ("images", "labels") and (parent / "images" / "10k").is_dir():
+            return "bdd100k", parent
         if path.name in ("leftImg8bit", "gtFine") and (parent / "leftImg8bit").is_dir():
             return "cityscapes", parent
         if path.name == "RGB" and (parent / "GT").is_dir():
