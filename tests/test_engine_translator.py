@@ -138,3 +138,18 @@ def test_learned_translator_needs_valid_weights(tiny_cfg, tmp_path, cli):
                  "--translator", "learned", "--translator-weights", bad, "--steps", "1", "--workers", "0",
                  "--project", tmp_path)
     assert result.exit_code == 1 and "--translator-weights" in result.text and str(bad) in result.text
+
+
+@pytest.mark.slow  # a whole (tiny) adapt run; the warm-up test above covers the call site
+def test_learned_translator_through_adapt_and_its_options(tiny_cfg, tmp_path, cli):
+    from diga.engine.pipeline import adapt
+
+    weights = _random_translator(tmp_path / "translator.safetensors")
+    cfg = tiny_cfg.replace(translator="learned", translator_weights=str(weights), steps=1, selftrain_steps=1,
+                           eval_every=0, vis_every=0)
+    result = adapt(cfg, tmp_path / "adapt")
+    assert result.final_weights.is_file()
+    selftrain = StageConfig.load(tmp_path / "adapt" / "round1" / "selftrain" / "config.yaml")
+    assert (selftrain.translator, selftrain.translator_weights) == ("learned", str(weights))
+    for command in ("warmup", "selftrain", "adapt"):
+        assert "--translator-weights" in cli(command, "--help").text
