@@ -71,6 +71,7 @@ def train(
     steps: Optional[int] = opt.STEPS, batch_size: Optional[int] = opt.BATCH_SIZE,
     accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP, lr: Optional[float] = opt.LR,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
+    head_norm: Optional[str] = opt.HEAD_NORM,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
@@ -84,8 +85,8 @@ def train(
 
     cfg = build_config(preset, config, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
-                       label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
-                       eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
+                       label_space=label_space, pretrained=opt.pretrained_value(pretrained), head_norm=head_norm,
+                       amp=amp, eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
                        device=device, workers=workers)
     if not cfg.source:
         raise typer.BadParameter("training needs labelled data (KIND:PATH)", param_hint="--data")
@@ -97,38 +98,40 @@ def train(
 @friendly
 def evaluate(
     weights: Path = typer.Argument(..., help="A diga checkpoint (.safetensors)."),
-    data: str = typer.Option(..., help="Labelled data, KIND:PATH."),
-    split: str = typer.Option("val", help="Split for cityscapes."),
+    data: list[str] = typer.Option(..., help="Labelled data, KIND:PATH; repeat to score several datasets "
+                                   "(one table row each)."),
+    split: str = typer.Option("val", help="Split for cityscapes, bdd100k and mapillary."),
     scales: str = typer.Option("1.0,0.5", help="Comma-separated scales, max-fused."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
-    out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here."),
+    out: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here (several datasets: "
+                                       "{\"datasets\": [...]})."),
     mode: str = typer.Option("auto", help="Inference mode: whole, resize (to the training scale), slide "
                              "(windows of the training crop) or auto (by image size vs training scale)."),
 ) -> None:
-    """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset."""
-    from diga.engine.evaluation import evaluate_checkpoint
+    """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset (or a row per dataset)."""
+    from diga.engine.evaluation import evaluate_datasets
     from diga.io import atomic_write_text, check_output_file
+
+    from .tables import print_class_table, print_dataset_table
 
     if out:
         check_output_file(out, "--out")  # before minutes of evaluation, not after
 
     from .options import check_mode_option
 
-    metrics = evaluate_checkpoint(weights, check_spec(data, "--data"), split=split,
-                                  scales=_floats(scales, "--scales"), device=device, mode=check_mode_option(mode),
-                                  log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
-    table = Table(title=f"{weights.name} on {data} ({metrics['protocol']})")
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
-    for cls, iou in metrics["iou"].items():
-        table.add_row(cls, "—" if iou is None else f"{iou:.2f}")
-    table.add_row("[bold]mIoU[/]", f"[bold]{metrics['miou']:.2f}[/]")
-    for key, value in metrics.get("extra_miou", {}).items():
-        table.add_row(f"[bold]{key}[/]", f"[bold]{value:.2f}[/]")
-    table.add_row("pixel accuracy", f"{metrics['pixel_accuracy']:.2f}")
-    console.print(table)
+    specs = [check_spec(spec, "--data") for spec in data]
+    results = evaluate_datasets(weights, specs, split=split, scales=_floats(scales, "--scales"), device=device,
+                                mode=check_mode_option(mode),
+                                log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    if len(results) == 1:
+        metrics = {key: value for key, value in results[0].items() if key != "data"}
+        print_class_table(console, metrics, f"{weights.name} on {data[0]} ({metrics['protocol']})")
+        body = metrics
+    else:
+        print_dataset_table(console, results, f"{weights.name} ({results[0]['protocol']})")
+        body = {"weights": str(weights), "datasets": results}
     if out:
-        atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(body, indent=2) + "\n")
         console.print(f"written {out}")
 
 
@@ -155,9 +158,11 @@ def info() -> None:
 
 def _register_commands() -> None:
     """Commands that live beside their subsystem: the stages, deployment and the demo."""
-    from . import demo_cmd, deploy, stages
+    from . import demo_cmd, deploy, generalize_cmd, stages, translator_cmd
 
     stages.register(app)
+    translator_cmd.register(app)
+    generalize_cmd.register(app)
     deploy.register(app)
     demo_cmd.register(app)
 

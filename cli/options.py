@@ -33,7 +33,14 @@ CROP = typer.Option(None, help="Crop height and width.")
 LR = typer.Option(None, min=0.0, help="Base learning rate (poly schedule; the head trains at head_lr_mult x lr).")
 LABEL_SPACE = typer.Option(None, help="cityscapes19, synthia16 or synthia13.")
 PRETRAINED = typer.Option(None, help="'imagenet', a backbone file, or 'none'.")
-TRANSLATOR = typer.Option(None, help="Source-to-target style translation: fda, color or none.")
+TRANSLATOR = typer.Option(None, help=(
+    "Source-to-target style translation: fda, color, learned (the authors' translator network, trained by "
+    "`diga translator`; needs --translator-weights) or none."))
+TRANSLATOR_WEIGHTS = typer.Option(None, "--translator-weights", dir_okay=False, help=(
+    "--translator learned: the translator.safetensors that `diga translator` wrote."))
+HEAD_NORM = typer.Option(None, help=(
+    "DeepLab-V2 head normalisation: gn (GroupNorm, the authors' head and the paper preset) or bn (BatchNorm "
+    "+ ReLU; cpu and gpu presets). Recorded in the checkpoint, which rebuilds the same head."))
 EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
     "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
     "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))

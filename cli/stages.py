@@ -23,6 +23,10 @@ def register(app: typer.Typer) -> None:
     app.command()(adapt)
 
 
+def _path(value: Path | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _config(preset, config, source, target, val, **overrides):
     return build_config(preset, config, source=check_spec(source, "--source"), target=check_spec(target, "--target"),
                         val=check_spec(val, "--val"), **overrides)
@@ -39,10 +43,12 @@ def warmup(
     mix: Optional[bool] = typer.Option(None, "--mix/--no-mix", help=(
         "Cross-domain class mixture for the second view (default: on).")),
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    translator_weights: Optional[Path] = opt.TRANSLATOR_WEIGHTS,
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
+    head_norm: Optional[str] = opt.HEAD_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
@@ -55,9 +61,10 @@ def warmup(
 
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, batch_size=batch_size,
                   accumulate=accumulate, crop=crop, lr=lr, distil=distil, mix=mix, translator=translator,
-                  ema_max=ema_max,
+                  translator_weights=_path(translator_weights), ema_max=ema_max,
                   base_resize=base_resize, crop_fill=crop_fill, distil_resolution=distil_resolution,
                   loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
+                  head_norm=head_norm,
                   label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
                   device=device, workers=workers)
@@ -80,6 +87,7 @@ def selftrain(
     lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
     centroid_update: Optional[str] = opt.CENTROID_UPDATE, centroid_min_pixels: Optional[int] = opt.CENTROID_MIN_PIXELS,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    translator_weights: Optional[Path] = opt.TRANSLATOR_WEIGHTS,
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION,
@@ -99,6 +107,7 @@ def selftrain(
     cfg = _config(preset, config, source, target, val, init=None if init is None else str(init),
                   selftrain_steps=steps, rounds=rounds, batch_size=batch_size, accumulate=accumulate, crop=crop,
                   lr=lr, selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
+                  translator_weights=_path(translator_weights),
                   centroid_update=centroid_update, centroid_min_pixels=centroid_min_pixels,
                   base_resize=base_resize, crop_fill=crop_fill, distil_resolution=distil_resolution,
                   loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine,
@@ -122,10 +131,12 @@ def adapt(
     lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
     centroid_update: Optional[str] = opt.CENTROID_UPDATE, centroid_min_pixels: Optional[int] = opt.CENTROID_MIN_PIXELS,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
+    translator_weights: Optional[Path] = opt.TRANSLATOR_WEIGHTS,
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
+    head_norm: Optional[str] = opt.HEAD_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
@@ -163,9 +174,11 @@ def adapt(
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, rounds=rounds,
                   selftrain_steps=selftrain_steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                   selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
+                  translator_weights=_path(translator_weights),
                   centroid_update=centroid_update, centroid_min_pixels=centroid_min_pixels,
                   base_resize=base_resize, crop_fill=crop_fill, distil_resolution=distil_resolution,
                   loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
+                  head_norm=head_norm,
                   label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
                   workers=workers, **gpu_speedups)

@@ -169,6 +169,21 @@ def test_adapt_refuses_to_continue_a_run_with_changed_settings(cli, tiny_cfg, tm
     assert "another --name" in r.text and not (run / "warmup").exists()
 
 
+def test_a_run_from_before_a_setting_existed_continues(tmp_path):
+    """A config.yaml written before head_norm existed reads back with the new default (gn); the run
+    used the old behaviour (bn, what the cpu preset keeps), so it must continue, not be refused."""
+    from diga.engine.pipeline import check_same_settings
+
+    cfg = preset("cpu").replace(source="gta5:/s", target="cityscapes:/t")
+    assert cfg.head_norm == "bn" and StageConfig().head_norm == "gn"
+    old = "\n".join(line for line in cfg.to_yaml().splitlines() if not line.startswith("head_norm:"))
+    (tmp_path / "config.yaml").write_text(old + "\n")
+    check_same_settings(tmp_path, cfg)  # not refused
+    (tmp_path / "config.yaml").write_text(cfg.replace(head_norm="gn").to_yaml())
+    with pytest.raises(ConfigError, match=r"head_norm: saved 'gn', now 'bn'"):
+        check_same_settings(tmp_path, cfg)
+
+
 # --- one self-training rounds loop -------------------------------------------------------------
 def test_cli_selftrain_runs_the_engines_rounds_loop(cli, tiny_bench, tmp_path, monkeypatch):
     from conftest import make_checkpoint

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 
 from ..checkpoint import load_weights, save_weights
@@ -66,7 +67,11 @@ def check_same_settings(run_dir: str | Path, cfg: StageConfig) -> None:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         return
-    changes = changed_settings(StageConfig.load(path), cfg)
+    # A setting missing from the file did not exist when the run started: the run used what the
+    # code did then, which the file cannot tell, so only the recorded settings are compared.
+    saved = StageConfig.load(path)
+    recorded = set(yaml.safe_load(path.read_text()) or {})
+    changes = [change for change in changed_settings(saved, cfg) if change[0] in recorded]
     if changes:
         listed = "; ".join(f"{name}: saved {saved!r}, now {new!r}" for name, saved, new in changes)
         raise ConfigError(

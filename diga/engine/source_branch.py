@@ -10,7 +10,7 @@ import torch
 
 from ..classes import LabelSpace
 from ..errors import ConfigError
-from ..method.augment import augment_and_blend
+from ..method.augment import GENERALIZATION_PHOTOMETRIC, augment_and_blend
 from ..method.mix import class_mix_mask, cross_domain_mixture
 from ..method.translate import build_translator
 from .config import StageConfig
@@ -27,13 +27,14 @@ class SourceBranch:
             raise ConfigError("the warm-up and self-training need labelled source data: --source KIND:PATH")
         self.cfg, self.space = cfg, space
         self.source_set = train_dataset(cfg.source, cfg)
-        translator_needs_target = cfg.mix and cfg.translator != "none"
+        kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space},
+              "learned": {"weights": cfg.translator_weights}}.get(cfg.translator, {})
+        self.translator = build_translator(cfg.translator, **kw)
+        translator_needs_target = cfg.mix and self.translator.needs_target
         if translator_needs_target and not cfg.target:
             raise ConfigError(f"--translator {cfg.translator} needs target images: --target KIND:PATH")
         self.needs_target = translator_needs_target or (target_statistics and bool(cfg.target))
         self.target_set = train_dataset(cfg.target, cfg) if self.needs_target else None
-        kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space}}.get(cfg.translator, {})
-        self.translator = build_translator(cfg.translator, **kw)
 
     def loaders(self, start_step: int) -> tuple[Iterator, Iterator | None]:
         """(source batches, translator target batches or None), resumed after ``start_step`` steps."""
@@ -45,7 +46,8 @@ class SourceBranch:
               generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The clean view, its translation and the second (mixed or augmented) view."""
         cfg = self.cfg
-        x_aug = augment_and_blend(x, beta=cfg.blend_beta, generator=generator)
+        photometric = GENERALIZATION_PHOTOMETRIC if cfg.generalize else None
+        x_aug = augment_and_blend(x, beta=cfg.blend_beta, cfg=photometric, generator=generator)
         if not cfg.mix:
             return {"x": x, "x_translated": x, "x_mix": x_aug}
         x_tr = self.translator(x, t_pool if t_pool is not None else x, generator)

@@ -33,6 +33,7 @@ from ..errors import ConfigError, DigaError
 from ..evaluate import evaluate_model
 from ..io import atomic_write_text, remove_stale_temps
 from ..models import create
+from ..models.registry import supported_settings
 from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
@@ -161,7 +162,8 @@ class Trainer:
                 raise ConfigError(f"--init {cfg.init} has {meta['num_classes']} classes, the label space "
                                   f"{self.space.name} (--label-space) has {self.space.num_classes}")
             return model.train()
-        return create(cfg.model, self.space.num_classes, pretrained=cfg.pretrained or None).train()
+        return create(cfg.model, self.space.num_classes, pretrained=cfg.pretrained or None,
+                      **self.model_kwargs()).train()
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         net = model
@@ -171,6 +173,13 @@ class Trainer:
         if self.cfg.compile:
             net = torch.compile(net)
         return net
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The architecture settings a checkpoint records so that loading builds the same network
+        (from --init: that checkpoint's own)."""
+        if self.cfg.init:
+            return read_metadata(self.cfg.init).get("model_kwargs", {})
+        return supported_settings(self.cfg.model, {"head_norm": self.cfg.head_norm})
 
     def architecture(self) -> str:
         if self.cfg.init:
@@ -393,7 +402,8 @@ class Trainer:
     def metadata(self, **extra: Any) -> dict[str, Any]:
         return model_metadata(self.architecture(), self.space.name, input_size=self.inference_size(),
                               train_size=list(self.train_size()), crop=list(self.cfg.crop),
-                              stage=self.stage, source=self.cfg.source, target=self.cfg.target, **extra)
+                              stage=self.stage, source=self.cfg.source, target=self.cfg.target,
+                              model_kwargs=self.model_kwargs(), **extra)
 
     def save_models(self, tag: str, metrics: dict | None = None) -> None:
         step = self.best["step"] if tag == "best" else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -22,6 +24,15 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 def list_models() -> list[str]:
     return sorted(_MODELS)
+
+
+def supported_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``settings`` that model ``name``'s factory names as keywords: a setting such as
+    ``head_norm`` applies to the networks that have that head and is left out for the others."""
+    if name not in _MODELS:
+        return {}
+    params = inspect.signature(_MODELS[name]).parameters
+    return {k: v for k, v in settings.items() if k in params}
 
 
 def create(
