@@ -98,14 +98,23 @@ def test_dynamic_export_parity_at_two_sizes(ckpt, dynamic_onnx):
         assert (out.argmax(1) == ref.argmax(1)).mean() > 0.999
 
 
-# ResNet-50/101 exports take 10-45 s on 2 shared CPU cores (export + parity): marked slow.
-BIG = {"deeplabv2_resnet50", "deeplabv2_resnet101"}
+# ResNet-50/101 exports take 10-45 s on 2 shared CPU cores (export + parity), the small SegFormer
+# and HRNet ones 15-35 s (tests/test_models_nets.py exports those at a fixed size): marked slow.
+BIG = {"deeplabv2_resnet50", "deeplabv2_resnet101", "hrnet_w18_small_ocr", "segformer_b0"}
+# The larger SegFormer and HRNet variants run their smallest variant's code with wider layers and
+# take 2-3 min each to export here (B5 167 s): the smallest variant stands for its family.
+SAME_CODE_AS_SMALLEST = {"hrnet_w48_ocr", *(f"segformer_b{i}" for i in range(1, 6))}
 
 
 @pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.slow) if a in BIG else a
-                                  for a in list_models() if a != "deeplabv2_light"])
+                                  for a in list_models() if a != "deeplabv2_light" and a not in SAME_CODE_AS_SMALLEST])
 def test_every_registered_model_exports_dynamic(tmp_path, arch):
-    ckpt = make_checkpoint(tmp_path / f"{arch}.safetensors", arch, size=(64, 64))
+    from diga.models.hub import MissingExtraError
+
+    try:
+        ckpt = make_checkpoint(tmp_path / f"{arch}.safetensors", arch, size=(64, 64))
+    except MissingExtraError as e:  # a model of the nets extra, not installed here
+        pytest.skip(str(e))
     t = time.perf_counter()
     res = export_model(ckpt, "onnx", dynamic=True, imgsz=(64, 64), n_check=2, log=quiet)
     print(f"{arch}: ONNX export + parity {time.perf_counter() - t:.1f} s")

@@ -48,8 +48,10 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
             state = state["state_dict"]
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    matched = len(backbone.state_dict()) - len(missing)
+    # nn.Module's own: smp's MiT encoder overrides load_state_dict without a ``strict`` argument
+    nn.Module.load_state_dict(backbone, state, strict=False)
+    # counted by name: BatchNorm never reports a missing num_batches_tracked as missing
+    matched = len(set(state) & set(backbone.state_dict()))
     if matched == 0:
         raise ConfigError(
             f"{path}: none of its {len(state)} tensors match the backbone "
