@@ -100,3 +100,33 @@ def test_mistyped_reference_steps_fail_before_training(cli, tmp_path):
     assert r.exit_code != 0
     assert "--reference-steps 'twice'" in r.text
     assert not (tmp_path / "adapt").exists()
+
+
+def test_references_side_by_side_train_what_one_at_a_time_trains(tiny_cfg, tmp_path, monkeypatch):
+    """On a CPU the two references train at once, one process and half the threads each: the same
+    weights, bit for bit, as training them one after the other with that many threads."""
+    import torch
+
+    from diga.checkpoint import load_weights
+
+    cfg = tiny_cfg.replace(steps=2, eval_every=0, ckpt_every=0, vis_every=0, workers=0, device="cpu")
+    monkeypatch.setenv("DIGA_CACHE", str(tmp_path / "side_by_side"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # this process "has" 2 threads: 1 per reference
+    assert benchmark.side_by_side(cfg)
+    console = Console(record=True, width=200)
+    together = benchmark.train_references(cfg, 2, console)
+    assert "side by side (1 CPU thread each)" in console.export_text()
+    assert all((benchmark.reference_dir(kind, cfg, 2) / "console.log").is_file() for kind in together)
+
+    monkeypatch.undo()  # the real thread count again
+    monkeypatch.setenv("DIGA_CACHE", str(tmp_path / "one_at_a_time"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = {kind: benchmark.reference(kind, cfg, 2, Console(quiet=True)) for kind in ("source_only", "oracle")}
+    finally:
+        torch.set_num_threads(threads)
+    for kind in ("source_only", "oracle"):
+        assert together[kind].weights != alone[kind].weights and together[kind].miou == alone[kind].miou
+        a, b = load_weights(together[kind].weights)[0], load_weights(alone[kind].weights)[0]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
