@@ -13,17 +13,15 @@ returns the [0, 1] RGB images the rest of the package uses.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, DigaError
-from .weights import torchvision_cache_dir
+from ..errors import ConfigError
+from .weights import offline_weights_error
 
 PIXEL_MEAN = (122.67891434, 116.66876762, 104.00698793)  # R, G, B
 PIXEL_SCALE = 128.0
@@ -210,13 +208,8 @@ def _imagenet_vgg_state() -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=False)
     except OSError as e:  # URLError, HTTPError, socket errors and unwritable caches are all OSErrors
-        name = os.path.basename(urlparse(weights.url).path)
-        raise DigaError(
-            f"{VGG_OPTION} imagenet: could not get the torchvision VGG-19 weights {name} ({e}); without internet, "
-            f"copy {name} (same name) into {torchvision_cache_dir()} (the torch hub cache, "
-            f"$TORCH_HOME/hub/checkpoints), give a VGG-19 state dict with {VGG_OPTION} FILE, or train without "
-            f"a pretrained perceptual network with {VGG_OPTION} none"
-        ) from None
+        raise offline_weights_error(VGG_OPTION, weights, e, "a VGG-19 state dict",
+                                    "train without a pretrained perceptual network") from None
 
 
 def _read_state_dict(path: Path, option: str) -> dict[str, torch.Tensor]:

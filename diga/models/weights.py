@@ -24,13 +24,19 @@ def with_imagenet_weights(build: Callable[..., nn.Module], weights: WeightsEnum,
     try:
         return build(weights=weights, **kwargs)
     except OSError as e:  # URLError, HTTPError, socket errors and unwritable caches are all OSErrors
-        name = os.path.basename(urlparse(weights.url).path)
-        raise DigaError(
-            f"--pretrained imagenet: could not get the torchvision ImageNet weights {name} ({e}); without "
-            f"internet, copy {name} (same name) into {torchvision_cache_dir()} (the torchvision cache, "
-            f"$TORCH_HOME/hub/checkpoints), give a backbone state dict with --pretrained FILE, or train from "
-            "scratch with --pretrained none"
-        ) from None
+        raise offline_weights_error("--pretrained", weights, e, "a backbone state dict", "train from scratch") from None
+
+
+def offline_weights_error(option: str, weights: WeightsEnum, error: OSError, file_kind: str,
+                          without: str) -> DigaError:
+    """The one message for torchvision weights that could not be fetched: where to put the file by
+    hand, or which ``option`` values work offline (FILE: ``file_kind``; none: ``without``)."""
+    name = os.path.basename(urlparse(weights.url).path)
+    return DigaError(
+        f"{option} imagenet: could not get the torchvision weights {name} ({error}); without internet, copy "
+        f"{name} (same name) into {torchvision_cache_dir()} (the torch hub cache, $TORCH_HOME/hub/checkpoints), "
+        f"give {file_kind} with {option} FILE, or {without} with {option} none"
+    )
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
