@@ -5,6 +5,12 @@ pairs each evaluation record's ``val_miou`` with its ``label_free_*`` signals, a
 signal, the rank correlation with mIoU over all evaluation points (and within each stage kind),
 with the number of points it rests on.
 
+Pooled over runs, a correlation also measures how the signals differ between target domains
+(a hard shift has both low mIoU and high entropy). What ``--select label-free`` would do is pick a
+checkpoint *within* one stage, so the second table scores exactly that: in every stage run with
+at least 3 evaluation points, the point each signal ranks best (lowest entropy or class drift,
+highest agreement) against the stage's last point, which the pipeline hands on today.
+
     python benchmarks/label_free.py runs/adapt/a runs/adapt/b [--json out.json]
 """
 
@@ -72,6 +78,35 @@ def correlations(points: list[dict]) -> dict[str, dict[str, dict]]:
     return table
 
 
+# Which way is better for each signal: +1 higher, -1 lower.
+BETTER = {"entropy": -1, "teacher_agreement": +1, "prototype_agreement": +1, "class_drift": -1}
+
+
+def selection(points: list[dict]) -> dict[str, dict]:
+    """Per signal, over the stage runs with >= 3 points: mean mIoU of the point the signal picks
+    minus that of the last point, how often it picks better / the same / worse, and the mean
+    shortfall of the last point from the best one (what a perfect selector could gain)."""
+    runs: dict[str, list[dict]] = {}
+    for p in points:
+        runs.setdefault(p["run"], []).append(p)
+    runs = {run: sorted(ps, key=lambda p: p["step"]) for run, ps in runs.items() if len(ps) >= 3}
+    out = {}
+    for signal, sign in BETTER.items():
+        deltas, best_gaps = [], []
+        for ps in runs.values():
+            scored = [p for p in ps if PREFIX + signal in p]
+            if len(scored) < 3:
+                continue
+            picked = max(scored, key=lambda p: sign * p[PREFIX + signal])
+            deltas.append(picked["val_miou"] - scored[-1]["val_miou"])
+            best_gaps.append(max(p["val_miou"] for p in scored) - scored[-1]["val_miou"])
+        out[signal] = {"runs": len(deltas), "mean_gain_vs_last": sum(deltas) / len(deltas) if deltas else None,
+                       "better": sum(d > 0 for d in deltas), "same": sum(d == 0 for d in deltas),
+                       "worse": sum(d < 0 for d in deltas),
+                       "mean_best_minus_last": sum(best_gaps) / len(best_gaps) if best_gaps else None}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (searched for metrics.jsonl)")
@@ -90,8 +125,18 @@ def main() -> None:
     for group, row in table.items():
         cells = [("—" if c["rho"] is None else f"{c['rho']:+.2f}") + f" (n={c['n']})" for c in row.values()]
         print(f"| {group} | " + " | ".join(cells) + " |")
+    picks = selection(points)
+    print("\nChoosing a checkpoint within each stage run by the signal, against handing on the last one:\n")
+    print("| signal | stage runs | mIoU gain vs last (mean) | better / same / worse | best − last (mean) |")
+    print("|---|---|---|---|---|")
+    for signal, row in picks.items():
+        gain = "—" if row["mean_gain_vs_last"] is None else f"{row['mean_gain_vs_last']:+.2f}"
+        best = "—" if row["mean_best_minus_last"] is None else f"{row['mean_best_minus_last']:+.2f}"
+        print(f"| {signal.replace('_', ' ')} | {row['runs']} | {gain} | {row['better']} / {row['same']} / "
+              f"{row['worse']} | {best} |")
     if args.json:
-        args.json.write_text(json.dumps({"points": len(points), "spearman": table}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"points": len(points), "spearman": table, "selection": picks},
+                                        indent=2) + "\n")
 
 
 if __name__ == "__main__":
