@@ -42,6 +42,9 @@ def data_synth(
     n_val: int = typer.Option(100, min=1, help="Validation images per domain."),
     size: tuple[int, int] = typer.Option((128, 256), help="Image height and width."),
     seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
+    gap: float = typer.Option(0.5, min=0.0, max=1.0, help=(
+        "Target style between the flat source style (0) and the full textured, hazy camera style (1); 0.5 is "
+        "the built-in benchmark's, so the defaults write the benchmark `diga adapt` runs without data.")),
     condition: list[str] = typer.Option([], "--condition", help=(
         "Shift the target domain: NAME[:STRENGTH] with NAME one of camera, texture, fog, rain, night, color "
         "and STRENGTH in (0, 1] (default 1); repeat to combine (applied in that fixed order).")),
@@ -56,7 +59,8 @@ def data_synth(
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--condition") from None
     ensure_output_dir(out, "--out")
-    root = generate_benchmark(out, n_train=n_train, n_val=n_val, size=size, seed=seed, conditions=conditions)
+    root = generate_benchmark(out, n_train=n_train, n_val=n_val, size=size, seed=seed, gap=gap,
+                              conditions=conditions)
     console.print(f"benchmark in [bold]{root}[/]: source={root / 'source'} (gta5), "
                   f"source_val={root / 'source_val'} (gta5), target={root / 'target'} (cityscapes)")
 

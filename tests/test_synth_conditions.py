@@ -184,6 +184,22 @@ def test_cli_condition_option(cli, tmp_path):
     assert [c["name"] for c in meta["conditions"]] == ["camera", "night"]
 
 
+def test_cli_defaults_write_the_builtin_benchmark(cli, tmp_path):
+    """`diga data synth` with the built-in benchmark's parameters writes its very files (gap 0.5);
+    --gap 1 draws the full camera style instead."""
+    from diga.data.synth import generate_benchmark
+    from diga.engine.benchmark import BENCHMARK_DEFAULTS
+
+    small = ["--n-train", "1", "--n-val", "1", "--size", "32", "64"]
+    assert cli("data", "synth", "--out", tmp_path / "cli", *small).exit_code == 0
+    assert cli("data", "synth", "--out", tmp_path / "full", *small, "--gap", "1").exit_code == 0
+    builtin = generate_benchmark(tmp_path / "builtin", n_train=1, n_val=1, size=(32, 64), seed=0,
+                                 gap=BENCHMARK_DEFAULTS["gap"], progress=False)
+    image = next((builtin / "target" / "leftImg8bit" / "train").rglob("*.png")).relative_to(builtin)
+    assert (tmp_path / "cli" / image).read_bytes() == (builtin / image).read_bytes()
+    assert (tmp_path / "full" / image).read_bytes() != (builtin / image).read_bytes()
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
