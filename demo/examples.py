@@ -5,8 +5,9 @@ synthetic benchmark, generated once into ``$DIGA_CACHE/demo_examples`` (default
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from diga.io import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ DEFAULT_SIZE = (128, 256)  # the built-in benchmark's image size (what `diga ada
 
 
 def examples_dir() -> Path:
-    return Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser() / "demo_examples"
+    return cache_dir() / "demo_examples"
 
 
 def ensure_examples(n: int = 4, size: tuple[int, int] = DEFAULT_SIZE, seed: int = 0,

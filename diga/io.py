@@ -26,6 +26,11 @@ class OutputPathError(DigaError, OSError):
 _PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST})
 
 
+def cache_dir() -> Path:
+    """Where diga keeps what it generates once: ``$DIGA_CACHE``, default ``~/.cache/diga``."""
+    return Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None], durable: bool = True) -> Path:
     """Call ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename over ``path``.
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from diga.io import cache_dir
+
 from .errors import ExportError
 from .graph import INPUT_NAME
 
@@ -131,7 +133,7 @@ def qdq_nodes(onnx_path: str | os.PathLike) -> int:
 
 
 def default_timing_cache() -> Path:
-    root = Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser()
+    root = cache_dir()
     return root / "tensorrt.timing.cache"
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..io import cache_dir
 from .errors import DatasetError
 
 log = logging.getLogger("diga.data")
@@ -152,7 +152,7 @@ def subset_list_path(kind: str, root: Path, split: str, subset: Subset, list_fil
     source = f"{Path(root).resolve()}\0{Path(list_file).resolve() if list_file else ''}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(root).name) or "root"
-    cache = Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser()
+    cache = cache_dir()
     return cache / "splits" / f"{kind}-{safe}-{digest}" / f"{split}-{subset.tag}.txt"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from rich.console import Console
 
 from ..errors import ConfigError
+from ..io import cache_dir
 from . import runtime
 from .config import StageConfig
 from .pipeline import main_rank_console, run_stage, selected_miou
@@ -21,10 +21,6 @@ from .references import KINDS, Reference
 from .supervised import SupervisedTrainer
 
 BENCHMARK_DEFAULTS = dict(n_train=400, n_val=100, size=(128, 256), seed=0, gap=0.5)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DIGA_CACHE", "~/.cache/diga")).expanduser()
 
 
 def synthetic_benchmark(root: Path | None = None, **params) -> dict[str, str]:
