@@ -25,7 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..io import cache_dir
+from ..io import atomic_write_text, cache_dir
 from .errors import DatasetError
 
 log = logging.getLogger("diga.data")
@@ -152,14 +152,11 @@ def subset_list_path(kind: str, root: Path, split: str, subset: Subset, list_fil
     source = f"{Path(root).resolve()}\0{Path(list_file).resolve() if list_file else ''}"
     digest = hashlib.sha256(source.encode()).hexdigest()[:10]
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(root).name) or "root"
-    cache = cache_dir()
-    return cache / "splits" / f"{kind}-{safe}-{digest}" / f"{split}-{subset.tag}.txt"
+    return cache_dir() / "splits" / f"{kind}-{safe}-{digest}" / f"{split}-{subset.tag}.txt"
 
 
 def write_list_file(path: Path, names: Sequence[str]) -> None:
     """One name per line, written atomically and only when it changes (every run rebuilds it)."""
-    from diga.io import atomic_write_text
-
     text = "".join(f"{name}\n" for name in names)
     try:
         if path.is_file() and path.read_text(encoding="utf-8") == text:
