@@ -189,3 +189,22 @@ def test_teacher_runs_in_inference_mode_and_student_with_autograd(tiny_cfg, tmp_
     trainer.run()
     assert modes["teacher"] and all(modes["teacher"])
     assert modes["student"] and all(modes["student"])
+
+
+def test_an_evaluation_pass_leaves_the_global_rng_alone(tiny_cfg):
+    from diga.engine.loaders import eval_dataset, eval_loader
+
+    before = torch.get_rng_state()
+    for _ in eval_loader(eval_dataset(tiny_cfg.val, tiny_cfg), workers=0):
+        pass
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_evaluating_during_warmup_does_not_change_the_training(tiny_cfg, tmp_path):
+    """Dropout draws from torch's global RNG: evaluating every step must not shift its stream."""
+    quiet = tiny_cfg.replace(eval_every=0, vis_every=0)
+    WarmupTrainer(quiet, tmp_path / "quiet").run()
+    WarmupTrainer(quiet.replace(eval_every=1), tmp_path / "evaluating").run()
+    a = load_file(tmp_path / "quiet" / "weights" / "last.safetensors")
+    b = load_file(tmp_path / "evaluating" / "weights" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -128,7 +128,10 @@ def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool
         from torch.utils.data.distributed import DistributedSampler
 
         sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
+    # A generator of its own: without one, each pass draws the workers' base seed from torch's
+    # global RNG, which dropout also uses, so evaluating during training would change the training.
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), sampler=sampler,
+                      generator=torch.Generator().manual_seed(0),
                       worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None,
                       multiprocessing_context=worker_start_method(dataset) if workers > 0 else None)
