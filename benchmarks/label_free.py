@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 
 from diga.engine.labelfree import PREFIX, SIGNALS
+from diga.engine.metrics_log import read_metrics
 
 
 def ranks(values: list[float]) -> list[float]:
@@ -57,8 +58,7 @@ def evaluation_points(roots: list[Path]) -> list[dict]:
     points = []
     for root in roots:
         for path in sorted(Path(root).rglob("metrics.jsonl")):
-            for line in path.read_text().splitlines():
-                record = json.loads(line) if line.strip() else {}
+            for record in read_metrics(path.parent):
                 if record.get("val_miou") is not None and any(k.startswith(PREFIX) for k in record):
                     points.append({"stage": path.parent.name, "run": str(path.parent), **record})
     return points

@@ -16,7 +16,6 @@ Whether they track mIoU is measured by ``benchmarks/label_free.py`` (docs/BENCHM
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from ..data import build_dataset
 from ..data.transforms import normalize
 from ..method.prototypes import CentroidAccumulator, prototype_labels
 from . import runtime
+from .metrics_log import read_metrics
 from .pseudolabels import resize_image
 
 SUBSET_SIZE = 64
@@ -146,13 +146,10 @@ def stage_signals(trainer: Any) -> dict[str, float]:
 
 def read_stage_signals(stage_dir: str | Path, step: int) -> dict[str, float]:
     """The signals logged at ``step`` in ``stage_dir/metrics.jsonl`` (unprefixed; {} if none)."""
-    path = Path(stage_dir) / "metrics.jsonl"
     found: dict[str, float] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            record = json.loads(line) if line.strip() else {}
-            if record.get("step") == step and any(k.startswith(PREFIX) for k in record):
-                found = {k[len(PREFIX):]: v for k, v in record.items() if k.startswith(PREFIX)}
+    for record in read_metrics(stage_dir):
+        if record.get("step") == step and any(k.startswith(PREFIX) for k in record):
+            found = {k[len(PREFIX):]: v for k, v in record.items() if k.startswith(PREFIX)}
     return found
 
 

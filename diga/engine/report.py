@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -16,14 +15,9 @@ from ..io import atomic_write_text  # noqa: E402
 from .config import StageConfig  # noqa: E402
 from .evaluation import evaluate_checkpoint  # noqa: E402
 from .labelfree import PREFIX, SIGNALS, SUBSET_SIZE, describe  # noqa: E402
+from .metrics_log import read_metrics  # noqa: E402
 from .references import describe_gap  # noqa: E402
 from .visualize import save_grid  # noqa: E402
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _stage_dirs(run_dir: Path) -> list[tuple[str, Path]]:
@@ -36,7 +30,7 @@ def _curves(run_dir: Path, out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     offset = 0
     for name, d in _stage_dirs(run_dir):
-        rows = [r for r in _read_metrics(d / "metrics.jsonl") if "loss" in r]
+        rows = [r for r in read_metrics(d) if "loss" in r]
         if rows:
             axes[0].plot([offset + r["step"] for r in rows], [r["loss"] for r in rows], label=name)
             kept = [r for r in rows if "kept_fraction" in r]
@@ -109,7 +103,7 @@ def _label_free_section(run_dir: Path) -> list[str]:
     header = "| stage | step | target-val mIoU | " + " | ".join(s.replace("_", " ") for s in SIGNALS) + " |"
     body = []
     for name, d in _stage_dirs(run_dir):
-        for r in _read_metrics(d / "metrics.jsonl"):
+        for r in read_metrics(d):
             if any(k.startswith(PREFIX) for k in r):
                 cells = [f"{r[PREFIX + s]:.3f}" if PREFIX + s in r else "—" for s in SIGNALS]
                 miou = "—" if r.get("val_miou") is None else f"{r['val_miou']:.2f}"

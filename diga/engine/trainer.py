@@ -39,6 +39,7 @@ from . import runtime
 from .config import StageConfig
 from .labelfree import stage_signals
 from .loaders import eval_dataset, eval_loader, loader_workers
+from .metrics_log import append_metrics
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 from .stopping import RunInterrupted, StopRequest
 
@@ -457,9 +458,7 @@ class Trainer:
 
     def log(self, record: dict[str, Any]) -> None:
         if runtime.is_main():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with open(self.dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+            append_metrics(self.dir, record)
 
     def visualize(self, step: int) -> None:
         pass

@@ -45,6 +45,7 @@ from ..progress import progress_bar
 from . import runtime
 from .config import RESUME_MAY_CHANGE, StageConfig
 from .loaders import infinite_loader, train_dataset
+from .metrics_log import append_metrics
 from .rundir import run_lock
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 from .stopping import RunInterrupted, StopRequest
@@ -316,9 +317,7 @@ class TranslatorTrainer:
         self.console.print(f"[green]resuming {self.stage} from step {state.step}[/] ({self.dir})")
 
     def log(self, record: dict[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        append_metrics(self.dir, record)
 
 
 def check_translator_resume(run_dir: str | Path, cfg: TranslatorConfig) -> None:
