@@ -9,7 +9,6 @@ explanation once ``max_nonfinite`` consecutive steps were non-finite.
 from __future__ import annotations
 
 import json
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from . import runtime
 from .config import StageConfig
 from .labelfree import stage_signals
 from .loaders import eval_dataset, eval_loader, loader_workers
-from .metrics_log import append_metrics
+from .metrics_log import LogWindow, append_metrics
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 from .stopping import RunInterrupted, StopRequest
 
@@ -215,29 +214,23 @@ class Trainer:
 
     def run(self) -> StageResult:
         cfg = self.cfg
-        sums: dict[str, torch.Tensor] = {}
-        n_logged, t_log = 0, time.perf_counter()
+        window = LogWindow()
         with self.progress() as progress, StopRequest(self.console) as stop:
             task = progress.add_task(self.stage, total=cfg.steps, completed=self.start_step)
             for step in range(self.start_step, cfg.steps):
                 for group in self.optimizer.param_groups:
                     group["lr"] = poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power) * group["lr_mult"]
-                losses = self.optimization_step(step)
-                for k, v in losses.items():
-                    sums[k] = sums[k] + v if k in sums else v
-                n_logged += 1
+                window.add(self.optimization_step(step))
                 done = step + 1
                 progress.update(task, advance=1)
                 if done % cfg.log_every == 0 or done == cfg.steps:
-                    record = {k: float(v) / n_logged for k, v in sums.items()}
-                    record.update(self.interval_stats(), step=done, lr=poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power))
-                    elapsed = time.perf_counter() - t_log
-                    record["steps_per_s"] = round(n_logged / elapsed, 4)
-                    record["images_per_s"] = round(n_logged * cfg.batch_size * runtime.world_size() / elapsed, 2)
+                    record, rate = window.close()
+                    record.update(self.interval_stats(), step=done, lr=poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power),
+                                  steps_per_s=round(rate, 4),
+                                  images_per_s=round(rate * cfg.batch_size * runtime.world_size(), 2))
                     self.check_nonfinite(record)
                     self.log(record)
                     progress.update(task, description=f"{self.stage} loss {record['loss']:.3f}")
-                    sums, n_logged, t_log = {}, 0, time.perf_counter()
                 if cfg.vis_every and done % cfg.vis_every == 0 and runtime.is_main():
                     self.visualize(done)
                 if self.val_set is not None and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from ..progress import progress_bar
 from . import runtime
 from .config import RESUME_MAY_CHANGE, StageConfig
 from .loaders import infinite_loader, train_dataset
-from .metrics_log import append_metrics
+from .metrics_log import LogWindow, append_metrics
 from .rundir import run_lock
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 from .stopping import RunInterrupted, StopRequest
@@ -224,8 +223,7 @@ class TranslatorTrainer:
         data = cfg.loader_config()
         source = infinite_loader(self.source_set, data, self.start_step)
         target = infinite_loader(self.target_set, data, self.start_step, salt=1)
-        sums: dict[str, torch.Tensor] = {}
-        n, t_log = 0, time.perf_counter()
+        window = LogWindow()
         with progress_bar(self.console) as progress, StopRequest(self.console) as stop:
             task = progress.add_task(self.stage, total=cfg.steps, completed=self.start_step)
             for step in range(self.start_step, cfg.steps):
@@ -234,19 +232,14 @@ class TranslatorTrainer:
                     for group in opt.param_groups:
                         group["lr"] = lr
                 xs, ys = next(source)
-                losses = self.train_step(self.prepare(xs), ys.to(self.device), self.prepare(next(target)[0]))
-                for k, v in losses.items():
-                    sums[k] = sums[k] + v if k in sums else v
-                n += 1
+                window.add(self.train_step(self.prepare(xs), ys.to(self.device), self.prepare(next(target)[0])))
                 done = step + 1
                 progress.update(task, advance=1)
                 if done % cfg.log_every == 0 or done == cfg.steps:
-                    record = {k: float(v) / n for k, v in sums.items()}
+                    record, rate = window.close()
                     self.check_finite(record, done)
-                    speed = round(n / (time.perf_counter() - t_log), 4)
-                    self.log({**record, "step": done, "lr": lr, "steps_per_s": speed})
+                    self.log({**record, "step": done, "lr": lr, "steps_per_s": round(rate, 4)})
                     progress.update(task, description=f"{self.stage} loss {record['loss']:.3f}")
-                    sums, n, t_log = {}, 0, time.perf_counter()
                 if cfg.preview_every and done % cfg.preview_every == 0:
                     self.write_preview(self.dir / "preview" / f"step_{done:07d}.png")
                 if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
