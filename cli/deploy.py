@@ -77,7 +77,8 @@ def predict_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="Mask weight of the overlay."),
     frames: bool = typer.Option(False, "--frames", help="Videos: also write each frame's label PNG "
-                                "(<stem>_frames/<stem>_t<seconds>_labels.png)."),
+                                "(<stem>_frames/<stem>_t<seconds>_labels.png; with --format cityscapes "
+                                "<stem>_t<seconds>.png in labelIds)."),
     mode: Optional[str] = typer.Option(None, help=MODE_HELP),
     format: str = typer.Option("diga", "--format", help="diga: <stem>_labels.png (trainIds), _color.png, "
                                "_overlay.jpg; cityscapes: <stem>.png in Cityscapes labelIds only (for the "
@@ -109,7 +110,7 @@ def predict_cmd(
     ensure_output_dir(out, "--out")
     namer = OutputNamer(out)
     video_failures = predict_videos(
-        predictor, videos, out, namer=namer, alpha=alpha, frames=frames, console=console,
+        predictor, videos, out, namer=namer, alpha=alpha, frames=frames, label_ids=label_ids, console=console,
         log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True),
         warn=lambda m: err_console.print(f"[red]error:[/] {m}", highlight=False, soft_wrap=True))
     if not files:

@@ -143,9 +143,9 @@ class _OverlayWriter:
     """Predictions of a frame stream -> overlay video (+ label PNGs), the writer opened on the first frame."""
 
     def __init__(self, predictor: Any, reader: FrameStream, tmp: Path, alpha: float, frames_dir: Path | None,
-                 on_frame: Callable[[Frame, Any], None] | None) -> None:
+                 on_frame: Callable[[Frame, Any], None] | None, label_ids: np.ndarray | None = None) -> None:
         self.predictor, self.reader, self.tmp, self.alpha = predictor, reader, tmp, alpha
-        self.frames_dir, self.on_frame = frames_dir, on_frame
+        self.frames_dir, self.on_frame, self.label_ids = frames_dir, on_frame, label_ids
         self.writer: VideoWriter | None = None
         self.start: int | None = None
         self.frames = 0
@@ -158,8 +158,11 @@ class _OverlayWriter:
             self.writer.write(pred.overlay(self.alpha), frame.pts - self.start)
             if self.frames_dir is not None:
                 self.frames_dir.mkdir(exist_ok=True)
-                name = f"{frame_name(self.reader.path, frame.seconds)}_labels.png"
-                Image.fromarray(pred.labels, mode="L").save(self.frames_dir / name)
+                name = frame_name(self.reader.path, frame.seconds)
+                if self.label_ids is None:
+                    Image.fromarray(pred.labels, mode="L").save(self.frames_dir / f"{name}_labels.png")
+                else:  # --format cityscapes: label ids, named like its still images' <stem>.png
+                    Image.fromarray(self.label_ids[pred.labels], mode="L").save(self.frames_dir / f"{name}.png")
             if self.on_frame is not None:
                 self.on_frame(frame, pred)
             self.frames += 1
@@ -191,6 +194,7 @@ def predict_video(
     max_pixels: int | None = None,
     namer: OutputNamer | None = None,
     on_frame: Callable[[Frame, Any], None] | None = None,
+    label_ids: np.ndarray | None = None,
 ) -> VideoResult:
     """Segment every frame of ``path`` (up to ``max_frames`` / ``max_seconds``) into an overlay video.
 
@@ -198,7 +202,8 @@ def predict_video(
     is no readable video, or whose frames exceed ``max_pixels``, raises :class:`PredictorError`
     before anything is written; damage met on the way (a file cut short) ends up in ``problems``,
     with the frames before it written. ``on_frame(frame, prediction)`` is called after each frame
-    is encoded."""
+    is encoded. ``label_ids``: a train-id -> label-id table; the frames' PNGs then hold label ids.
+    """
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     namer = namer or OutputNamer(out_dir)
@@ -212,7 +217,8 @@ def predict_video(
     bs = batch or getattr(predictor, "batch_size", None) or 4
     notes: list[str] = []
     with reader:
-        out = _OverlayWriter(predictor, reader, tmp, alpha, namer.path(stem, "_frames") if frames else None, on_frame)
+        out = _OverlayWriter(predictor, reader, tmp, alpha, namer.path(stem, "_frames") if frames else None, on_frame,
+                             label_ids)
         total = reader.declared_frames or None
         if max_frames is not None:
             total = min(total or max_frames, max_frames)
@@ -277,15 +283,15 @@ def describe(result: VideoResult) -> str:
 
 
 def predict_videos(predictor: Any, paths: list[Path], out_dir: str | os.PathLike, *, namer: OutputNamer | None = None,
-                   alpha: float = 0.5, frames: bool = False, console: Console | None = None,
-                   log: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> list[str]:
+                   alpha: float = 0.5, frames: bool = False, label_ids: np.ndarray | None = None,
+                   console: Console | None = None, log: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> list[str]:
     """:func:`predict_video` for each video in turn, saying what it wrote (``log``) and what went
     wrong (``warn``); returns the failures, one line each (a bad video does not stop the others)."""
     failures: list[str] = []
     for path in paths:
         try:
             result = predict_video(predictor, path, out_dir, alpha=alpha, frames=frames, console=console,
-                                   namer=namer)
+                                   namer=namer, label_ids=label_ids)
         except PredictorError as e:
             warn(str(e))
             failures.append(str(e))

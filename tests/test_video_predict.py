@@ -241,6 +241,23 @@ def test_cli_predict_video_and_image(cli, ckpt, short_clip, tmp_path):
     assert _times(overlay) == _times(short_clip)
 
 
+def test_cli_predict_video_frames_in_cityscapes_label_ids(cli, ckpt, short_clip, tmp_path):
+    from PIL import Image
+
+    from diga.classes import get_label_space
+
+    assert cli("predict", short_clip, "--model", ckpt, "--out", tmp_path / "train", "--frames").exit_code == 0
+    res = cli("predict", short_clip, "--model", ckpt, "--out", tmp_path / "cs", "--frames", "--format", "cityscapes")
+    assert res.exit_code == 0, res.output
+    train_ids = sorted((tmp_path / "train" / "drive_frames").glob("drive_t*_labels.png"))
+    label_ids = sorted((tmp_path / "cs" / "drive_frames").glob("drive_t*.png"))
+    assert len(label_ids) == len(train_ids) == 5
+    assert [p.name for p in label_ids] == [p.name.replace("_labels", "") for p in train_ids]
+    lut = get_label_space("cityscapes19").to_cityscapes_label_ids()
+    for t, c in zip(train_ids, label_ids):
+        assert np.array_equal(lut[np.asarray(Image.open(t))], np.asarray(Image.open(c)))
+
+
 def test_cli_predict_bad_video_is_one_line_and_exit_1(cli, ckpt, short_clip, tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video\n")
