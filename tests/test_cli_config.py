@@ -209,3 +209,18 @@ def test_cli_selftrain_runs_the_engines_rounds_loop(cli, tiny_bench, tmp_path, m
     r = cli("selftrain", "--config", run_dir / "config.yaml", "--name", "s", "--project", tmp_path)
     assert r.exit_code == 0, r.output
     assert len(calls) == 2
+
+
+def test_the_paper_presets_name_the_authors_network_for_each_published_number():
+    """Adaptation and generalisation: DeepLab-V2 ResNet-101; semi-supervised: HRNetV2-W48 + OCR."""
+    from diga.engine.config import preset
+    from diga.engine.generalization import generalization_config
+    from diga.models import list_models
+
+    assert preset("paper").model == preset("paper-dg").model == "deeplabv2_resnet101"
+    dg = generalization_config(preset("paper-dg").replace(source="gta5:/data/GTA5"))
+    assert dg.batch_size == 4 and not dg.mix
+    semi = preset("paper-semi").replace(source="cityscapes:/cs?fraction=1/16",
+                                        target="cityscapes:/cs?fraction=1/16&part=unlabelled").validate()
+    assert semi.model == "hrnet_w48_ocr" and semi.model in list_models()
+    assert (semi.lr, semi.poly_power, semi.crop, semi.translator, semi.mix) == (1e-3, 1.0, (512, 1024), "none", False)

@@ -231,8 +231,21 @@ EARLIER_CHOICES: dict[str, Any] = dict(
 
 # Presets are overrides of the paper defaults.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage.
+    # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
+    # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts).
     "paper": {},
+    # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
+    # batch of 2 + 2 source crops.
+    "paper-dg": dict(batch_size=4),
+    # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
+    # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
+    # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
+    # stage (the second view is the augmented labelled image; self-training keeps the target
+    # cross-mix). Their auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md).
+    "paper-semi": dict(
+        model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
+        scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none",
+    ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).
     "gpu": dict(
