@@ -102,3 +102,15 @@ def test_warmup_logs_signals_next_to_miou(tiny_cfg, tmp_path):
         assert 0.0 <= r["label_free_teacher_agreement"] <= 1.0  # the warm-up distils from a teacher
         assert 0.0 <= r["label_free_prototype_agreement"] <= 1.0
         assert 0.0 <= r["label_free_class_drift"] <= 2.0
+
+
+def test_without_target_labels_the_signals_are_still_logged(tiny_cfg, tmp_path):
+    """A user adapting to footage of their own has no --val: the signals are all they can see."""
+    from diga.engine.metrics_log import read_metrics
+    from diga.engine.warmup import WarmupTrainer
+
+    result = WarmupTrainer(tiny_cfg.replace(steps=2, eval_every=1, vis_every=0, val=None), tmp_path / "w").run()
+    points = [r for r in read_metrics(tmp_path / "w") if "label_free_entropy" in r]
+    assert [r["step"] for r in points] == [1, 2]
+    assert not any("val_miou" in r for r in points)
+    assert result.metrics["final"] == {}

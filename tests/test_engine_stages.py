@@ -185,7 +185,9 @@ def test_teacher_runs_in_inference_mode_and_student_with_autograd(tiny_cfg, tmp_
     modes = {"teacher": [], "student": []}
     trainer.teacher.module.register_forward_hook(
         lambda *_: modes["teacher"].append(torch.is_inference_mode_enabled()))
-    trainer.model.register_forward_hook(lambda *_: modes["student"].append(torch.is_grad_enabled()))
+    # The student's training forwards (the final label-free signals run it in eval mode, no grad).
+    trainer.model.register_forward_hook(
+        lambda m, *_: modes["student"].append(torch.is_grad_enabled()) if m.training else None)
     trainer.run()
     assert modes["teacher"] and all(modes["teacher"])
     assert modes["student"] and all(modes["student"])

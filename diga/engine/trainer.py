@@ -233,7 +233,7 @@ class Trainer:
                     progress.update(task, description=f"{self.stage} loss {record['loss']:.3f}")
                 if cfg.vis_every and done % cfg.vis_every == 0 and runtime.is_main():
                     self.visualize(done)
-                if self.val_set is not None and cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
                     self.evaluate_and_keep_best(done)
                 if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
                     self.checkpoint(done)
@@ -355,13 +355,21 @@ class Trainer:
         return m.as_dict()
 
     def evaluate_and_keep_best(self, step: int) -> dict[str, Any]:
+        """An evaluation point: target-val mIoU when there is a labelled --val, and the label-free
+        signals on unlabelled target images whether or not there is (a user with footage of their
+        own has only those); {} when there is neither."""
+        record: dict[str, Any] = {"step": step}
+        record.update(stage_signals(self))
+        if self.val_set is None:
+            if len(record) > 1:
+                self.log(record)
+            return {}
         result = {"student": self.evaluate(self.model)}
         if self.teacher is not None:
             result["teacher"] = self.evaluate(self.teacher.module)
-        record = {"step": step, "val_miou": result["student"]["miou"]}
+        record["val_miou"] = result["student"]["miou"]
         if "teacher" in result:
             record["val_miou_teacher"] = result["teacher"]["miou"]
-        record.update(stage_signals(self))  # unlabelled target images: what a user without labels can see
         self.log(record)
         if runtime.is_main() and result["student"]["miou"] > self.best["miou"]:
             self.best = {"miou": result["student"]["miou"], "step": step}
@@ -464,8 +472,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if int(self.nonfinite_run) > 0:
             self.check_final_weights()
-        if self.val_set is not None:
-            metrics = self.evaluate_and_keep_best(cfg.steps)
+        metrics = self.evaluate_and_keep_best(cfg.steps)
         self.save_checkpoint(cfg.steps)
         # "best" needs target-val labels and is opt-in: picking checkpoints on target labels is
         # not available to a user with unlabelled footage, so the default hands on the last step.
