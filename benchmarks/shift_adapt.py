@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from diga.data.synth import CONDITIONS, generate_benchmark
-from diga.engine.benchmark import BENCHMARK_DEFAULTS, cache_dir
+from diga.engine.benchmark import BENCHMARK_DEFAULTS
+from diga.io import cache_dir
 
 STAGES = ("source-only", "warm-up", "round 1", "round 2", "oracle")
 

@@ -18,6 +18,7 @@ from diga.engine.references import (
     reference_steps,
 )
 from diga.errors import ConfigError
+from diga.io import cache_dir
 
 
 def test_reference_budgets(tiny_cfg):
@@ -84,7 +85,7 @@ def test_adapt_references_for_explicit_data_with_the_pipeline_budget(cli, tiny_b
     assert gap["reference_steps"] == {"source_only": 3, "oracle": 3} and gap["pipeline_steps"] == 3
     assert gap["value"] == pytest.approx(gap_closed(results["rows"][-2]["target_val_miou"], gap["source_only"],
                                                     gap["oracle"]))
-    trained = sorted(p.parent.name.split("-")[0] for p in benchmark.cache_dir().glob("references/*/summary.json")
+    trained = sorted(p.parent.name.split("-")[0] for p in cache_dir().glob("references/*/summary.json")
                      if json.loads(p.read_text())["steps"] == 3)
     assert trained == ["oracle", "source_only"]
     warmup = next(row for row in results["rows"] if row["stage"] == "warm-up")
