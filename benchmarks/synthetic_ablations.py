@@ -1,14 +1,26 @@
 """The synthetic-benchmark ablations of docs/BENCHMARKS.md, CPU preset, same seed and steps.
 
 Run `diga adapt` first (it trains the source-only/oracle references and the full pipeline into
-runs/adapt/synthetic); this script then trains, on the same benchmark and settings:
+runs/adapt/synthetic); this script then trains, on the same benchmark and settings, one of two row
+sets (``--rows``):
+
+method (default)
   warm-up rows: distillation only, mixture only, full warm-up with the colour translator, full
-  warm-up with the paper's EMA cap (0.999)
-  self-training round 1 from the same warm-up and pseudo-labels with --selection threshold / none
-and prints every row as markdown. Jobs run two at a time with one thread each (two small
-processes use 2 cores better than one process with two threads).
+  warm-up with the paper's EMA cap (0.999); self-training round 1 from the same warm-up and
+  pseudo-labels with --selection threshold / none
+switches
+  each setting where the authors' code and the cpu preset differ (diga.engine.config.EARLIER_CHOICES)
+  set to the authors' choice, one at a time: in the warm-up (the settings the warm-up uses) and in
+  self-training round 1 from the run's own warm-up, pseudo-labels and centroids (the settings only
+  self-training or its sparse pseudo-labels exercise); each row beside the same stage with the
+  preset's choice, trained here the same way
+
+and prints every row as markdown. ``--run`` may be given once per seed (a `diga adapt --seed S`
+run each); every row is trained for each. Jobs run ``--jobs`` at a time with one thread each (two
+small processes use 2 cores better than one process with two threads).
 
     diga adapt && python benchmarks/synthetic_ablations.py
+    python benchmarks/synthetic_ablations.py --rows switches --run runs/adapt/synthetic --run runs/adapt/seed1
 """
 
 from __future__ import annotations
@@ -43,47 +55,72 @@ print(json.dumps({"miou": selected_miou(res.metrics), "seconds": round(time.time
 """
 
 
+METHOD_ROWS = {
+    "warm-up, distillation only (no mixture)": ("warmup", {"mix": False}),
+    "warm-up, mixture only (no distillation)": ("warmup", {"distil": False}),
+    "warm-up, full, colour translator": ("warmup", {"translator": "color"}),
+    "warm-up, full, EMA cap 0.999 (the paper's, for 80k-step runs)": ("warmup", {"ema_max": 0.999}),
+    "self-training round 1, threshold 0.9": ("selftrain", {"selection": "threshold"}),
+    "self-training round 1, no selection": ("selftrain", {"selection": "none"}),
+}
+# The authors' choice of each setting the cpu preset changes, in the stage that exercises it. The
+# geometry settings (base_resize, crop_fill) do nothing on the built-in benchmark: its images are
+# 2:1 like its crops, it has no base size, and its smallest scale still covers the crop.
+SWITCH_ROWS = {
+    "warm-up, cpu preset's choices": ("warmup", {}),
+    "warm-up, target BatchNorm statistics (warmup_target_bn)": ("warmup", {"warmup_target_bn": True}),
+    "warm-up, backbone BatchNorm affine frozen": ("warmup", {"backbone_bn_affine": "frozen"}),
+    "warm-up, distillation at the crop resolution": ("warmup", {"distil_resolution": "crop"}),
+    "warm-up, GroupNorm head (head_norm gn)": ("warmup", {"head_norm": "gn"}),
+    "self-training round 1, cpu preset's choices": ("selftrain", {}),
+    "self-training round 1, centroid update per image": ("selftrain", {"centroid_update": "image"}),
+    "self-training round 1, CE over all pixels (loss_norm all)": ("selftrain", {"loss_norm": "all"}),
+}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", type=Path, default=Path("runs/adapt/synthetic"), help="the diga adapt run")
+    p.add_argument("--run", type=Path, action="append",
+                   help="a finished diga adapt run, once per seed (default runs/adapt/synthetic)")
+    p.add_argument("--rows", choices=("method", "switches"), default="method")
+    p.add_argument("--jobs", type=int, default=2, help="jobs at a time, one thread each")
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
     args = p.parse_args()
-    run = args.run.resolve()
-    cfg_path = run / "config.yaml"
-    if not (run / "results.json").exists():
-        sys.exit(f"{run} has no finished `diga adapt` run; run `diga adapt` first")
-    jobs = {
-        "warm-up, distillation only (no mixture)": ("warmup", {"mix": False}),
-        "warm-up, mixture only (no distillation)": ("warmup", {"distil": False}),
-        "warm-up, full, colour translator": ("warmup", {"translator": "color"}),
-        "warm-up, full, EMA cap 0.999 (the paper's, for 80k-step runs)": ("warmup", {"ema_max": 0.999}),
-        "self-training round 1, threshold 0.9": ("selftrain", {"run": str(run), "selection": "threshold"}),
-        "self-training round 1, no selection": ("selftrain", {"run": str(run), "selection": "none"}),
-    }
+    runs = [r.resolve() for r in (args.run or [Path("runs/adapt/synthetic")])]
+    for run in runs:
+        if not (run / "results.json").exists():
+            sys.exit(f"{run} has no finished `diga adapt` run; run `diga adapt` first")
+    rows = METHOD_ROWS if args.rows == "method" else SWITCH_ROWS
+    # Row-major over runs, so that a stopped sweep has every row for the first seeds.
+    jobs = {(name, run): (kind, {**extra, "run": str(run)} if kind == "selftrain" else extra)
+            for run in runs for name, (kind, extra) in rows.items()}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     pending, running, results = list(jobs.items()), [], {}
     while pending or running:
-        while pending and len(running) < 2:
-            name, (kind, extra) = pending.pop(0)
-            out = args.out / name.split(",")[0].replace(" ", "_") / "_".join(f"{k}-{v}" for k, v in extra.items() if k != "run")
+        while pending and len(running) < args.jobs:
+            (name, run), (kind, extra) = pending.pop(0)
+            out = args.out / run.name / name.split(",")[0].replace(" ", "_") / (
+                "_".join(f"{k}-{v}" for k, v in extra.items() if k != "run") or "preset")
+            cfg_path = run / "config.yaml"
             proc = subprocess.Popen([sys.executable, "-c", JOB, kind, str(cfg_path), str(out), json.dumps(extra)],
                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            running.append((name, proc))
+            running.append(((name, run), proc))
         time.sleep(2)
-        for name, proc in list(running):
+        for key, proc in list(running):
             if proc.poll() is not None:
-                running.remove((name, proc))
+                running.remove((key, proc))
                 lines = proc.stdout.read().strip().splitlines()
-                results[name] = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"miou": None, "error": proc.returncode}
-                print(f"{name}: {results[name]}", flush=True)
-    base = json.loads((run / "results.json").read_text())
-    print("\n| row | target-val mIoU |\n|---|---|")
-    for row in base["rows"]:
-        print(f"| {row['stage']} | {row['target_val_miou']} |")
-    for name, r in results.items():
-        print(f"| {name} | {r['miou']} |")
-    (args.out / "results.json").parent.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"base": base, "ablations": results}, indent=2))
+                results[key] = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"miou": None, "error": proc.returncode}
+                print(f"{key[0]} [{key[1].name}]: {results[key]}", flush=True)
+    print("\n| row | " + " | ".join(run.name for run in runs) + " |\n|---|" + "---|" * len(runs))
+    for run in runs:
+        base = json.loads((run / "results.json").read_text())
+        print(f"| {run.name}: " + "; ".join(f"{row['stage']} {row['target_val_miou']}" for row in base["rows"]) + " |")
+    for name in rows:
+        print(f"| {name} | " + " | ".join(str(results.get((name, run), {}).get("miou")) for run in runs) + " |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"results-{args.rows}.json").write_text(json.dumps(
+        [{"row": name, "run": str(run), **r} for (name, run), r in results.items()], indent=2))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ CONFIG = typer.Option(
     None, "--config", dir_okay=False,
     help="Start from this config.yaml (every run writes one, e.g. runs/adapt/NAME/config.yaml) "
          "instead of a preset; options given alongside override its values.")
-PRESET = typer.Option(None, help="cpu, gpu or paper (default: gpu if CUDA is available, else cpu).")
+PRESET = typer.Option(None, help=(
+    "cpu, gpu, paper (the authors' adaptation recipe), paper-dg or paper-semi (their domain-generalisation "
+    "and semi-supervised ones); default: gpu if CUDA is available, else cpu."))
 SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia, cityscapes, folder).")
 TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' or 'video:FILE[?fps=2]' "
                       "for your own).")
@@ -34,8 +36,15 @@ LR = typer.Option(None, min=0.0, help="Base learning rate (poly schedule; the he
 LABEL_SPACE = typer.Option(None, help="cityscapes19, synthia16 or synthia13.")
 PRETRAINED = typer.Option(None, help="'imagenet', a backbone file, or 'none'.")
 TRANSLATOR = typer.Option(None, help=(
-    "Source-to-target style translation: fda, color, learned (the authors' translator network, trained by "
-    "`diga translator`; needs --translator-weights) or none."))
+    "Source-to-target style translation: fda, color, learned (the authors' translator network: "
+    "--translator-weights FILE from `diga translator`, or in `diga adapt` without it trained first as stage 0; "
+    "the paper preset) or none."))
+TRANSLATOR_STEPS = typer.Option(None, min=1, help=(
+    "Stage 0 of `diga adapt` (--translator learned, no --translator-weights): translator training steps "
+    "(authors: 50000)."))
+TRANSLATOR_VGG = typer.Option(None, help=(
+    "Stage 0 of `diga adapt`: VGG-19 of the translator's perceptual loss: imagenet (torchvision's weights, "
+    "downloaded once into the torch hub cache), a state-dict FILE (offline) or none (random features)."))
 TRANSLATOR_WEIGHTS = typer.Option(None, "--translator-weights", dir_okay=False, help=(
     "--translator learned: the translator.safetensors that `diga translator` wrote."))
 HEAD_NORM = typer.Option(None, help=(

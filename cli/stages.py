@@ -132,6 +132,7 @@ def adapt(
     centroid_update: Optional[str] = opt.CENTROID_UPDATE, centroid_min_pixels: Optional[int] = opt.CENTROID_MIN_PIXELS,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
     translator_weights: Optional[Path] = opt.TRANSLATOR_WEIGHTS,
+    translator_steps: Optional[int] = opt.TRANSLATOR_STEPS, translator_vgg: Optional[str] = opt.TRANSLATOR_VGG,
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION,
@@ -155,7 +156,7 @@ def adapt(
     """
     from diga.engine import benchmark, runtime
     from diga.engine.pipeline import adapt as run_adapt
-    from diga.engine.pipeline import check_same_settings
+    from diga.engine.pipeline import adapt_config, check_same_settings
     from diga.engine.references import parse_reference_steps
     from diga.engine.references import reference_steps as reference_steps_of
     from diga.engine.rundir import run_lock
@@ -174,7 +175,8 @@ def adapt(
     cfg = _config(preset, config, source, target, val, model=model, steps=steps, rounds=rounds,
                   selftrain_steps=selftrain_steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                   selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
-                  translator_weights=_path(translator_weights),
+                  translator_weights=_path(translator_weights), translator_steps=translator_steps,
+                  translator_vgg=translator_vgg,
                   centroid_update=centroid_update, centroid_min_pixels=centroid_min_pixels,
                   base_resize=base_resize, crop_fill=crop_fill, distil_resolution=distil_resolution,
                   loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
@@ -183,6 +185,7 @@ def adapt(
                   eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
                   workers=workers, **gpu_speedups)
     run_dir = opt.run_dir(project, "adapt", name or ("synthetic" if builtin else "exp"))
+    cfg = adapt_config(cfg, run_dir)
     with run_lock(run_dir):  # taken before the references: a refused run should cost nothing
         check_same_settings(run_dir, cfg)
         refs = {}

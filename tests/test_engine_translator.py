@@ -128,8 +128,9 @@ def test_learned_translator_plugs_into_the_warmup(tiny_cfg, tmp_path):
 def test_learned_translator_needs_valid_weights(tiny_cfg, tmp_path, cli):
     from diga.engine.warmup import WarmupTrainer
 
-    with pytest.raises(ConfigError, match="--translator-weights"):
-        StageConfig().replace(translator="learned").validate()
+    StageConfig().replace(translator="learned").validate()  # `diga adapt` trains the file itself
+    with pytest.raises(ConfigError, match="--translator-weights FILE .* `diga adapt` trains one itself"):
+        WarmupTrainer(tiny_cfg.replace(translator="learned"), tmp_path / "none")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"junk")
     with pytest.raises(ConfigError, match="--translator-weights"):
@@ -149,7 +150,32 @@ def test_learned_translator_through_adapt_and_its_options(tiny_cfg, tmp_path, cl
                            eval_every=0, vis_every=0)
     result = adapt(cfg, tmp_path / "adapt")
     assert result.final_weights.is_file()
+    assert not (tmp_path / "adapt" / "translator").exists()  # a given file: no stage 0
     selftrain = StageConfig.load(tmp_path / "adapt" / "round1" / "selftrain" / "config.yaml")
     assert (selftrain.translator, selftrain.translator_weights) == ("learned", str(weights))
     for command in ("warmup", "selftrain", "adapt"):
         assert "--translator-weights" in cli(command, "--help").text
+
+
+def test_adapt_trains_its_own_translator_first_and_once(tiny_cfg, tmp_path, cli):
+    """--translator learned without a file (the paper preset): stage 0 trains the authors' translator
+    on the run's source and target into RUN/translator, the stages use it, a re-run skips it."""
+    from diga.engine.config import preset
+    from diga.engine.pipeline import adapt, own_translator_file
+
+    run = tmp_path / "adapt"
+    cfg = tiny_cfg.replace(crop=(64, 64), translator="learned", translator_steps=2, translator_vgg="none",
+                           steps=1, selftrain_steps=1, eval_every=0, vis_every=0)
+    adapt(cfg, run)
+    weights = own_translator_file(run)
+    translator, meta = load_translator(weights)
+    assert meta["step"] == 2 and meta["source"] == cfg.source and meta["target"] == cfg.target
+    assert (run / "translator" / "preview.png").is_file()
+    for stage in ("warmup", "round1/selftrain"):
+        saved = StageConfig.load(run / stage / "config.yaml")
+        assert (saved.translator, saved.translator_weights) == ("learned", str(weights))
+    stamp = (run / "translator" / "summary.json").stat().st_mtime_ns
+    adapt(cfg, run)  # finished: neither stage 0 nor anything else runs again
+    assert (run / "translator" / "summary.json").stat().st_mtime_ns == stamp
+    assert preset("paper").translator == "learned"
+    assert "--translator-steps" in cli("adapt", "--help").text

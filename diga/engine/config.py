@@ -57,6 +57,9 @@ class StageConfig:
     generalize: bool = False
     translator: str = "fda"  # fda | color | learned (translator_weights: a `diga translator` file) | none
     translator_weights: str | None = None
+    # `diga adapt` with translator learned and no translator_weights trains its own first (stage 0):
+    translator_steps: int = 50_000  # its steps (the authors': 50k)
+    translator_vgg: str = "imagenet"  # its perceptual loss's VGG-19: imagenet, none or a state-dict file
     fda_beta: float = 0.01
     color_space: str = "lab"
     # The paper weighs distillation and blends the augmented view differently per stage; a stage
@@ -111,7 +114,7 @@ class StageConfig:
             problems.append(f"steps must be >= 1 (got {self.steps})")
         if self.selftrain_steps is not None and self.selftrain_steps < 1:
             problems.append(f"selftrain_steps must be >= 1, or null for the value of steps (got {self.selftrain_steps})")
-        for name in ("log_every", "max_nonfinite"):
+        for name in ("log_every", "max_nonfinite", "translator_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
         for name in ("workers", "eval_every", "ckpt_every", "vis_every"):
@@ -156,9 +159,6 @@ class StageConfig:
         from ..method.translate import TRANSLATORS
         from ..models import list_models
 
-        if self.translator == "learned" and not self.translator_weights:
-            problems.append("translator learned needs translator_weights (--translator-weights FILE, the "
-                            "translator.safetensors that `diga translator` writes)")
         choices = {"translator": TRANSLATORS, "selection": ("dynamic", "threshold", "none"),
                    "amp": ("auto", "bf16", "fp16", "fp32"), "color_space": ("lab", "rgb"),
                    "select": ("last", "best"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models())}
@@ -232,8 +232,9 @@ EARLIER_CHOICES: dict[str, Any] = dict(
 # Presets are overrides of the paper defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
-    # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts).
-    "paper": {},
+    # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
+    # which `diga adapt` trains first when no --translator-weights file is given).
+    "paper": dict(translator="learned"),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
     "paper-dg": dict(batch_size=4),

@@ -25,9 +25,10 @@ from .pipeline import check_same_settings, main_rank_console, run_stage
 from .rundir import run_lock
 from .warmup import WarmupTrainer
 
-# What makes a warm-up config a domain-generalisation one: no mixture with target images, and no
-# target BatchNorm pass (there are no target images to pass).
-GENERALIZE_SETTINGS: dict[str, Any] = {"generalize": True, "mix": False, "warmup_target_bn": False}
+# What makes a warm-up config a domain-generalisation one: with no target images there is no
+# translator, no mixture and no target BatchNorm pass (the authors' DG script).
+GENERALIZE_SETTINGS: dict[str, Any] = {"generalize": True, "mix": False, "warmup_target_bn": False,
+                                       "translator": "none"}
 RESULTS_FILE = "results.json"
 
 

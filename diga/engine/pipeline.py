@@ -28,7 +28,8 @@ from .pseudolabels import compute_centroids, generate_pseudo_labels
 from .references import Reference, gap_summary
 from .rundir import run_lock
 from .selftrain import SelfTrainer
-from .trainer import CONFIG_FILE, StageResult, Trainer, checkpoint_file, completed_summary
+from .trainer import CONFIG_FILE, SUMMARY_FILE, StageResult, Trainer, checkpoint_file, completed_summary
+from .translator import TRANSLATOR_FILE, TranslatorConfig, train_translator
 from .warmup import WarmupTrainer
 
 
@@ -165,6 +166,37 @@ def main_rank_console(console: Console | None) -> Console:
     return console or Console(stderr=True)
 
 
+def own_translator_file(run_dir: str | Path) -> Path:
+    """Where stage 0 of ``diga adapt`` in ``run_dir`` writes its translator."""
+    return Path(run_dir) / "translator" / "weights" / TRANSLATOR_FILE
+
+
+def adapt_config(cfg: StageConfig, run_dir: str | Path) -> StageConfig:
+    """``cfg`` as ``diga adapt`` runs it in ``run_dir``: ``--translator learned`` without a weights file
+    means the run trains its own translator first (stage 0), into ``run_dir/translator``."""
+    if cfg.translator != "learned" or cfg.translator_weights:
+        return cfg
+    return cfg.replace(translator_weights=str(own_translator_file(run_dir)))
+
+
+def train_run_translator(cfg: StageConfig, run_dir: Path, console: Console) -> None:
+    """Stage 0 of ``diga adapt``: the authors' learned translator on the run's source and target
+    images, at the run's crop and base size; resumes a stopped one, skips a finished one."""
+    translator_dir = own_translator_file(run_dir).parent.parent
+    if (translator_dir / SUMMARY_FILE).exists():
+        return
+    if runtime.is_distributed():
+        raise ConfigError("stage 0 (the learned translator) trains in one process: run `diga translator --source "
+                          "... --target ...` first, then give its file with --translator-weights under torchrun")
+    console.rule("stage 0: source -> target translator")
+    tcfg = TranslatorConfig(source=cfg.source, target=cfg.target, label_space=cfg.label_space,
+                            steps=cfg.translator_steps, crop=cfg.crop, base_size=cfg.base_size,
+                            vgg=cfg.translator_vgg, seed=cfg.seed, device=cfg.device, workers=cfg.workers,
+                            log_every=cfg.log_every)
+    train_translator(tcfg, translator_dir, resume=checkpoint_file(translator_dir).exists(), console=console,
+                     resume_hint="re-run the same diga adapt command")
+
+
 def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, Reference] | None = None,
           before: Path | None = None, console: Console | None = None) -> AdaptResult:
     """The whole DiGA pipeline into ``run_dir``; returns the final weights and the mIoU table."""
@@ -178,7 +210,10 @@ def adapt(cfg: StageConfig, run_dir: str | Path, references: dict[str, Reference
 
 def _adapt(cfg: StageConfig, run_dir: Path, references: dict[str, Reference] | None, before: Path | None,
            console: Console) -> AdaptResult:
+    cfg = adapt_config(cfg, run_dir)
     start_run(run_dir, cfg)
+    if cfg.translator == "learned" and Path(cfg.translator_weights) == own_translator_file(run_dir):
+        train_run_translator(cfg, run_dir, console)
     console.rule("stage 1: warm-up (symmetric distillation + cross-domain mixture)")
     stage = run_stage(WarmupTrainer, warmup_config(cfg), run_dir / "warmup", console)
     rows: list[tuple[str, float | None]] = [("warm-up", selected_miou(stage.metrics))]

@@ -74,6 +74,7 @@ def build_optimizer(model: torch.nn.Module, cfg: StageConfig, device: torch.devi
 
 # A stage directory: its settings, and the state a resumed run continues from.
 CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"  # written when a stage finishes: its presence means done
 
 
 def checkpoint_file(run_dir: str | Path) -> Path:
@@ -484,7 +485,7 @@ class Trainer:
             "teacher_weights": str(self.weights_dir / f"{tag}_teacher.safetensors") if self.teacher else None,
         }
         if runtime.is_main():
-            atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(self.dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         runtime.barrier()
         return StageResult(self.dir, Path(summary["weights"]),
                            Path(summary["teacher_weights"]) if self.teacher else None, summary)
@@ -492,5 +493,5 @@ class Trainer:
 
 def completed_summary(run_dir: Path) -> dict | None:
     """The summary of a finished stage, or None if it has not finished."""
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else None

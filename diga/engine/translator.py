@@ -48,7 +48,7 @@ from .metrics_log import LogWindow, append_metrics
 from .rundir import run_lock
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
 from .stopping import RunInterrupted, StopRequest
-from .trainer import CONFIG_FILE, RunExistsError, checkpoint_file, poly_lr
+from .trainer import CONFIG_FILE, SUMMARY_FILE, RunExistsError, checkpoint_file, poly_lr
 from .visualize import save_grid
 
 ADAM_BETAS = (0.5, 0.999)
@@ -135,8 +135,9 @@ class TranslatorTrainer:
     stage = "translator"
 
     def __init__(self, cfg: TranslatorConfig, run_dir: str | Path, resume: bool = False,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, resume_hint: str = "re-run the same command with --resume") -> None:
         self.cfg = cfg.validate()
+        self.resume_hint = resume_hint  # how the command that started this run continues it
         self.dir = Path(run_dir)
         self.console = console or Console(stderr=True)
         self.device = runtime.resolve_device(cfg.device)
@@ -266,7 +267,7 @@ class TranslatorTrainer:
     def stop_at(self, done: int, signal_name: str) -> None:
         self.save_checkpoint(done)
         message = (f"{self.stage} stopped by {signal_name}: step {done} of {self.cfg.steps} is saved in "
-                   f"{checkpoint_file(self.dir)}. To continue, re-run the same command with --resume")
+                   f"{checkpoint_file(self.dir)}. To continue, {self.resume_hint}")
         self.console.print(f"[yellow]{message}[/]", soft_wrap=True, highlight=False)
         raise RunInterrupted(message)
 
@@ -277,7 +278,7 @@ class TranslatorTrainer:
         self.write_preview(preview)
         summary = {"stage": self.stage, "steps": cfg.steps, "weights": str(self.weights_dir / TRANSLATOR_FILE),
                    "preview": str(preview)}
-        atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(self.dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         return TranslatorResult(self.dir, self.weights_dir / TRANSLATOR_FILE, preview, summary)
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -331,14 +332,16 @@ def check_translator_resume(run_dir: str | Path, cfg: TranslatorConfig) -> None:
 
 
 def train_translator(cfg: TranslatorConfig, run_dir: str | Path, resume: bool = False,
-                     console: Console | None = None) -> TranslatorResult:
-    """Train (or with ``resume`` continue) the translator in ``run_dir``."""
+                     console: Console | None = None, resume_hint: str | None = None) -> TranslatorResult:
+    """Train (or with ``resume`` continue) the translator in ``run_dir``; ``resume_hint`` says how the
+    calling command continues a stopped run."""
     if runtime.is_distributed():
         raise ConfigError("diga translator runs in one process; start it without torchrun")
     if resume:
         check_translator_resume(run_dir, cfg)
     with run_lock(run_dir, console):
-        return TranslatorTrainer(cfg, run_dir, resume=resume, console=console).run()
+        hint = {"resume_hint": resume_hint} if resume_hint else {}
+        return TranslatorTrainer(cfg, run_dir, resume=resume, console=console, **hint).run()
 
 
 __all__ = ["TranslatorConfig", "TranslatorResult", "TranslatorTrainer", "check_translator_resume",

@@ -123,7 +123,7 @@ class Translator:
 
             if not kw.get("weights"):
                 raise ConfigError("--translator learned needs --translator-weights FILE (the translator.safetensors "
-                                  "that `diga translator` writes)")
+                                  "that `diga translator` writes); `diga adapt` trains one itself when none is given")
             self.net, _ = load_translator(str(kw["weights"]))
 
     @property
