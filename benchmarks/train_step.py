@@ -3,6 +3,8 @@
 Runs the library's own WarmupTrainer / SelfTrainer steps (augmentation, translation, mixing,
 selection, centroid update, losses, backward, SGD and EMA included) with random tensors already
 on the device instead of file loading, as the reference numbers of the authors' code were taken.
+The paper preset translates with the authors' learned translator (randomly initialised here: its
+cost does not depend on its weights); ``--translator fda`` times the training-free one instead.
 
     python benchmarks/train_step.py                      # paper setting on a CUDA GPU
     python benchmarks/train_step.py --device cpu --model deeplabv2_light --crop 64 128 --eval-size 128 256 --batch 2
@@ -61,6 +63,12 @@ def trainers(cfg, bench, tmp: Path):
     from diga.checkpoint import model_metadata, save_weights
     from diga.models import create
 
+    if cfg.translator == "learned" and not cfg.translator_weights:
+        from diga.models.translator import ImageTranslator, save_translator, translator_metadata
+
+        net = ImageTranslator()
+        cfg = cfg.replace(translator_weights=str(save_translator(tmp / "translator.safetensors", net,
+                                                                 translator_metadata(net))))
     warm = WarmupTrainer(cfg, tmp / "warmup")
     init = tmp / "init.safetensors"
     model = create(cfg.model, 19, pretrained=None)
@@ -84,7 +92,7 @@ def trainers(cfg, bench, tmp: Path):
 def run(args, fast: bool, compile: bool = False) -> dict:
     cfg = preset("paper").replace(
         model=args.model, pretrained=None, crop=tuple(args.crop), batch_size=args.batch, device=args.device,
-        accumulate=args.accumulate,
+        accumulate=args.accumulate, translator=args.translator,
         amp="auto" if fast else "fp32", channels_last=fast, compile=fast and compile, workers=0,
         base_size=None, log_every=10**9, eval_every=0, ckpt_every=0, vis_every=0, steps=10**6,
     )
@@ -129,6 +137,7 @@ def main() -> None:
     p.add_argument("--model", default="deeplabv2_resnet101")
     p.add_argument("--crop", type=int, nargs=2, default=(512, 896))
     p.add_argument("--batch", type=int, default=3)
+    p.add_argument("--translator", default="learned", help="learned (the paper preset's) or fda, color, none")
     p.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (gradient accumulation)")
     p.add_argument("--eval-size", type=int, nargs=2, default=(1024, 2048))
     p.add_argument("--device", default="auto")
