@@ -114,3 +114,22 @@ def test_without_target_labels_the_signals_are_still_logged(tiny_cfg, tmp_path):
     assert [r["step"] for r in points] == [1, 2]
     assert not any("val_miou" in r for r in points)
     assert result.metrics["final"] == {}
+
+
+def test_the_stages_of_a_run_read_the_label_free_subset_once(tiny_cfg, monkeypatch):
+    """Each stage used to decode its own 64 target images and source labels again."""
+    from types import SimpleNamespace
+
+    from diga.classes import get_label_space
+    from diga.engine import labelfree
+
+    labelfree._stage_inputs.cache_clear()
+    calls = []
+    real = labelfree.load_subset
+    monkeypatch.setattr(labelfree, "load_subset", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    space = get_label_space(tiny_cfg.label_space)
+    stages = [SimpleNamespace(cfg=tiny_cfg, space=space, model=Halves(), teacher=None, device=torch.device("cpu"),
+                              amp=None) for _ in range(3)]
+    signals = [labelfree.stage_signals(stage) for stage in stages]
+    assert len(calls) == 1
+    assert signals[0] == signals[2] and {"label_free_entropy", "label_free_class_drift"} <= set(signals[0])

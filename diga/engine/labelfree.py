@@ -16,6 +16,7 @@ Whether they track mIoU is measured by ``benchmarks/label_free.py`` (docs/BENCHM
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..classes import IGNORE_INDEX, LabelSpace
+from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
 from ..data.transforms import normalize
 from ..method.prototypes import CentroidAccumulator, prototype_labels
@@ -123,20 +124,25 @@ def label_free_signals(model: torch.nn.Module, images: torch.Tensor, num_classes
     return {k: round(v, 5) for k, v in signals.items()}
 
 
+@functools.lru_cache(maxsize=1)  # the stages of one run share them (one set: 64 images at eval size)
+def _stage_inputs(target: str, source: str | None, label_space: str,
+                  size: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    space = get_label_space(label_space)
+    images = load_subset(target, space, size=size)
+    return images, label_distribution(source, space) if source else None
+
+
 def stage_signals(trainer: Any) -> dict[str, float]:
     """The signals of a training stage's current student, keyed ``label_free_*`` for metrics.jsonl.
 
     Empty without target images (supervised references) and on every rank but the main one. The
-    subset and the source label shares are loaded once per stage and kept on the trainer.
+    subset and the source label shares are loaded once for all the stages of a run.
     """
     cfg = trainer.cfg
     if not cfg.target or not runtime.is_main():
         return {}
-    inputs = getattr(trainer, "_label_free_inputs", None)
-    if inputs is None:
-        images = load_subset(cfg.target, trainer.space, size=cfg.eval_size or cfg.base_size)
-        shares = label_distribution(cfg.source, trainer.space) if cfg.source else None
-        inputs = trainer._label_free_inputs = (images, shares)
+    size = cfg.eval_size or cfg.base_size
+    inputs = _stage_inputs(cfg.target, cfg.source, cfg.label_space, None if size is None else tuple(size))
     teacher = trainer.teacher.module if trainer.teacher is not None else None
     signals = label_free_signals(trainer.model, inputs[0], trainer.space.num_classes, inputs[1], teacher,
                                  getattr(trainer, "centroids", None), getattr(trainer, "centroid_valid", None),
