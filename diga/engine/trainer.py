@@ -38,9 +38,10 @@ from . import runtime
 from .config import StageConfig
 from .labelfree import stage_signals
 from .loaders import eval_dataset, eval_loader, loader_workers
-from .metrics_log import LogWindow, append_metrics
+from .loop import run_steps
+from .metrics_log import append_metrics
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
-from .stopping import RunInterrupted, StopRequest
+from .stopping import RunInterrupted
 
 
 class RunExistsError(DigaError, RuntimeError):
@@ -215,32 +216,29 @@ class Trainer:
 
     def run(self) -> StageResult:
         cfg = self.cfg
-        window = LogWindow()
-        with self.progress() as progress, StopRequest(self.console) as stop:
-            task = progress.add_task(self.stage, total=cfg.steps, completed=self.start_step)
-            for step in range(self.start_step, cfg.steps):
-                for group in self.optimizer.param_groups:
-                    group["lr"] = poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power) * group["lr_mult"]
-                window.add(self.optimization_step(step))
-                done = step + 1
-                progress.update(task, advance=1)
-                if done % cfg.log_every == 0 or done == cfg.steps:
-                    record, rate = window.close()
-                    record.update(self.interval_stats(), step=done, lr=poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power),
-                                  steps_per_s=round(rate, 4),
-                                  images_per_s=round(rate * cfg.batch_size * runtime.world_size(), 2))
-                    self.check_nonfinite(record)
-                    self.log(record)
-                    progress.update(task, description=f"{self.stage} loss {record['loss']:.3f}")
-                if cfg.vis_every and done % cfg.vis_every == 0 and runtime.is_main():
-                    self.visualize(done)
-                if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
-                    self.evaluate_and_keep_best(done)
-                if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
-                    self.checkpoint(done)
-                if stop.requested:
-                    progress.stop()
-                    self.stop_at(done, stop.signal_name)
+
+        def step(i: int) -> dict[str, torch.Tensor]:
+            for group in self.optimizer.param_groups:
+                group["lr"] = poly_lr(cfg.lr, i, cfg.steps, cfg.poly_power) * group["lr_mult"]
+            return self.optimization_step(i)
+
+        def log(record: dict[str, Any], i: int, rate: float) -> dict[str, Any]:
+            record.update(self.interval_stats(), step=i + 1, lr=poly_lr(cfg.lr, i, cfg.steps, cfg.poly_power),
+                          steps_per_s=round(rate, 4), images_per_s=round(rate * cfg.batch_size * runtime.world_size(), 2))
+            self.check_nonfinite(record)
+            self.log(record)
+            return record
+
+        def after_step(done: int) -> None:
+            if cfg.vis_every and done % cfg.vis_every == 0 and runtime.is_main():
+                self.visualize(done)
+            if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
+                self.evaluate_and_keep_best(done)
+            if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
+                self.checkpoint(done)
+
+        run_steps(self.progress(), self.console, self.stage, self.start_step, cfg.steps, cfg.log_every,
+                  step, log, after_step, self.stop_at)
         return self.finish()
 
     def stop_at(self, done: int, signal_name: str) -> None:

@@ -44,10 +44,11 @@ from ..progress import progress_bar
 from . import runtime
 from .config import RESUME_MAY_CHANGE, StageConfig
 from .loaders import infinite_loader, train_dataset
-from .metrics_log import LogWindow, append_metrics
+from .loop import run_steps
+from .metrics_log import append_metrics
 from .rundir import run_lock
 from .state import TrainState, load_optimizer, load_state, optimizer_tensors, save_state
-from .stopping import RunInterrupted, StopRequest
+from .stopping import RunInterrupted
 from .trainer import CONFIG_FILE, SUMMARY_FILE, RunExistsError, checkpoint_file, poly_lr
 from .visualize import save_grid
 
@@ -224,30 +225,28 @@ class TranslatorTrainer:
         data = cfg.loader_config()
         source = infinite_loader(self.source_set, data, self.start_step)
         target = infinite_loader(self.target_set, data, self.start_step, salt=1)
-        window = LogWindow()
-        with progress_bar(self.console) as progress, StopRequest(self.console) as stop:
-            task = progress.add_task(self.stage, total=cfg.steps, completed=self.start_step)
-            for step in range(self.start_step, cfg.steps):
-                lr = poly_lr(cfg.lr, step, cfg.steps, cfg.poly_power)
-                for opt in (self.opt_g, self.opt_d):
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                xs, ys = next(source)
-                window.add(self.train_step(self.prepare(xs), ys.to(self.device), self.prepare(next(target)[0])))
-                done = step + 1
-                progress.update(task, advance=1)
-                if done % cfg.log_every == 0 or done == cfg.steps:
-                    record, rate = window.close()
-                    self.check_finite(record, done)
-                    self.log({**record, "step": done, "lr": lr, "steps_per_s": round(rate, 4)})
-                    progress.update(task, description=f"{self.stage} loss {record['loss']:.3f}")
-                if cfg.preview_every and done % cfg.preview_every == 0:
-                    self.write_preview(self.dir / "preview" / f"step_{done:07d}.png")
-                if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
-                    self.save_checkpoint(done)
-                if stop.requested:
-                    progress.stop()
-                    self.stop_at(done, stop.signal_name)
+
+        def step(i: int) -> dict[str, torch.Tensor]:
+            for opt in (self.opt_g, self.opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = poly_lr(cfg.lr, i, cfg.steps, cfg.poly_power)
+            xs, ys = next(source)
+            return self.train_step(self.prepare(xs), ys.to(self.device), self.prepare(next(target)[0]))
+
+        def log(record: dict[str, Any], i: int, rate: float) -> dict[str, Any]:
+            self.check_finite(record, i + 1)
+            self.log({**record, "step": i + 1, "lr": poly_lr(cfg.lr, i, cfg.steps, cfg.poly_power),
+                      "steps_per_s": round(rate, 4)})
+            return record
+
+        def after_step(done: int) -> None:
+            if cfg.preview_every and done % cfg.preview_every == 0:
+                self.write_preview(self.dir / "preview" / f"step_{done:07d}.png")
+            if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done != cfg.steps:
+                self.save_checkpoint(done)
+
+        run_steps(progress_bar(self.console), self.console, self.stage, self.start_step, cfg.steps, cfg.log_every,
+                  step, log, after_step, self.stop_at)
         return self.finish()
 
     def check_finite(self, record: dict[str, float], step: int) -> None:
