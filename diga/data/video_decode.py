@@ -37,7 +37,7 @@ import bisect
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -256,6 +256,26 @@ def index_video(path: str | os.PathLike) -> VideoIndex:
     return index
 
 
+def decode_frames(container: Any, stream: Any,
+                  skipped: Callable[[str | None], None] | None = None) -> Iterator[Any]:
+    """The decoded frames of ``stream``, in file order. A packet flagged corrupt or failing to decode
+    is skipped, since the frames after it may still decode; ``skipped`` hears of each (the decoder's
+    error, or None for a flagged packet). Errors of the container itself propagate."""
+    av = _av()
+    for packet in container.demux(stream):
+        if packet.is_corrupt and packet.size:
+            if skipped:
+                skipped(None)
+            continue
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            if skipped:
+                skipped(f"packet at pts {packet.pts}: {exc}")
+            continue
+        yield from frames
+
+
 def sample_frames(pts: tuple[int, ...] | list[int], time_base: Fraction, fps: float) -> list[int]:
     """The frames shown at times 0, 1/fps, 2/fps, ... (each the last frame starting at or before
     its time; the last frame lasts a typical frame interval), without repeats: a regular sampling
@@ -339,22 +359,18 @@ class FrameStream:
     def __iter__(self) -> Iterator[Frame]:
         av = _av()
         pts: int | None = None
+
+        def skipped(error: str | None) -> None:
+            self.skipped_packets += 1
+            if error:
+                self.errors.append(error)
+
         try:
-            for packet in self.container.demux(self.stream):
-                if packet.is_corrupt and packet.size:
-                    self.skipped_packets += 1
-                    continue
-                try:
-                    decoded = packet.decode()
-                except av.FFmpegError as exc:
-                    self.skipped_packets += 1
-                    self.errors.append(f"packet at pts {packet.pts}: {exc}")
-                    continue
-                for frame in decoded:
-                    pts = self._pts(frame, pts)
-                    self.frames_read += 1
-                    self.rotation = frame_rotation(frame, self.stream)
-                    yield Frame(upright(frame.to_ndarray(format="rgb24"), self.rotation), pts, self._seconds(pts))
+            for frame in decode_frames(self.container, self.stream, skipped):
+                pts = self._pts(frame, pts)
+                self.frames_read += 1
+                self.rotation = frame_rotation(frame, self.stream)
+                yield Frame(upright(frame.to_ndarray(format="rgb24"), self.rotation), pts, self._seconds(pts))
         except av.FFmpegError as exc:  # the container itself is unreadable from here on
             self.errors.append(f"after frame {self.frames_read}: {exc}")
         if self.frames_read == 0:
@@ -442,14 +458,7 @@ class FrameSeeker:
         return bisect.bisect_right(keys, pts) == bisect.bisect_right(keys, self._pos)
 
     def _decode(self) -> Iterator[Any]:
-        av = _av()
-        for packet in self.container.demux(self.stream):
-            if packet.is_corrupt and packet.size:
-                continue
-            try:
-                yield from packet.decode()
-            except av.FFmpegError:  # a damaged packet: the frames after it may still decode
-                continue
+        return decode_frames(self.container, self.stream)
 
     def close(self) -> None:
         self.container.close()
