@@ -79,6 +79,9 @@ CROP_FILL = typer.Option(None, help=(
     "Where a randomly scaled image is smaller than the crop: stretch (the whole image resized to the crop: "
     "the authors' code and the paper preset), pad (image 0, label ignore; cpu and gpu presets) or rescale "
     "(scaled up, aspect kept, just enough for the crop to fit: no padding)."))
+SCALE_MODE = typer.Option(None, help=(
+    "Random rescale: axis (height and width each by their own factor from the scale range, U[0.7, 1]: the "
+    "authors' code and the paper preset) or iso (one factor for both sides; the other presets)."))
 DISTIL_RESOLUTION = typer.Option(None, help=(
     "Symmetric distillation computed on logits upsampled to the crop (crop: bilinear, align_corners=True, "
     "the authors' code and the paper preset) or at the network's output stride (output: cpu and gpu presets)."))

@@ -20,6 +20,7 @@ SWITCHES = [
     ("centroid_update", "image", "batch", "--centroid-update", ("selftrain", "adapt")),
     ("base_resize", "cover", "stretch", "--base-resize", ("warmup", "selftrain", "adapt")),
     ("crop_fill", "stretch", "pad", "--crop-fill", ("warmup", "selftrain", "adapt")),
+    ("scale_mode", "axis", "iso", "--scale-mode", ("warmup", "selftrain", "adapt")),
     ("distil_resolution", "crop", "output", "--distil-resolution", ("warmup", "selftrain", "adapt")),
 ]
 
@@ -107,7 +108,32 @@ def test_the_geometry_settings_reach_the_training_transform():
     t = train_transform(preset("paper").replace(crop_fill="rescale"))
     assert (t.base_resize, t.crop_fill, t.base_size) == ("cover", "rescale", (720, 1280))
     t = train_transform(preset("gpu"))
-    assert (t.base_resize, t.crop_fill) == ("stretch", "pad")
+    assert (t.base_resize, t.crop_fill, t.scale_mode) == ("stretch", "pad", "iso")
+    t = train_transform(preset("paper"))
+    assert (t.scale, t.scale_mode) == ((0.7, 1.0), "axis")
+
+
+def test_axis_scale_mode_draws_height_and_width_factors_apart(monkeypatch):
+    """The authors rescale height and width by separate U[0.7, 1] draws: the aspect ratio changes."""
+    from diga.data import transforms
+    from diga.data.transforms import TrainTransform
+
+    sizes = []
+    real = transforms._resize_pair
+    monkeypatch.setattr(transforms, "_resize_pair", lambda img, mask, size: sizes.append(tuple(size)) or real(img, mask, size))
+    image, label = torch.zeros(3, 100, 200, dtype=torch.uint8), torch.zeros(100, 200, dtype=torch.int64)
+    torch.manual_seed(0)
+    for mode in ("iso", "axis"):
+        sizes.clear()
+        t = TrainTransform(crop=(50, 50), scale=(0.7, 1.0), hflip=False, scale_mode=mode)
+        for _ in range(20):
+            img, lab = t(image, label)
+            assert img.shape[-2:] == lab.shape[-2:] == (50, 50)
+        ratios = {round(w / h, 2) for h, w in sizes}
+        assert all(70 <= h <= 100 and 140 <= w <= 200 for h, w in sizes)
+        assert (len(ratios) > 5) if mode == "axis" else ratios <= {1.99, 2.0, 2.01}
+    with pytest.raises(ValueError, match="scale_mode must be one of"):
+        TrainTransform(crop=(50, 50), scale_mode="both")
 
 
 def test_distillation_at_crop_resolution_changes_the_warmup_loss(tiny_cfg, tmp_path):

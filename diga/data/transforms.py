@@ -68,6 +68,9 @@ BASE_RESIZES = ("cover", "stretch")
 # ignore), stretch the whole image to the crop (the authors' code), or rescale the image, aspect kept,
 # just enough for the crop to fit.
 CROP_FILLS = ("stretch", "pad", "rescale")
+# How the random rescale draws its factor: one for both sides (aspect ratio kept), or one per side
+# (the authors' code: height and width each by U[0.7, 1], so the aspect ratio changes too).
+SCALE_MODES = ("iso", "axis")
 
 
 def _resize_pair(img: tv_tensors.Image, mask: tv_tensors.Mask,
@@ -86,13 +89,14 @@ def covering_size(size: tuple[int, int], base: tuple[int, int]) -> tuple[int, in
 
 class TrainTransform:
     """Optional resize to ``base_size`` (exactly, ``base_resize="stretch"``, or keeping the aspect
-    ratio, ``"cover"``), random rescale by a factor in ``scale``, random crop of ``crop`` (where the
+    ratio, ``"cover"``), random rescale by a factor in ``scale`` (one for both sides,
+    ``scale_mode="iso"``, or one per side, ``"axis"``), random crop of ``crop`` (where the
     image is smaller: ``crop_fill``, see CROP_FILLS), random horizontal flip. Sizes are (height,
     width). Randomness comes from ``torch``'s generator (seeded per DataLoader worker)."""
 
     def __init__(self, crop: tuple[int, int] | int, scale: tuple[float, float] = (0.5, 1.5),
                  base_size: tuple[int, int] | None = None, hflip: bool = True,
-                 base_resize: str = "stretch", crop_fill: str = "pad"):
+                 base_resize: str = "stretch", crop_fill: str = "pad", scale_mode: str = "iso"):
         self.crop = _pair_size(crop, "crop")
         self.base_size = _pair_size(base_size, "base_size")
         lo, hi = (float(s) for s in scale)
@@ -102,7 +106,9 @@ class TrainTransform:
             raise ValueError(f"base_resize must be one of {', '.join(BASE_RESIZES)}, got {base_resize!r}")
         if crop_fill not in CROP_FILLS:
             raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}, got {crop_fill!r}")
-        self.scale = (lo, hi)
+        if scale_mode not in SCALE_MODES:
+            raise ValueError(f"scale_mode must be one of {', '.join(SCALE_MODES)}, got {scale_mode!r}")
+        self.scale, self.scale_mode = (lo, hi), scale_mode
         self.hflip = hflip
         self.base_resize, self.crop_fill = base_resize, crop_fill
         self._crop = v2.RandomCrop(self.crop, pad_if_needed=True,
@@ -118,10 +124,11 @@ class TrainTransform:
             if tuple(img.shape[-2:]) != size:
                 img, mask = _resize_pair(img, mask, list(size))
         lo, hi = self.scale
-        factor = lo + (hi - lo) * float(torch.rand(()))
-        if factor != 1.0:
+        fy = lo + (hi - lo) * float(torch.rand(()))
+        fx = lo + (hi - lo) * float(torch.rand(())) if self.scale_mode == "axis" else fy
+        if (fy, fx) != (1.0, 1.0):
             h, w = img.shape[-2:]
-            img, mask = _resize_pair(img, mask, [max(1, round(h * factor)), max(1, round(w * factor))])
+            img, mask = _resize_pair(img, mask, [max(1, round(h * fy)), max(1, round(w * fx))])
         img, mask = self._fill(img, mask)
         img, mask = self._crop(img, mask)
         if self.hflip and float(torch.rand(())) < 0.5:
@@ -137,7 +144,8 @@ class TrainTransform:
         return _resize_pair(img, mask, list(size))
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(crop={self.crop}, scale={self.scale}, base_size={self.base_size}, "
+        return (f"TrainTransform(crop={self.crop}, scale={self.scale}, scale_mode={self.scale_mode!r}, "
+                f"base_size={self.base_size}, "
                 f"hflip={self.hflip}, base_resize={self.base_resize!r}, crop_fill={self.crop_fill!r})")
 
 

@@ -44,7 +44,7 @@ class InfiniteSampler(Sampler[int]):
 def train_transform(cfg: StageConfig) -> TrainTransform:
     """The geometric training augmentation the settings describe (source, target and pseudo-labelled sets)."""
     return TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size, base_resize=cfg.base_resize,
-                          crop_fill=cfg.crop_fill)
+                          crop_fill=cfg.crop_fill, scale_mode=cfg.scale_mode)
 
 
 def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
