@@ -50,7 +50,7 @@ def evaluate_checkpoint(
     amp = runtime.amp_dtype(dev, "auto")
     if shard is None:
         shard = runtime.is_distributed()
-    loader = eval_loader(dataset, workers, shard=shard)
+    loader = eval_loader(dataset, workers, shard=shard, device=dev)
     metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp,
                              on_prediction=on_prediction, sharded=shard, mode=mode, training_scale=scale)
     result = metrics.as_dict()

@@ -112,7 +112,7 @@ def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: i
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + salt * 104_729 + start_step)
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size // cfg.accumulate, sampler=sampler, num_workers=workers,
-        pin_memory=torch.cuda.is_available(), drop_last=True, generator=gen,
+        pin_memory=runtime.resolve_device(cfg.device).type == "cuda", drop_last=True, generator=gen,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None,
         multiprocessing_context=worker_start_method(dataset) if workers > 0 else None,
@@ -120,8 +120,10 @@ def infinite_loader(dataset: Dataset, cfg: StageConfig, start_step: int, salt: i
     return iter(loader)
 
 
-def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool | None = None) -> DataLoader:
-    """The dataset in order; ``shard``: only this DDP rank's share (default: when distributed)."""
+def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool | None = None,
+                device: torch.device | None = None) -> DataLoader:
+    """The dataset in order; ``shard``: only this DDP rank's share (default: when distributed).
+    Batches are pinned for a copy to a CUDA ``device`` (pinning for the CPU only costs memory)."""
     # Eval images may differ in size: batch 1 unless the caller knows they match.
     sampler = None
     if runtime.is_distributed() if shard is None else shard:
@@ -131,7 +133,7 @@ def eval_loader(dataset: Dataset, workers: int, batch_size: int = 1, shard: bool
     # A generator of its own: without one, each pass draws the workers' base seed from torch's
     # global RNG, which dropout also uses, so evaluating during training would change the training.
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), sampler=sampler,
+                      pin_memory=device is not None and device.type == "cuda", sampler=sampler,
                       generator=torch.Generator().manual_seed(0),
                       worker_init_fn=_worker_ignores_ctrl_c if workers > 0 else None,
                       multiprocessing_context=worker_start_method(dataset) if workers > 0 else None)

@@ -348,7 +348,7 @@ class Trainer:
 
     # --- evaluation, checkpoints, logs --------------------------------------------------
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        loader = eval_loader(self.val_set, workers=min(self.cfg.workers, 2))
+        loader = eval_loader(self.val_set, workers=min(self.cfg.workers, 2), device=self.device)
         m = evaluate_model(model, loader, self.space.num_classes, self.device, self.cfg.eval_scales,
                            self.space.classes, amp_dtype=self.amp)
         return m.as_dict()
