@@ -84,6 +84,7 @@ def main() -> None:
                    help="a finished diga adapt run, once per seed (default runs/adapt/synthetic)")
     p.add_argument("--rows", choices=("method", "switches"), default="method")
     p.add_argument("--jobs", type=int, default=2, help="jobs at a time, one thread each")
+    p.add_argument("--skip", nargs="*", default=[], help="leave out the rows whose name contains one of these")
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
     args = p.parse_args()
     runs = [r.resolve() for r in (args.run or [Path("runs/adapt/synthetic")])]
@@ -91,6 +92,7 @@ def main() -> None:
         if not (run / "results.json").exists():
             sys.exit(f"{run} has no finished `diga adapt` run; run `diga adapt` first")
     rows = METHOD_ROWS if args.rows == "method" else SWITCH_ROWS
+    rows = {name: row for name, row in rows.items() if not any(part in name for part in args.skip)}
     # Row-major over runs, so that a stopped sweep has every row for the first seeds.
     jobs = {(name, run): (kind, {**extra, "run": str(run)} if kind == "selftrain" else extra)
             for run in runs for name, (kind, extra) in rows.items()}
