@@ -48,7 +48,8 @@ if kind == "warmup":
     res = run_stage(WarmupTrainer, warmup_config(cfg).replace(**extra), out)
 else:
     run = Path(extra.pop("run"))
-    init = Path(json.loads((run / "warmup/summary.json").read_text())["weights"])
+    # the summary names the handed-on weights relative to where `diga adapt` ran
+    init = run / "warmup" / "weights" / Path(json.loads((run / "warmup/summary.json").read_text())["weights"]).name
     st = selftrain_config(cfg, init, run / "round1/pseudo/manifest.json", run / "round1/centroids.safetensors")
     res = run_stage(SelfTrainer, st.replace(**extra), out)
 print(json.dumps({"miou": selected_miou(res.metrics), "seconds": round(time.time() - t0, 1)}))
@@ -104,8 +105,10 @@ def main() -> None:
             out = args.out / run.name / name.split(",")[0].replace(" ", "_") / (
                 "_".join(f"{k}-{v}" for k, v in extra.items() if k != "run") or "preset")
             cfg_path = run / "config.yaml"
-            proc = subprocess.Popen([sys.executable, "-c", JOB, kind, str(cfg_path), str(out), json.dumps(extra)],
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "stderr.log", "w") as err:  # the job's traceback, if it fails
+                proc = subprocess.Popen([sys.executable, "-c", JOB, kind, str(cfg_path), str(out), json.dumps(extra)],
+                                        env=env, stdout=subprocess.PIPE, stderr=err, text=True)
             running.append(((name, run), proc))
         time.sleep(2)
         for key, proc in list(running):
