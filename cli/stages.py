@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 from . import options as opt
 from .errors import friendly
 from .options import build_config, check_spec
+
+if TYPE_CHECKING:
+    from diga.engine.config import StageConfig
 
 console = Console()
 Size = Optional[tuple[int, int]]
@@ -27,9 +30,20 @@ def _path(value: Path | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _config(preset, config, source, target, val, **overrides):
-    return build_config(preset, config, source=check_spec(source, "--source"), target=check_spec(target, "--target"),
-                        val=check_spec(val, "--val"), **overrides)
+def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
+    """The config a stage command's ``options`` (its parameters) describe: the preset or --config file,
+    with every option given that is named like a setting, then ``overrides`` (options whose setting
+    has another name or value type)."""
+    from diga.engine.config import field_names
+
+    given = {k: v for k, v in options.items() if k in field_names()}
+    given.update(source=check_spec(options["source"], "--source"), target=check_spec(options["target"], "--target"),
+                 val=check_spec(options["val"], "--val"), **overrides)
+    if "translator_weights" in given:
+        given["translator_weights"] = _path(given["translator_weights"])
+    if "pretrained" in given:
+        given["pretrained"] = opt.pretrained_value(given["pretrained"])
+    return build_config(options["preset"], options["config"], **given)
 
 
 @friendly
@@ -57,19 +71,11 @@ def warmup(
     name: str = opt.name_option("warmup"), project: Path = opt.PROJECT, resume: bool = opt.resume_option("warmup"),
 ) -> None:
     """Stage 1: warm-up by symmetric distillation with the cross-domain mixture (--no-distil --no-mix: source-only)."""
+    options = dict(locals())  # the parameters, before any other local exists
     from diga.engine.pipeline import train_stage
     from diga.engine.warmup import WarmupTrainer
 
-    cfg = _config(preset, config, source, target, val, model=model, steps=steps, batch_size=batch_size,
-                  accumulate=accumulate, crop=crop, lr=lr, distil=distil, mix=mix, translator=translator,
-                  translator_weights=_path(translator_weights), ema_max=ema_max,
-                  base_resize=base_resize, crop_fill=crop_fill, scale_mode=scale_mode,
-                  distil_resolution=distil_resolution,
-                  loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
-                  head_norm=head_norm,
-                  label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
-                  eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
-                  device=device, workers=workers)
+    cfg = _config(options)
     if not cfg.source:
         raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
     result = train_stage(WarmupTrainer, cfg, opt.run_dir(project, "warmup", name), resume=resume)
@@ -103,20 +109,12 @@ def selftrain(
     project: Path = opt.PROJECT,
 ) -> None:
     """Stage 2: self-training with dynamic pseudo-label selection, from a warm-up checkpoint (resumes by itself)."""
+    options = dict(locals())  # the parameters, before any other local exists
     from diga.engine.pipeline import self_train
 
     if rounds is None and config is None:
         rounds = 1  # one round unless asked (the rounds default of the config is adapt's)
-    cfg = _config(preset, config, source, target, val, init=None if init is None else str(init),
-                  selftrain_steps=steps, rounds=rounds, batch_size=batch_size, accumulate=accumulate, crop=crop,
-                  lr=lr, selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
-                  translator_weights=_path(translator_weights),
-                  centroid_update=centroid_update, centroid_min_pixels=centroid_min_pixels,
-                  base_resize=base_resize, crop_fill=crop_fill, scale_mode=scale_mode,
-                  distil_resolution=distil_resolution,
-                  loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine,
-                  label_space=label_space, amp=amp, eval_every=eval_every, select=select, compile=compile,
-                  sync_bn=sync_bn, seed=seed, device=device, workers=workers)
+    cfg = _config(options, init=_path(init), steps=None, selftrain_steps=steps, rounds=rounds)
     results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
     print_stage_result(results[-1])
 
@@ -159,6 +157,7 @@ def adapt(
 
     With no --source/--target (and no --config) it runs the built-in synthetic benchmark (generated once, cached).
     """
+    options = dict(locals())  # the parameters, before any other local exists
     from diga.engine import benchmark, runtime
     from diga.engine.pipeline import adapt as run_adapt
     from diga.engine.pipeline import adapt_config, check_same_settings
@@ -177,19 +176,8 @@ def adapt(
     gpu_speedups = {}
     if builtin and preset is None:
         preset, amp, gpu_speedups = builtin_benchmark_settings(device, amp)
-    cfg = _config(preset, config, source, target, val, model=model, steps=steps, rounds=rounds,
-                  selftrain_steps=selftrain_steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
-                  selection=selection, threshold=threshold, translator=translator, ema_max=ema_max,
-                  translator_weights=_path(translator_weights), translator_steps=translator_steps,
-                  translator_vgg=translator_vgg,
-                  centroid_update=centroid_update, centroid_min_pixels=centroid_min_pixels,
-                  base_resize=base_resize, crop_fill=crop_fill, scale_mode=scale_mode,
-                  distil_resolution=distil_resolution,
-                  loss_norm=loss_norm, backbone_bn_affine=backbone_bn_affine, warmup_target_bn=warmup_target_bn,
-                  head_norm=head_norm,
-                  label_space=label_space, pretrained=opt.pretrained_value(pretrained), amp=amp,
-                  eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed, device=device,
-                  workers=workers, **gpu_speedups)
+    cfg = _config({**options, "source": source, "target": target, "val": val, "preset": preset, "amp": amp},
+                  **gpu_speedups)
     run_dir = opt.run_dir(project, "adapt", name or ("synthetic" if builtin else "exp"))
     cfg = adapt_config(cfg, run_dir)
     with run_lock(run_dir):  # taken before the references: a refused run should cost nothing
