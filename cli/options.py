@@ -42,9 +42,10 @@ TRANSLATOR = typer.Option(None, help=(
 TRANSLATOR_STEPS = typer.Option(None, min=1, help=(
     "Stage 0 of `diga adapt` (--translator learned, no --translator-weights): translator training steps "
     "(authors: 50000)."))
+VGG_CHOICES = ("imagenet (torchvision's weights, downloaded once into the torch hub cache), a state-dict FILE "
+               "(offline), or none (random features)")
 TRANSLATOR_VGG = typer.Option(None, help=(
-    "Stage 0 of `diga adapt`: VGG-19 of the translator's perceptual loss: imagenet (torchvision's weights, "
-    "downloaded once into the torch hub cache), a state-dict FILE (offline) or none (random features)."))
+    f"Stage 0 of `diga adapt`: VGG-19 of the translator's perceptual loss: {VGG_CHOICES}."))
 TRANSLATOR_WEIGHTS = typer.Option(None, "--translator-weights", dir_okay=False, help=(
     "--translator learned: the translator.safetensors that `diga translator` wrote."))
 HEAD_NORM = typer.Option(None, help=(

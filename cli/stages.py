@@ -26,10 +26,6 @@ def register(app: typer.Typer) -> None:
     app.command()(adapt)
 
 
-def _path(value: Path | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
     """The config a stage command's ``options`` (its parameters) describe: the preset or --config file,
     with every option given that is named like a setting, then ``overrides`` (options whose setting
@@ -39,10 +35,10 @@ def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
     given = {k: v for k, v in options.items() if k in field_names()}
     given.update(source=check_spec(options["source"], "--source"), target=check_spec(options["target"], "--target"),
                  val=check_spec(options["val"], "--val"), **overrides)
-    if "translator_weights" in given:
-        given["translator_weights"] = _path(given["translator_weights"])
     if "pretrained" in given:
         given["pretrained"] = opt.pretrained_value(given["pretrained"])
+    # file options (--translator-weights, --init) are settings as plain strings, as config.yaml holds them
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
     return build_config(options["preset"], options["config"], **given)
 
 
@@ -114,7 +110,7 @@ def selftrain(
 
     if rounds is None and config is None:
         rounds = 1  # one round unless asked (the rounds default of the config is adapt's)
-    cfg = _config(options, init=_path(init), steps=None, selftrain_steps=steps, rounds=rounds)
+    cfg = _config(options, steps=None, selftrain_steps=steps, rounds=rounds)
     results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
     print_stage_result(results[-1])
 

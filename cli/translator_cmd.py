@@ -31,9 +31,7 @@ def translator(
     width: Optional[int] = typer.Option(None, min=1, help=(
         "Channels of the translator's first layer (authors: 64); narrower trains faster, e.g. on a CPU.")),
     res_blocks: Optional[int] = typer.Option(None, min=0, help="Residual blocks per encoder and decoder (authors: 4)."),
-    vgg: str = typer.Option("imagenet", help=(
-        "VGG-19 of the perceptual loss: imagenet (torchvision's weights, downloaded once into the torch hub "
-        "cache), a state-dict FILE (offline), or none (random features).")),
+    vgg: str = typer.Option("imagenet", help=f"VGG-19 of the perceptual loss: {opt.VGG_CHOICES}."),
     label_space: Optional[str] = opt.LABEL_SPACE, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
     name: str = opt.name_option("translator"), project: Path = opt.PROJECT,
