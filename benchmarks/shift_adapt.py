@@ -13,7 +13,10 @@ on a benchmark drawn with the built-in benchmark's parameters (400 + 100 images 
 (``--reference-steps``, default ``stage``). It prints, as the markdown tables of
 docs/BENCHMARKS.md, every run's rows and gap closed, then mean ± std over the seeds of each
 condition. Runs already finished are read, not repeated (``diga adapt`` skips finished stages),
-so the script can be re-run to add seeds or conditions.
+so the script can be re-run to add seeds or conditions. A variant of the defaults goes into its own
+project directory:
+
+    python benchmarks/shift_adapt.py --project runs/shift_adapt_tbn --adapt-arg=--warmup-target-bn
 
     python benchmarks/shift_adapt.py --conditions texture rain night --seeds 0 1 2 --jobs 2
 
@@ -56,14 +59,16 @@ def benchmark_root(condition: str) -> Path:
                               gap=p["gap"], conditions=(condition,), progress=False)
 
 
-def run_one(condition: str, seed: int, project: Path, threads: int, reference_steps: str) -> Path:
+def run_one(condition: str, seed: int, project: Path, threads: int, reference_steps: str,
+            adapt_args: list[str]) -> Path:
     """One whole `diga adapt` (resumed if interrupted); its run directory."""
     root = benchmark_root(condition)
     name = f"{condition}-s{seed}-t{threads}"
     cmd = ["diga", "adapt", "--source", f"gta5:{root / 'source'}", "--target", f"cityscapes:{root / 'target'}",
            "--val", f"cityscapes:{root / 'target'}", "--preset", "cpu", "--references",
            "--reference-steps", reference_steps, "--seed", str(seed), "--name", name, "--project", str(project),
-           "--eval-every", "400"]  # twice the preset's evaluation points: more checkpoints for the label-free signals
+           "--eval-every", "400",  # twice the preset's evaluation points: more checkpoints for the label-free signals
+           *adapt_args]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log = project / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +112,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reference-steps", default="stage")
+    p.add_argument("--adapt-arg", action="append", default=[], metavar="ARG",
+                   help="one more `diga adapt` argument, e.g. --adapt-arg=--warmup-target-bn (repeatable); "
+                        "give each variant its own --project")
     p.add_argument("--table-only", action="store_true", help="only read finished runs and print the tables")
     args = p.parse_args()
     unknown = [c for c in args.conditions if c != "none" and c not in CONDITIONS]
@@ -118,7 +126,7 @@ def main() -> None:
         for condition in args.conditions:  # generate once, before the workers race for it
             benchmark_root(condition)
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda job: run_one(*job, args.project, args.threads, args.reference_steps), jobs))
+            list(pool.map(lambda job: run_one(*job, args.project, args.threads, args.reference_steps, args.adapt_arg), jobs))
 
     print("| condition | seed | threads | " + " | ".join(STAGES) + " | gap closed |")
     print("|---" * (len(STAGES) + 4) + "|")
