@@ -86,6 +86,10 @@ SCALE_MODE = typer.Option(None, help=(
 DISTIL_RESOLUTION = typer.Option(None, help=(
     "Symmetric distillation computed on logits upsampled to the crop (crop: bilinear, align_corners=True, "
     "the authors' code and the paper preset) or at the network's output stride (output: cpu and gpu presets)."))
+TEACHER_MODE = typer.Option(None, help=(
+    "EMA teacher: train (BatchNorm normalises with each batch's statistics, dropout active, the EMA averages "
+    "parameters only: the authors' code and the paper presets) or eval (running statistics, averaged like "
+    "the weights, no dropout; cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

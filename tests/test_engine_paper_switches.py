@@ -22,6 +22,7 @@ SWITCHES = [
     ("crop_fill", "stretch", "pad", "--crop-fill", ("warmup", "selftrain", "adapt")),
     ("scale_mode", "axis", "iso", "--scale-mode", ("warmup", "selftrain", "adapt")),
     ("distil_resolution", "crop", "output", "--distil-resolution", ("warmup", "selftrain", "adapt")),
+    ("teacher_mode", "train", "eval", "--teacher-mode", ("warmup", "selftrain", "adapt")),
 ]
 
 

@@ -63,11 +63,11 @@ class _Interrupted(Exception):
 def test_interrupted_warmup_resumes_to_identical_weights(tiny_cfg, tmp_path, switches):
     """A run stopped after its step-2 checkpoint and resumed ends bit-identical to an unbroken run
     (with this package's earlier choices and with the authors' ones, as in the paper preset)."""
-    from diga.engine.config import EARLIER_CHOICES, StageConfig
+    from diga.engine.config import EARLIER_CHOICES, preset
 
     cfg = tiny_cfg.replace(eval_every=0, vis_every=0)
     if switches == "authors":
-        cfg = cfg.replace(**{k: getattr(StageConfig(), k) for k in EARLIER_CHOICES})
+        cfg = cfg.replace(**{k: getattr(preset("paper"), k) for k in EARLIER_CHOICES})
     WarmupTrainer(cfg, tmp_path / "straight").run()
 
     class Crashing(WarmupTrainer):

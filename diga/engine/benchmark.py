@@ -47,7 +47,8 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 "fda_beta", "color_space", "distil_weight", "blend_beta", "selftrain_distil_weight",
                 "selftrain_blend_beta", "ema_max", "threshold",
                 "centroid_momentum", "select", "warmup_target_bn", "centroid_update", "centroid_min_pixels",
-                "distil_resolution", "generalize", "translator_weights", "translator_steps", "translator_vgg"}
+                "distil_resolution", "generalize", "translator_weights", "translator_steps", "translator_vgg",
+                "teacher_mode"}
 
 
 def _key(cfg: StageConfig, data: str) -> str:

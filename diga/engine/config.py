@@ -90,6 +90,9 @@ class StageConfig:
     crop_fill: str = "stretch"  # image smaller than the crop: stretched to it (authors), padded with ignore, rescaled
     distil_resolution: str = "crop"  # distillation on logits upsampled to the crop (authors) or at the output stride
     head_norm: str = "gn"  # segmentation head: GroupNorm layout (authors) or BatchNorm + ReLU; kept in checkpoints
+    # The EMA teacher in train mode (batch statistics, dropout, parameters-only EMA: the authors' code,
+    # the paper presets) or eval mode. The default stays "eval" so that older config files keep their meaning.
+    teacher_mode: str = "eval"
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -219,6 +222,7 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "scale_mode": ("axis", "iso"),
     "distil_resolution": ("crop", "output"),
     "head_norm": ("gn", "bn"),
+    "teacher_mode": ("train", "eval"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -233,6 +237,7 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     crop_fill="pad",
     distil_resolution="output",
     head_norm="bn",
+    teacher_mode="eval",
 )
 
 # Presets are overrides of the paper defaults.
@@ -240,10 +245,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
     # which `diga adapt` trains first when no --translator-weights file is given).
-    "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis"),
+    "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train"),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
-    "paper-dg": dict(batch_size=4),
+    "paper-dg": dict(batch_size=4, teacher_mode="train"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -251,7 +256,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # cross-mix). Their auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md).
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
-        scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none",
+        scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
     ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).

@@ -124,7 +124,8 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     """Rank 0's BatchNorm statistics on every rank, in one flattened collective.
 
     DDP averages gradients but each rank updates its running statistics from its own batch; the
-    EMA teacher averages those statistics, so they must agree for the teachers to stay identical.
+    eval-mode EMA teacher averages those statistics, so they must agree for the teachers to stay identical
+    (a train-mode teacher's own statistics are broadcast the same way).
     """
     if not is_distributed():
         return

@@ -126,7 +126,7 @@ class SelfTrainer(Trainer):
         views = self.branch.views(x, y, t_pool, self.gen)
         x_mix = views["x_mix"]
         n = x.shape[0]
-        t_logits, t_feats = self.teacher_forward(torch.cat([x, x_mix, t]))
+        t_logits, t_feats = self.teacher_forward(torch.cat([x, x_mix]), t)
         t_logits = t_logits.float()
         kept = self.select(pseudo, t_logits[2 * n:], t_feats[2 * n:])
         self.count(pseudo, kept, gt)

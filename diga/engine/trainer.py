@@ -116,7 +116,7 @@ class Trainer:
         if self.uses_teacher:
             from ..method.ema import EMATeacher
 
-            self.teacher = EMATeacher(self.model)
+            self.teacher = EMATeacher(self.model, mode=cfg.teacher_mode)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.net = self.wrap(self.model)
@@ -200,16 +200,24 @@ class Trainer:
         with runtime.autocast(self.device, self.amp):
             return (net or self.net)(normalize(x01))
 
-    def teacher_forward(self, x01: torch.Tensor, features: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The EMA teacher's (logits, features or None): no autograd at all (inference mode).
+    def teacher_forward(self, *batches: torch.Tensor,
+                        features: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The EMA teacher's (logits, features or None) for ``batches`` in order: no autograd at all
+        (inference mode).
 
-        Inference tensors may not be saved for the student's backward nor updated in place later
-        (the centroids are built from the features), so the outputs used are cloned into ordinary
-        tensors: a copy of a few MB, against no version counting or graph bookkeeping at all.
+        In train mode each batch is a forward of its own, normalised by its own statistics (the
+        authors' separate teacher calls); in eval mode the outputs do not depend on the batch, so
+        the batches share one forward. Inference tensors may not be saved for the student's
+        backward nor updated in place later (the centroids are built from the features), so the
+        outputs are concatenated into ordinary tensors: a copy of a few MB, against no version
+        counting or graph bookkeeping at all.
         """
+        if self.teacher.mode == "eval" and len(batches) > 1:
+            batches = (torch.cat(batches),)
         with torch.inference_mode():
-            logits, feats = self.forward(x01, net=self.teacher.module)
-        return logits.clone(), feats.clone() if features else None
+            outputs = [self.forward(x01, net=self.teacher.module) for x01 in batches]
+        logits = torch.cat([out[0] for out in outputs])
+        return logits, torch.cat([out[1] for out in outputs]) if features else None
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -306,6 +314,8 @@ class Trainer:
         runtime.broadcast_buffers(self.model)
         if self.teacher is not None:
             self.teacher.update(self.model, step, max_alpha=self.cfg.ema_max)
+            if self.teacher.mode == "train":  # its running statistics come from each rank's own batches
+                runtime.broadcast_buffers(self.teacher.module)
 
     def interval_stats(self) -> dict[str, float]:
         """Extra values read at the logging interval (subclasses add theirs)."""

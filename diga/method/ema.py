@@ -25,14 +25,27 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-class EMATeacher:
-    """An exponential-moving-average copy of a student network that never receives gradients."""
+TEACHER_MODES = ("train", "eval")
 
-    def __init__(self, student: nn.Module) -> None:
-        """Deep-copy the (unwrapped) student, freeze it and put it in eval mode."""
+
+class EMATeacher:
+    """An exponential-moving-average copy of a student network that never receives gradients.
+
+    ``mode="eval"``: BatchNorm normalises with running statistics, which the update averages like the
+    weights; no dropout. ``mode="train"`` (the authors' code): BatchNorm normalises with each batch's
+    own statistics and dropout is active; the update averages parameters only, and the running
+    statistics are the teacher's own, moved by its forwards (they matter only when the teacher is
+    evaluated).
+    """
+
+    def __init__(self, student: nn.Module, mode: str = "eval") -> None:
+        """Deep-copy the (unwrapped) student, freeze it and put it in ``mode``."""
+        if mode not in TEACHER_MODES:
+            raise ValueError(f"mode must be one of {', '.join(TEACHER_MODES)}, got {mode!r}")
+        self.mode = mode
         self.module: nn.Module = copy.deepcopy(unwrap_model(student))
         self.module.requires_grad_(False)
-        self.module.eval()
+        self.module.train(mode == "train")
 
     @torch.no_grad()
     def update(self, student: nn.Module, step: int, max_alpha: float = 0.999) -> float:
@@ -46,9 +59,11 @@ class EMATeacher:
             raise ValueError("student and teacher have different parameter/buffer lists")
         # lerp_(t, s, w) = t + w*(s - t) = alpha*t + (1-alpha)*s: one fused multi-tensor kernel.
         torch._foreach_lerp_(t_params, s_params, 1.0 - alpha)
-        # The teacher runs in eval mode, so BatchNorm uses its running statistics: averaging them
-        # like the weights keeps the statistics consistent with the averaged weights (copying the
-        # student's would pair EMA weights with statistics of a different network).
+        if self.mode == "train":
+            return alpha  # batch statistics normalise: the buffers stay the teacher's own
+        # In eval mode BatchNorm uses the running statistics: averaging them like the weights keeps
+        # them consistent with the averaged weights (copying the student's would pair EMA weights
+        # with statistics of a different network).
         t_float = [t for t in t_bufs if t.is_floating_point()]
         if t_float:
             s_float = [s for s, t in zip(s_bufs, t_bufs) if t.is_floating_point()]

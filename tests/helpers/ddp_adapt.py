@@ -31,7 +31,7 @@ def spread(t: torch.Tensor) -> float:
     return float((hi - lo).abs().max())
 
 
-def main(bench_root: str, out: str) -> None:
+def main(bench_root: str, out: str, teacher_mode: str = "eval") -> None:
     from diga.engine import runtime, selftrain
     from diga.engine.benchmark import synthetic_benchmark
     from diga.engine.config import preset
@@ -42,7 +42,8 @@ def main(bench_root: str, out: str) -> None:
     cfg = preset("cpu").replace(source=bench["source"], target=bench["target"], val=bench["val"],
                                 crop=(48, 96), batch_size=2, workers=0, steps=4, log_every=2, eval_every=2,
                                 ckpt_every=2, vis_every=0, rounds=1, selftrain_steps=4,
-                                accumulate=2)  # micro-batches: DDP syncs only on the last one
+                                accumulate=2,  # micro-batches: DDP syncs only on the last one
+                                teacher_mode=teacher_mode)
     run = Path(out) / "run"
     original = selftrain.SelfTrainer.train_step
 
@@ -91,4 +92,4 @@ def main(bench_root: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
