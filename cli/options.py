@@ -90,6 +90,14 @@ TEACHER_MODE = typer.Option(None, help=(
     "EMA teacher: train (BatchNorm normalises with each batch's statistics, dropout active, the EMA averages "
     "parameters only: the authors' code and the paper presets) or eval (running statistics, averaged like "
     "the weights, no dropout; cpu and gpu presets)."))
+BLEND_SPACE = typer.Option(None, help=(
+    "Where the second views are augmented and blended: authors (on the network input in the authors' "
+    "normalisation, BGR (255x - mean)/128, re-mapped by 2y - 1: about (1 + beta)x - beta plus the jitter; "
+    "the authors' code and the paper presets) or unit (on RGB images in [0, 1]; cpu and gpu presets)."))
+STUDENT_FORWARD = typer.Option(None, help=(
+    "Self-training student forwards: separate (the source views and the mixed target crops apart, each "
+    "normalised by its own BatchNorm batch statistics: the authors' code and the paper presets) or joint "
+    "(one forward on all of them; cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

@@ -16,11 +16,12 @@ HELPER = Path(__file__).parent / "helpers" / "ddp_adapt.py"
 
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available")
-@pytest.mark.parametrize("teacher_mode", ["eval", "train"])  # train: each rank's teacher sees its own batches
-def test_two_ranks_stay_identical_and_resume(tmp_path, teacher_mode):
+# train: each rank's teacher sees its own batches; separate: two student forwards before one backward
+@pytest.mark.parametrize("teacher_mode,student_forward", [("eval", "joint"), ("train", "separate")])
+def test_two_ranks_stay_identical_and_resume(tmp_path, teacher_mode, student_forward):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(HELPER), str(tmp_path / "bench"), str(tmp_path), teacher_mode]
+           str(HELPER), str(tmp_path / "bench"), str(tmp_path), teacher_mode, student_forward]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "ranks.json").read_text())

@@ -23,6 +23,8 @@ SWITCHES = [
     ("scale_mode", "axis", "iso", "--scale-mode", ("warmup", "selftrain", "adapt")),
     ("distil_resolution", "crop", "output", "--distil-resolution", ("warmup", "selftrain", "adapt")),
     ("teacher_mode", "train", "eval", "--teacher-mode", ("warmup", "selftrain", "adapt")),
+    ("blend_space", "authors", "unit", "--blend-space", ("warmup", "selftrain", "adapt")),
+    ("student_forward", "separate", "joint", "--student-forward", ("selftrain", "adapt")),
 ]
 
 

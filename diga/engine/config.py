@@ -91,8 +91,15 @@ class StageConfig:
     distil_resolution: str = "crop"  # distillation on logits upsampled to the crop (authors) or at the output stride
     head_norm: str = "gn"  # segmentation head: GroupNorm layout (authors) or BatchNorm + ReLU; kept in checkpoints
     # The EMA teacher in train mode (batch statistics, dropout, parameters-only EMA: the authors' code,
-    # the paper presets) or eval mode. The default stays "eval" so that older config files keep their meaning.
+    # the paper presets) or eval mode. The defaults of this and the two settings below stay the earlier
+    # choices so that older config files keep their meaning.
     teacher_mode: str = "eval"
+    # The augmentation and blend of the second views on the authors' network input (BGR, (255x - mean)/128,
+    # re-mapped by 2y - 1: about (1 + beta)x - beta plus the jitter; the paper presets) or on RGB in [0, 1].
+    blend_space: str = "unit"
+    # Self-training: the student's forward on [x, x_mix] and the one on t_mix apart, each normalised by its
+    # own batch statistics (the authors' code, the paper presets), or one forward on all three.
+    student_forward: str = "joint"
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -223,6 +230,8 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "distil_resolution": ("crop", "output"),
     "head_norm": ("gn", "bn"),
     "teacher_mode": ("train", "eval"),
+    "blend_space": ("authors", "unit"),
+    "student_forward": ("separate", "joint"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -238,6 +247,8 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     distil_resolution="output",
     head_norm="bn",
     teacher_mode="eval",
+    blend_space="unit",
+    student_forward="joint",
 )
 
 # Presets are overrides of the paper defaults.
@@ -245,10 +256,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
     # which `diga adapt` trains first when no --translator-weights file is given).
-    "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train"),
+    "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
+                  blend_space="authors", student_forward="separate"),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
-    "paper-dg": dict(batch_size=4, teacher_mode="train"),
+    "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -257,6 +269,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
+        blend_space="authors", student_forward="separate",
     ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).

@@ -115,6 +115,17 @@ class SelfTrainer(Trainer):
             v.zero_()
         return stats
 
+    def student_logits(self, x: torch.Tensor, x_mix: torch.Tensor, t_mix: torch.Tensor) -> torch.Tensor:
+        """The student's logits for ``[x, x_mix, t_mix]``.
+
+        ``student_forward="joint"``: one forward, so BatchNorm normalises the mixed target crops with
+        statistics of the source crops too. ``"separate"`` (the authors' code): the source views, then
+        the mixed target, each normalised by its own batch statistics (and each moving the running ones).
+        """
+        if self.cfg.student_forward == "separate":
+            return torch.cat([self.forward(torch.cat([x, x_mix]))[0], self.forward(t_mix)[0]])
+        return self.forward(torch.cat([x, x_mix, t_mix]))[0]
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         xs, ys = next(self.source)
@@ -131,9 +142,9 @@ class SelfTrainer(Trainer):
         kept = self.select(pseudo, t_logits[2 * n:], t_feats[2 * n:])
         self.count(pseudo, kept, gt)
         self.update_centroids(t_feats[n:], torch.cat([y, kept]), t_logits[n:])
-        t_aug = augment_and_blend(t, beta=cfg.blend_beta, generator=self.gen)
+        t_aug = augment_and_blend(t, beta=cfg.blend_beta, generator=self.gen, space=cfg.blend_space)
         t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen)
-        s_logits = self.forward(torch.cat([x, x_mix, t_mix]))[0].float()
+        s_logits = self.student_logits(x, x_mix, t_mix).float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
         distil = distillation_from_logits(s_clean, s_mix, t_logits[:n], t_logits[n:2 * n],
                                           size=distillation_size(cfg.distil_resolution, x.shape[-2:]))

@@ -47,7 +47,7 @@ class SourceBranch:
         """The clean view, its translation and the second (mixed or augmented) view."""
         cfg = self.cfg
         photometric = GENERALIZATION_PHOTOMETRIC if cfg.generalize else None
-        x_aug = augment_and_blend(x, beta=cfg.blend_beta, cfg=photometric, generator=generator)
+        x_aug = augment_and_blend(x, beta=cfg.blend_beta, cfg=photometric, generator=generator, space=cfg.blend_space)
         if not cfg.mix:
             return {"x": x, "x_translated": x, "x_mix": x_aug}
         x_tr = self.translator(x, t_pool if t_pool is not None else x, generator)

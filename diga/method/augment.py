@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..models.translator import PIXEL_MEAN, PIXEL_SCALE
 from ._rng import rand
 
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
@@ -117,22 +118,32 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int = 3, sigma: float = 2.0) -> 
     return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), k2, groups=c)
 
 
-def adjust_sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """torchvision's adjust_sharpness: blend with a smoothed image (border pixels unchanged)."""
+def adjust_sharpness(x: torch.Tensor, factor: float, clamp_smoothed: bool = False) -> torch.Tensor:
+    """torchvision's adjust_sharpness: blend with a smoothed image (border pixels unchanged), clamped
+    to [0, 1]. ``clamp_smoothed``: kornia's instead, which clamps the smoothed image and not the blend
+    (the same on images in [0, 1]; not on the authors' network input, which goes below 0)."""
     if x.shape[-1] <= 2 or x.shape[-2] <= 2:
         return x
     c = x.shape[1]
     # [[1,1,1],[1,5,1],[1,1,1]] / 13 built from on-device fills (no host->device copy).
     k = F.pad(torch.full((1, 1), 4.0 / 13.0, device=x.device, dtype=x.dtype), (1, 1, 1, 1)) + 1.0 / 13.0
     inner = F.conv2d(x, k.expand(c, 1, 3, 3), groups=c)
+    if clamp_smoothed:
+        inner = inner.clamp(0.0, 1.0)
     degenerate = x.clone()
     degenerate[..., 1:-1, 1:-1] = inner
-    return (factor * x + (1.0 - factor) * degenerate).clamp(0.0, 1.0)
+    sharpened = factor * x + (1.0 - factor) * degenerate
+    return sharpened if clamp_smoothed else sharpened.clamp(0.0, 1.0)
 
 
 def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """Colour jitter, grayscale, blur and sharpness with per-sample random draws; output in [0,1]."""
+                        generator: torch.Generator | None = None, unit_range: bool = True) -> torch.Tensor:
+    """Colour jitter, grayscale, blur and sharpness with per-sample random draws; output in [0,1].
+
+    ``unit_range=False``: ``x`` is not an image in [0, 1] but the authors' network input, which their
+    code augments as it is; values are then clamped only where kornia's ops clamp them (the colour
+    jitter; the sharpness op's smoothed image), and the output is not.
+    """
     cfg = cfg or PhotometricConfig()
     b = x.shape[0]
     # All random numbers of the call in one draw: 4 apply-decisions + 4 jitter factors per sample.
@@ -167,8 +178,8 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
     if cfg.blur_p > 0 and cfg.blur_sigma > 0:
         out = pick(apply_blur, gaussian_blur(out, cfg.blur_kernel, cfg.blur_sigma), out)
     if cfg.sharpness_p > 0:
-        out = pick(apply_sharp, adjust_sharpness(out, cfg.sharpness_factor), out)
-    return out.clamp(0.0, 1.0)
+        out = pick(apply_sharp, adjust_sharpness(out, cfg.sharpness_factor, clamp_smoothed=not unit_range), out)
+    return out.clamp(0.0, 1.0) if unit_range else out
 
 
 def blend(x_aug: torch.Tensor, x: torch.Tensor, beta: float | torch.Tensor) -> torch.Tensor:
@@ -176,15 +187,56 @@ def blend(x_aug: torch.Tensor, x: torch.Tensor, beta: float | torch.Tensor) -> t
     return beta * x_aug + (1.0 - beta) * x
 
 
+# Where the second view is augmented and blended: on RGB images in [0, 1] ("unit"), or on the
+# authors' network input as their code does ("authors", see augment_and_blend_on_authors_input).
+BLEND_SPACES = ("authors", "unit")
+
+
+def _pixel_mean(like: torch.Tensor) -> torch.Tensor:
+    """The Caffe means (R, G, B) as (1,3,1,1) on ``like``'s device, built from fills (no host->device copy)."""
+    return torch.cat([like.new_full((1, 1, 1, 1), m) for m in PIXEL_MEAN], dim=1)
+
+
+def to_authors_input(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB (B,3,H,W) -> the authors' network input: BGR, ``(255 x - mean) / 128`` (about [-1, 1])."""
+    return ((x * 255.0 - _pixel_mean(x)) / PIXEL_SCALE).flip(1)
+
+
+def from_authors_input(z: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``to_authors_input``, not clamped: a blended view may leave [0, 1]."""
+    return (z.flip(1) * PIXEL_SCALE + _pixel_mean(z)) / 255.0
+
+
+def augment_and_blend_on_authors_input(x: torch.Tensor, beta: float | torch.Tensor,
+                                       cfg: PhotometricConfig | None = None,
+                                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """The second view as the authors' code computes it, for and in [0, 1] RGB images (values may leave [0, 1]).
+
+    Their code augments the network input ``z`` itself (BGR, so grayscale and hue see the channels
+    swapped), maps the result by ``2y - 1`` as if it were an image in [0, 1], then blends:
+    ``beta * (2 aug(z) - 1) + (1 - beta) * z``. Where no op changes a pixel this is
+    ``(1 + beta) z - beta``: more contrast and darker (x 1.4 and -0.4 at beta 0.4).
+    """
+    z = to_authors_input(x)
+    augmented = photometric_augment(z, cfg, generator, unit_range=False)
+    return from_authors_input(blend(2.0 * augmented - 1.0, z, beta))
+
+
 def augment_and_blend(x: torch.Tensor, beta: float | torch.Tensor = 0.4,
                       cfg: PhotometricConfig | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """DiGA's ``x_aug = beta * aug(x) + (1 - beta) * x``."""
+                      generator: torch.Generator | None = None, space: str = "unit") -> torch.Tensor:
+    """DiGA's ``x_aug = beta * aug(x) + (1 - beta) * x`` on [0, 1] RGB images (``space="unit"``), or as
+    the authors' code computes it on their network input (``"authors"``); [0, 1] RGB in and out."""
+    if space == "authors":
+        return augment_and_blend_on_authors_input(x, beta, cfg, generator)
+    if space != "unit":
+        raise ValueError(f"space must be one of {', '.join(BLEND_SPACES)}, got {space!r}")
     return blend(photometric_augment(x, cfg, generator), x, beta)
 
 
 __all__ = [
     "PhotometricConfig", "GENERALIZATION_PHOTOMETRIC", "photometric_augment", "augment_and_blend", "blend", "rgb_to_gray",
+    "BLEND_SPACES", "to_authors_input", "from_authors_input", "augment_and_blend_on_authors_input",
     "rgb_to_hsv", "hsv_to_rgb", "adjust_brightness", "adjust_contrast", "adjust_saturation",
     "adjust_hue", "gaussian_blur", "adjust_sharpness",
 ]

@@ -31,7 +31,7 @@ def spread(t: torch.Tensor) -> float:
     return float((hi - lo).abs().max())
 
 
-def main(bench_root: str, out: str, teacher_mode: str = "eval") -> None:
+def main(bench_root: str, out: str, teacher_mode: str = "eval", student_forward: str = "joint") -> None:
     from diga.engine import runtime, selftrain
     from diga.engine.benchmark import synthetic_benchmark
     from diga.engine.config import preset
@@ -43,7 +43,7 @@ def main(bench_root: str, out: str, teacher_mode: str = "eval") -> None:
                                 crop=(48, 96), batch_size=2, workers=0, steps=4, log_every=2, eval_every=2,
                                 ckpt_every=2, vis_every=0, rounds=1, selftrain_steps=4,
                                 accumulate=2,  # micro-batches: DDP syncs only on the last one
-                                teacher_mode=teacher_mode)
+                                teacher_mode=teacher_mode, student_forward=student_forward)
     run = Path(out) / "run"
     original = selftrain.SelfTrainer.train_step
 
