@@ -73,9 +73,14 @@ SWITCH_ROWS = {
     "warm-up, backbone BatchNorm affine frozen": ("warmup", {"backbone_bn_affine": "frozen"}),
     "warm-up, distillation at the crop resolution": ("warmup", {"distil_resolution": "crop"}),
     "warm-up, GroupNorm head (head_norm gn)": ("warmup", {"head_norm": "gn"}),
+    "warm-up, per-axis random scale 0.7-1 (scale_mode axis)": ("warmup", {"scale_mode": "axis", "scale": (0.7, 1.0)}),
+    "warm-up, teacher in train mode (teacher_mode train)": ("warmup", {"teacher_mode": "train"}),
+    "warm-up, the authors' blend value range (blend_space authors)": ("warmup", {"blend_space": "authors"}),
     "self-training round 1, cpu preset's choices": ("selftrain", {}),
     "self-training round 1, centroid update per image": ("selftrain", {"centroid_update": "image"}),
     "self-training round 1, CE over all pixels (loss_norm all)": ("selftrain", {"loss_norm": "all"}),
+    "self-training round 1, separate student forwards (student_forward separate)":
+        ("selftrain", {"student_forward": "separate"}),
 }
 
 
