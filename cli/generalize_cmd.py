@@ -30,6 +30,7 @@ def generalize(
     steps: Optional[int] = opt.STEPS, batch_size: Optional[int] = opt.BATCH_SIZE, crop: Size = opt.CROP,
     lr: Optional[float] = opt.LR, pretrained: Optional[str] = opt.PRETRAINED, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
+    source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
     name: str = opt.name_option("generalize", " (re-running it resumes, with the same settings)"),
     project: Path = opt.PROJECT,
 ) -> None:
@@ -46,7 +47,10 @@ def generalize(
     evals = [check_spec(spec, "--eval") for spec in evals]
     cfg = build_config(preset, config, source=check_spec(source, "--source"), model=model, steps=steps,
                        batch_size=batch_size, crop=crop, lr=lr, pretrained=opt.pretrained_value(pretrained),
-                       seed=seed, device=device, workers=workers)
+                       seed=seed, device=device, workers=workers,
+                       # no target images: a preset's target base sizes do not apply
+                       **{**opt.base_size_settings(source_base_size, None, preset, config, batch_size),
+                          "target_base_sizes": ()})
     if not cfg.source:
         raise typer.BadParameter("domain generalisation needs labelled source data (KIND:PATH)", param_hint="--source")
     result = run_generalize(cfg, opt.run_dir(project, "generalize", name), evals, console)

@@ -91,7 +91,10 @@ def train(
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                        label_space=label_space, pretrained=opt.pretrained_value(pretrained), head_norm=head_norm,
                        amp=amp, eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
-                       device=device, workers=workers)
+                       device=device, workers=workers,
+                       # supervised training takes its whole batch from base_size: a preset's (or config
+                       # file's) per-dataset base sizes do not apply
+                       source_base_sizes=(), target_base_sizes=())
     if not cfg.source:
         raise typer.BadParameter("training needs labelled data (KIND:PATH)", param_hint="--data")
     result = train_stage(SupervisedTrainer, cfg, opt.run_dir(project, "train", name), resume=resume)

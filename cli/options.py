@@ -6,6 +6,8 @@ The options every training command shares are defined once here. Each defaults t
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,16 @@ CROP_FILL = typer.Option(None, help=(
 SCALE_MODE = typer.Option(None, help=(
     "Random rescale: axis (height and width each by their own factor from the scale range, U[0.7, 1]: the "
     "authors' code and the paper preset) or iso (one factor for both sides; the other presets)."))
+BASE_SIZE_FORM = "HxW[:N] (height x width, crops per batch)"
+SOURCE_BASE_SIZE = typer.Option(None, "--source-base-size", help=(
+    f"Repeatable, {BASE_SIZE_FORM}: N source crops of each batch resized from this base size instead of the "
+    "one base_size setting (without :N, the whole batch; the Ns must add up to --batch-size); 'none' "
+    "clears a preset's list. The authors' GTA5: 720x1280:1 and 1052x1914:2 (the paper preset; their "
+    "self-training takes 2 and 1); SYNTHIA: 760x1280:1 and 1140x1920:3 (warm-up, batch 4) or :1 and :2."))
+TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
+    f"Repeatable, {BASE_SIZE_FORM}: the same for the target crops (and the pseudo-labelled ones of "
+    "self-training). The authors' Cityscapes: 512x1024:1 and 1024x2048:2 (the paper preset; their "
+    "self-training takes 2 and 1)."))
 DISTIL_RESOLUTION = typer.Option(None, help=(
     "Symmetric distillation computed on logits upsampled to the crop (crop: bilinear, align_corners=True, "
     "the authors' code and the paper preset) or at the network's output stride (output: cpu and gpu presets)."))
@@ -186,6 +198,46 @@ def check_spec(value: str | None, option: str) -> str | None:
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint=option) from None
     return value
+
+
+def base_sizes_value(values: list[str] | None, option: str,
+                     batch_size: Callable[[], int]) -> tuple[tuple[int, int, int], ...] | None:
+    """Repeated ``--source-base-size``/``--target-base-size`` values -> (height, width, crops) entries;
+    None when not given, () for 'none' (back to the one base size). A single size without :N takes the
+    whole batch (``batch_size()``: the batch the command will run with)."""
+    if not values:
+        return None
+    if [v.strip().lower() for v in values] == ["none"]:
+        return ()
+    parsed = []
+    for value in values:
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*(?::\s*(\d+)\s*)?", value)
+        if not match:
+            raise typer.BadParameter(f"expected {BASE_SIZE_FORM}, e.g. 720x1280:1, or none; got {value!r}",
+                                     param_hint=option)
+        parsed.append(tuple(int(g) if g is not None else None for g in match.groups()))
+    if any(n is None for _, _, n in parsed):
+        if len(parsed) > 1:
+            raise typer.BadParameter(f"with several sizes, give each one's crops per batch as HxW:N "
+                                     f"(got {', '.join(values)})", param_hint=option)
+        parsed = [(*parsed[0][:2], batch_size())]
+    return tuple(parsed)
+
+
+def base_size_settings(source_values: list[str] | None, target_values: list[str] | None,
+                       preset_name: str | None, config: Path | None, batch_size: int | None) -> dict[str, Any]:
+    """The source_base_sizes and target_base_sizes settings of the options (None: not given)."""
+
+    def batch() -> int:  # a size given without :N takes the whole batch the command will run with
+        if batch_size is not None:
+            return batch_size
+        try:
+            return (StageConfig.load(config) if config is not None else _preset(preset_name)).batch_size
+        except ConfigError as e:
+            raise typer.BadParameter(str(e), param_hint="--config") from None
+
+    return {"source_base_sizes": base_sizes_value(source_values, "--source-base-size", batch),
+            "target_base_sizes": base_sizes_value(target_values, "--target-base-size", batch)}
 
 
 def pretrained_value(value: str | None) -> str | None:

@@ -37,6 +37,8 @@ def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
                  val=check_spec(options["val"], "--val"), **overrides)
     if "pretrained" in given:
         given["pretrained"] = opt.pretrained_value(given["pretrained"])
+    given.update(opt.base_size_settings(options["source_base_size"], options["target_base_size"], options["preset"],
+                                        options["config"], options["batch_size"]))
     # file options (--translator-weights, --init) are settings as plain strings, as config.yaml holds them
     given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
     return build_config(options["preset"], options["config"], **given)
@@ -57,6 +59,8 @@ def warmup(
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     scale_mode: Optional[str] = opt.SCALE_MODE,
+    source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
+    target_base_size: Optional[list[str]] = opt.TARGET_BASE_SIZE,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION, teacher_mode: Optional[str] = opt.TEACHER_MODE,
     blend_space: Optional[str] = opt.BLEND_SPACE,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
@@ -96,6 +100,8 @@ def selftrain(
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     scale_mode: Optional[str] = opt.SCALE_MODE,
+    source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
+    target_base_size: Optional[list[str]] = opt.TARGET_BASE_SIZE,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION, teacher_mode: Optional[str] = opt.TEACHER_MODE,
     blend_space: Optional[str] = opt.BLEND_SPACE, student_forward: Optional[str] = opt.STUDENT_FORWARD,
     loss_norm: Optional[str] = opt.LOSS_NORM,
@@ -136,6 +142,8 @@ def adapt(
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     scale_mode: Optional[str] = opt.SCALE_MODE,
+    source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
+    target_base_size: Optional[list[str]] = opt.TARGET_BASE_SIZE,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION, teacher_mode: Optional[str] = opt.TEACHER_MODE,
     blend_space: Optional[str] = opt.BLEND_SPACE, student_forward: Optional[str] = opt.STUDENT_FORWARD,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,

@@ -36,6 +36,14 @@ class StageConfig:
     # keeps its meaning.
     scale_mode: str = "iso"
     base_size: tuple[int, int] | None = (720, 1280)  # source/target resized to this before scaling
+    # Per-dataset base sizes, each a (height, width, crops per batch) entry: a batch is the crops of
+    # each entry's sub-batch, in list order (the authors' loaders: one per size, e.g. GTA5 1 crop
+    # from 720x1280 and 2 from 1052x1914). The counts of a side sum to batch_size. None (or empty):
+    # the whole batch from base_size, so that older config files keep their meaning. Read by the
+    # warm-up and self-training (source, target and pseudo-labelled target crops); plain supervised
+    # training, the translator, pseudo-labels, centroids and label-free signals keep base_size.
+    source_base_sizes: tuple[tuple[int, int, int], ...] | None = None
+    target_base_sizes: tuple[tuple[int, int, int], ...] | None = None
     eval_size: tuple[int, int] | None = None  # None: evaluate at the val images' own size
     batch_size: int = 3
     accumulate: int = 1  # micro-batches per step (gradient accumulation; same effective batch)
@@ -114,6 +122,12 @@ class StageConfig:
     sync_bn: bool = False  # SyncBatchNorm across ranks when distributed
     compile: bool = False
 
+    def __post_init__(self) -> None:
+        # An empty list of base sizes means the same as none: one spelling, so that settings compare equal.
+        for name in BASE_SIZE_LISTS:
+            if not getattr(self, name):
+                setattr(self, name, None)
+
     def replace(self, **overrides: Any) -> "StageConfig":
         check_known(overrides, "config")
         return dataclasses.replace(self, **overrides)
@@ -156,6 +170,9 @@ class StageConfig:
         if self.accumulate < 1 or self.batch_size % self.accumulate:
             problems.append(f"accumulate must divide batch_size into equal micro-batches "
                             f"(got batch_size {self.batch_size}, accumulate {self.accumulate})")
+        else:
+            for name, option in BASE_SIZE_LISTS.items():
+                problems += base_size_problems(getattr(self, name), name, option, self.batch_size, self.accumulate)
         if any(c < 16 for c in self.crop):
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
         if not 0 < self.scale[0] <= self.scale[1]:
@@ -219,6 +236,34 @@ class StageConfig:
         return cls.from_yaml(text, origin=str(path))
 
 
+# The per-dataset base-size settings and the option that sets each.
+BASE_SIZE_LISTS = {"source_base_sizes": "--source-base-size", "target_base_sizes": "--target-base-size"}
+
+
+def base_size_problems(entries, name: str, option: str, batch_size: int, accumulate: int = 1) -> list[str]:
+    """What is wrong with one side's (height, width, crops) list: sizes, and counts that must make
+    up the batch (each count split evenly into the ``accumulate`` micro-batches)."""
+    if not entries:
+        return []
+    problems = [f"{name} ({option}): {h}x{w}:{n} needs a height and width >= 1 and at least 1 crop"
+                for h, w, n in entries if min(h, w, n) < 1]
+    counts = [n for _, _, n in entries]
+    if sum(counts) != batch_size:
+        problems.append(f"{name} ({option}): the crops per batch must add up to batch_size {batch_size} "
+                        f"(got {' + '.join(map(str, counts))} = {sum(counts)}); give each size as HxW:N")
+    elif accumulate > 1 and any(n % accumulate for n in counts):
+        problems.append(f"{name} ({option}): each size's crops per batch must split evenly into the "
+                        f"{accumulate} micro-batches of accumulate (got {' + '.join(map(str, counts))})")
+    return problems
+
+
+# The authors' per-dataset base sizes (docs/METHOD.md, data geometry): (height, width, crops per
+# batch) of the warm-up of their GTA5 -> Cityscapes scripts. Their self-training takes the counts
+# the other way round (2 + 1), and their SYNTHIA scripts use 760x1280 + 1140x1920 (1 + 3 in the
+# warm-up, 1 + 2 in self-training): both are options, not presets.
+PAPER_SOURCE_BASE_SIZES = ((720, 1280, 1), (1052, 1914, 2))  # GTA5
+PAPER_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes
+
 # The allowed values of the settings that switch between the authors' code and this package.
 SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "loss_norm": ("all", "valid"),
@@ -257,7 +302,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
     # which `diga adapt` trains first when no --translator-weights file is given).
     "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
-                  blend_space="authors", student_forward="separate"),
+                  blend_space="authors", student_forward="separate",
+                  source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
     "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors"),

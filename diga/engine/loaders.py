@@ -47,6 +47,57 @@ def train_transform(cfg: StageConfig) -> TrainTransform:
                           crop_fill=cfg.crop_fill, scale_mode=cfg.scale_mode)
 
 
+# Per-dataset base sizes (source_base_sizes, target_base_sizes): a side's batch is made of one
+# sub-batch per base size, each from its own dataset (the same images, another transform) and its
+# own resumable loader, concatenated in list order, as the authors' scripts concatenate the batches
+# of their two loaders. A sub-batch is described by a config of its own: the entry's size as
+# base_size and its crop count as batch_size, so the one-size code below serves it unchanged.
+
+# Added to a loader's salt per sub-batch after the first: the sub-batches draw different images.
+PART_SALT = 1000
+
+
+def side_configs(cfg: StageConfig, side: str) -> list[StageConfig]:
+    """One config per sub-batch of ``side`` ("source" or "target"); ``[cfg]`` when the side has no
+    base-size list (the whole batch from ``base_size``, as before the lists existed)."""
+    entries = {"source": cfg.source_base_sizes, "target": cfg.target_base_sizes}[side]
+    if not entries:
+        return [cfg]
+    # The worker processes are shared out between the sub-batches' loaders (each keeps at least one).
+    workers = -(-cfg.workers // len(entries))
+    return [cfg.replace(base_size=(h, w), batch_size=n, workers=workers, source_base_sizes=None,
+                        target_base_sizes=None) for h, w, n in entries]
+
+
+def train_datasets(spec: str, cfg: StageConfig, side: str) -> list[tuple[StageConfig, Dataset]]:
+    """(sub-batch config, dataset) for each base size of ``side``."""
+    parts = [(part, train_dataset(spec, part)) for part in side_configs(cfg, side)]
+    check_batch_fits(len(parts[0][1]), cfg, spec)  # the whole batch, as with one base size
+    return parts
+
+
+def sized_loader(parts: list[tuple[StageConfig, Dataset]], start_step: int, salt: int = 0) -> Iterator:
+    """Batches forever from ``parts`` (see :func:`train_datasets`): each part's sub-batch, concatenated
+    in order (micro-batches likewise: each part gives its crops / accumulate)."""
+    if len(parts) == 1:
+        part, dataset = parts[0]
+        return infinite_loader(dataset, part, start_step, salt)
+    return _concatenated([infinite_loader(dataset, part, start_step, salt + PART_SALT * k)
+                          for k, (part, dataset) in enumerate(parts)])
+
+
+def _concatenated(loaders: list[Iterator]) -> Iterator:
+    while True:
+        batches = [next(loader) for loader in loaders]
+        yield [_cat(items) for items in zip(*batches)]
+
+
+def _cat(items: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    # Pinned sub-batches (a CUDA run) give a pinned batch: its copy to the GPU stays asynchronous.
+    out = torch.cat(items)
+    return out.pin_memory() if items[0].is_pinned() else out
+
+
 def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
     dataset = build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space),
                             transform=train_transform(cfg), **kw)

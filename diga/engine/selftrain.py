@@ -22,7 +22,7 @@ from ..method.prototypes import (
     select_threshold,
 )
 from . import runtime
-from .loaders import infinite_loader, train_transform
+from .loaders import side_configs, sized_loader, train_transform
 from .pseudolabels import PseudoLabelled, load_centroids, split_combined
 from .source_branch import SourceBranch
 from .state import TrainState
@@ -44,13 +44,20 @@ class SelfTrainer(Trainer):
         self.branch = SourceBranch(cfg, self.space)
         # inference_size() looks at these when no size is configured
         self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
-        self.pseudo_set = PseudoLabelled(cfg.pseudo_labels, self.space, train_transform(cfg), size=cfg.base_size)
+        # One base size: the image at base_size, the pixels its pseudo-label was predicted from. Per-dataset
+        # sizes: the image at its own size with the pseudo-label resized to it (nearest), then each
+        # sub-batch's transform brings both to its base size (the authors resize image and pseudo-label
+        # together to each of their two sizes).
+        size = None if cfg.target_base_sizes else cfg.base_size
+        self.pseudo_parts = [(part, PseudoLabelled(cfg.pseudo_labels, self.space, train_transform(part), size=size))
+                             for part in side_configs(cfg, "target")]
+        self.pseudo_set = self.pseudo_parts[0][1]
         self.centroids, self.centroid_valid = load_centroids(cfg.centroids, self.device)
         zero = torch.zeros((), device=self.device)
         self.counters = {k: zero.clone() for k in ("pseudo", "kept", "kept_gt", "kept_correct")}
 
     def run(self):
-        self.pseudo_batches = infinite_loader(self.pseudo_set, self.cfg, self.start_step, salt=2)
+        self.pseudo_batches = sized_loader(self.pseudo_parts, self.start_step, salt=2)
         self.source, self.target = self.branch.loaders(self.start_step)
         return super().run()
 

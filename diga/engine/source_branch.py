@@ -14,7 +14,7 @@ from ..method.augment import GENERALIZATION_PHOTOMETRIC, augment_and_blend
 from ..method.mix import class_mix_mask, cross_domain_mixture
 from ..method.translate import build_translator
 from .config import StageConfig
-from .loaders import infinite_loader, train_dataset
+from .loaders import sized_loader, train_datasets
 
 
 class SourceBranch:
@@ -26,7 +26,9 @@ class SourceBranch:
         if not cfg.source:
             raise ConfigError("the warm-up and self-training need labelled source data: --source KIND:PATH")
         self.cfg, self.space = cfg, space
-        self.source_set = train_dataset(cfg.source, cfg)
+        # One (config, dataset) per base size of each side (one part without per-dataset sizes).
+        self.source_parts = train_datasets(cfg.source, cfg, "source")
+        self.source_set = self.source_parts[0][1]
         kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space},
               "learned": {"weights": cfg.translator_weights}}.get(cfg.translator, {})
         self.translator = build_translator(cfg.translator, **kw)
@@ -34,12 +36,13 @@ class SourceBranch:
         if translator_needs_target and not cfg.target:
             raise ConfigError(f"--translator {cfg.translator} needs target images: --target KIND:PATH")
         self.needs_target = translator_needs_target or (target_statistics and bool(cfg.target))
-        self.target_set = train_dataset(cfg.target, cfg) if self.needs_target else None
+        self.target_parts = train_datasets(cfg.target, cfg, "target") if self.needs_target else None
+        self.target_set = self.target_parts[0][1] if self.needs_target else None
 
     def loaders(self, start_step: int) -> tuple[Iterator, Iterator | None]:
         """(source batches, translator target batches or None), resumed after ``start_step`` steps."""
-        source = infinite_loader(self.source_set, self.cfg, start_step)
-        target = infinite_loader(self.target_set, self.cfg, start_step, salt=1) if self.needs_target else None
+        source = sized_loader(self.source_parts, start_step)
+        target = sized_loader(self.target_parts, start_step, salt=1) if self.needs_target else None
         return source, target
 
     def views(self, x: torch.Tensor, y: torch.Tensor, t_pool: torch.Tensor | None,
