@@ -94,7 +94,8 @@ def run(args, fast: bool, compile: bool = False) -> dict:
         model=args.model, pretrained=None, crop=tuple(args.crop), batch_size=args.batch, device=args.device,
         accumulate=args.accumulate, translator=args.translator,
         amp="auto" if fast else "fp32", channels_last=fast, compile=fast and compile, workers=0,
-        base_size=None, source_base_sizes=None, target_base_sizes=None,
+        base_size=None, source_base_sizes=None, target_base_sizes=None, selftrain_source_base_sizes=None,
+        selftrain_target_base_sizes=None,
         log_every=10**9, eval_every=0, ckpt_every=0, vis_every=0, steps=10**6,
     )
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -48,9 +48,10 @@ def generalize(
     cfg = build_config(preset, config, source=check_spec(source, "--source"), model=model, steps=steps,
                        batch_size=batch_size, crop=crop, lr=lr, pretrained=opt.pretrained_value(pretrained),
                        seed=seed, device=device, workers=workers,
-                       # no target images: a preset's target base sizes do not apply
-                       **{**opt.base_size_settings(source_base_size, None, preset, config, batch_size),
-                          "target_base_sizes": ()})
+                       # no target images and no self-training: a preset's other base-size lists do not apply
+                       **opt.base_size_settings({"source_base_sizes": ("--source-base-size", source_base_size)},
+                                                preset, config, batch_size),
+                       target_base_sizes=(), selftrain_source_base_sizes=(), selftrain_target_base_sizes=())
     if not cfg.source:
         raise typer.BadParameter("domain generalisation needs labelled source data (KIND:PATH)", param_hint="--source")
     result = run_generalize(cfg, opt.run_dir(project, "generalize", name), evals, console)

@@ -94,7 +94,8 @@ def train(
                        device=device, workers=workers,
                        # supervised training takes its whole batch from base_size: a preset's (or config
                        # file's) per-dataset base sizes do not apply
-                       source_base_sizes=(), target_base_sizes=())
+                       source_base_sizes=(), target_base_sizes=(), selftrain_source_base_sizes=(),
+                       selftrain_target_base_sizes=())
     if not cfg.source:
         raise typer.BadParameter("training needs labelled data (KIND:PATH)", param_hint="--data")
     result = train_stage(SupervisedTrainer, cfg, opt.run_dir(project, "train", name), resume=resume)

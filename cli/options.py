@@ -95,6 +95,27 @@ TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: the same for the target crops (and the pseudo-labelled ones of "
     "self-training). The authors' Cityscapes: 512x1024:1 and 1024x2048:2 (the paper preset; their "
     "self-training takes 2 and 1)."))
+# `diga selftrain` runs self-training alone: its --source-base-size / --target-base-size are that stage's.
+SELFTRAIN_SOURCE_BASE_SIZE = typer.Option(None, "--source-base-size", help=(
+    f"Repeatable, {BASE_SIZE_FORM}: N source crops of each batch resized from this base size (the Ns must "
+    "add up to --batch-size); 'none': the whole batch from base_size. The authors' GTA5 self-training: "
+    "720x1280:2 and 1052x1914:1 (the paper preset); SYNTHIA: 760x1280:1 and 1140x1920:2."))
+SELFTRAIN_TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
+    f"Repeatable, {BASE_SIZE_FORM}: the same for the target crops (pseudo-labelled and translator style "
+    "crops). The authors' Cityscapes self-training: 512x1024:2 and 1024x2048:1 (the paper preset)."))
+ADAPT_SELFTRAIN_SOURCE_BASE_SIZE = typer.Option(None, "--selftrain-source-base-size", help=(
+    f"Repeatable, {BASE_SIZE_FORM}: --source-base-size for the self-training rounds only; not given or "
+    "'none': the warm-up's list. The authors' GTA5 self-training: 720x1280:2 and 1052x1914:1 (the paper "
+    "preset; their warm-up takes 1 and 2)."))
+ADAPT_SELFTRAIN_TARGET_BASE_SIZE = typer.Option(None, "--selftrain-target-base-size", help=(
+    f"Repeatable, {BASE_SIZE_FORM}: --target-base-size for the self-training rounds only; not given or "
+    "'none': the warm-up's list. The authors' Cityscapes self-training: 512x1024:2 and 1024x2048:1 (the "
+    "paper preset; their warm-up takes 1 and 2)."))
+PSEUDO_SIZE = typer.Option(None, help=(
+    "Size of the target images that pseudo-labels and centroids are computed from: native (their own "
+    "size, the pseudo-labels stored at it; the centroids at the smallest evaluation scale: the authors' "
+    "code predicts Cityscapes at 1024x2048 + 512x1024 and takes centroids from 512x1024; the paper preset) "
+    "or base (resized to base_size; cpu and gpu presets)."))
 DISTIL_RESOLUTION = typer.Option(None, help=(
     "Symmetric distillation computed on logits upsampled to the crop (crop: bilinear, align_corners=True, "
     "the authors' code and the paper preset) or at the network's output stride (output: cpu and gpu presets)."))
@@ -224,9 +245,10 @@ def base_sizes_value(values: list[str] | None, option: str,
     return tuple(parsed)
 
 
-def base_size_settings(source_values: list[str] | None, target_values: list[str] | None,
-                       preset_name: str | None, config: Path | None, batch_size: int | None) -> dict[str, Any]:
-    """The source_base_sizes and target_base_sizes settings of the options (None: not given)."""
+def base_size_settings(given: dict[str, tuple[str, list[str] | None]], preset_name: str | None,
+                       config: Path | None, batch_size: int | None) -> dict[str, Any]:
+    """The per-dataset base-size settings of the options: ``given`` maps each setting to (the option that
+    sets it, the option's values or None when not given)."""
 
     def batch() -> int:  # a size given without :N takes the whole batch the command will run with
         if batch_size is not None:
@@ -236,8 +258,7 @@ def base_size_settings(source_values: list[str] | None, target_values: list[str]
         except ConfigError as e:
             raise typer.BadParameter(str(e), param_hint="--config") from None
 
-    return {"source_base_sizes": base_sizes_value(source_values, "--source-base-size", batch),
-            "target_base_sizes": base_sizes_value(target_values, "--target-base-size", batch)}
+    return {name: base_sizes_value(values, option, batch) for name, (option, values) in given.items()}
 
 
 def pretrained_value(value: str | None) -> str | None:

@@ -34,14 +34,25 @@ def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
 
     given = {k: v for k, v in options.items() if k in field_names()}
     given.update(source=check_spec(options["source"], "--source"), target=check_spec(options["target"], "--target"),
-                 val=check_spec(options["val"], "--val"), **overrides)
+                 val=check_spec(options["val"], "--val"))
     if "pretrained" in given:
         given["pretrained"] = opt.pretrained_value(given["pretrained"])
-    given.update(opt.base_size_settings(options["source_base_size"], options["target_base_size"], options["preset"],
-                                        options["config"], options["batch_size"]))
+    given.update(opt.base_size_settings(_base_size_options(options), options["preset"], options["config"],
+                                        options["batch_size"]))
+    given.update(overrides)
     # file options (--translator-weights, --init) are settings as plain strings, as config.yaml holds them
     given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
     return build_config(options["preset"], options["config"], **given)
+
+
+# The per-dataset base-size parameters a stage command may have; each sets the setting of its name + "s".
+BASE_SIZE_PARAMS = ("source_base_size", "target_base_size", "selftrain_source_base_size", "selftrain_target_base_size")
+
+
+def _base_size_options(options: dict[str, Any]) -> dict[str, tuple[str, list[str] | None]]:
+    """setting -> (option, values given) for the base-size parameters among ``options``."""
+    return {f"{param}s": ("--" + param.replace("_", "-"), options[param]) for param in BASE_SIZE_PARAMS
+            if param in options}
 
 
 @friendly
@@ -76,7 +87,8 @@ def warmup(
     from diga.engine.pipeline import train_stage
     from diga.engine.warmup import WarmupTrainer
 
-    cfg = _config(options)
+    # The warm-up never reads self-training's base sizes: a preset's must not block another batch size.
+    cfg = _config(options, selftrain_source_base_sizes=(), selftrain_target_base_sizes=())
     if not cfg.source:
         raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
     result = train_stage(WarmupTrainer, cfg, opt.run_dir(project, "warmup", name), resume=resume)
@@ -100,11 +112,11 @@ def selftrain(
     backbone_bn_affine: Optional[str] = opt.BACKBONE_BN_AFFINE,
     base_resize: Optional[str] = opt.BASE_RESIZE, crop_fill: Optional[str] = opt.CROP_FILL,
     scale_mode: Optional[str] = opt.SCALE_MODE,
-    source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
-    target_base_size: Optional[list[str]] = opt.TARGET_BASE_SIZE,
+    source_base_size: Optional[list[str]] = opt.SELFTRAIN_SOURCE_BASE_SIZE,
+    target_base_size: Optional[list[str]] = opt.SELFTRAIN_TARGET_BASE_SIZE,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION, teacher_mode: Optional[str] = opt.TEACHER_MODE,
     blend_space: Optional[str] = opt.BLEND_SPACE, student_forward: Optional[str] = opt.STUDENT_FORWARD,
-    loss_norm: Optional[str] = opt.LOSS_NORM,
+    loss_norm: Optional[str] = opt.LOSS_NORM, pseudo_size: Optional[str] = opt.PSEUDO_SIZE,
     label_space: Optional[str] = opt.LABEL_SPACE, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
@@ -118,7 +130,11 @@ def selftrain(
 
     if rounds is None and config is None:
         rounds = 1  # one round unless asked (the rounds default of the config is adapt's)
-    cfg = _config(options, steps=None, selftrain_steps=steps, rounds=rounds)
+    # As --steps sets selftrain_steps, a base-size list given here is the one self-training reads: it
+    # replaces the warm-up's list and the config's self-training list of its side gives way to it.
+    cfg = _config(options, steps=None, selftrain_steps=steps, rounds=rounds,
+                  selftrain_source_base_sizes=() if source_base_size else None,
+                  selftrain_target_base_sizes=() if target_base_size else None)
     results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
     print_stage_result(results[-1])
 
@@ -144,8 +160,11 @@ def adapt(
     scale_mode: Optional[str] = opt.SCALE_MODE,
     source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
     target_base_size: Optional[list[str]] = opt.TARGET_BASE_SIZE,
+    selftrain_source_base_size: Optional[list[str]] = opt.ADAPT_SELFTRAIN_SOURCE_BASE_SIZE,
+    selftrain_target_base_size: Optional[list[str]] = opt.ADAPT_SELFTRAIN_TARGET_BASE_SIZE,
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION, teacher_mode: Optional[str] = opt.TEACHER_MODE,
     blend_space: Optional[str] = opt.BLEND_SPACE, student_forward: Optional[str] = opt.STUDENT_FORWARD,
+    pseudo_size: Optional[str] = opt.PSEUDO_SIZE,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
     head_norm: Optional[str] = opt.HEAD_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,

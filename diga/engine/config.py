@@ -40,10 +40,17 @@ class StageConfig:
     # each entry's sub-batch, in list order (the authors' loaders: one per size, e.g. GTA5 1 crop
     # from 720x1280 and 2 from 1052x1914). The counts of a side sum to batch_size. None (or empty):
     # the whole batch from base_size, so that older config files keep their meaning. Read by the
-    # warm-up and self-training (source, target and pseudo-labelled target crops); plain supervised
-    # training, the translator, pseudo-labels, centroids and label-free signals keep base_size.
+    # warm-up and, unless its own lists below are set, self-training (source, target and
+    # pseudo-labelled target crops); plain supervised training, the translator and label-free
+    # signals keep base_size, pseudo-labels and centroids follow pseudo_size.
     source_base_sizes: tuple[tuple[int, int, int], ...] | None = None
     target_base_sizes: tuple[tuple[int, int, int], ...] | None = None
+    # Self-training's own lists, in the same form: the authors' self-training takes the counts the
+    # other way round from their warm-up (2 + 1 crops where the warm-up takes 1 + 2). None (or empty):
+    # the two lists above, so that older config files keep their meaning. pipeline.selftrain_config
+    # puts them in the self-training stage's config.
+    selftrain_source_base_sizes: tuple[tuple[int, int, int], ...] | None = None
+    selftrain_target_base_sizes: tuple[tuple[int, int, int], ...] | None = None
     eval_size: tuple[int, int] | None = None  # None: evaluate at the val images' own size
     batch_size: int = 3
     accumulate: int = 1  # micro-batches per step (gradient accumulation; same effective batch)
@@ -108,6 +115,10 @@ class StageConfig:
     # Self-training: the student's forward on [x, x_mix] and the one on t_mix apart, each normalised by its
     # own batch statistics (the authors' code, the paper presets), or one forward on all three.
     student_forward: str = "joint"
+    # Pseudo-labels (and centroids) from the target images at their own size, the pseudo-labels stored
+    # at that size (native: the authors' code, the paper preset; see pseudolabels.py), or from the images
+    # resized to base_size, stored at base_size (base).
+    pseudo_size: str = "base"
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -236,8 +247,11 @@ class StageConfig:
         return cls.from_yaml(text, origin=str(path))
 
 
-# The per-dataset base-size settings and the option that sets each.
-BASE_SIZE_LISTS = {"source_base_sizes": "--source-base-size", "target_base_sizes": "--target-base-size"}
+# The per-dataset base-size settings and the option that sets each (`diga selftrain`, which runs
+# self-training alone, sets that stage's lists with the plain options).
+BASE_SIZE_LISTS = {"source_base_sizes": "--source-base-size", "target_base_sizes": "--target-base-size",
+                   "selftrain_source_base_sizes": "--selftrain-source-base-size; diga selftrain: --source-base-size",
+                   "selftrain_target_base_sizes": "--selftrain-target-base-size; diga selftrain: --target-base-size"}
 
 
 def base_size_problems(entries, name: str, option: str, batch_size: int, accumulate: int = 1) -> list[str]:
@@ -258,11 +272,13 @@ def base_size_problems(entries, name: str, option: str, batch_size: int, accumul
 
 
 # The authors' per-dataset base sizes (docs/METHOD.md, data geometry): (height, width, crops per
-# batch) of the warm-up of their GTA5 -> Cityscapes scripts. Their self-training takes the counts
-# the other way round (2 + 1), and their SYNTHIA scripts use 760x1280 + 1140x1920 (1 + 3 in the
-# warm-up, 1 + 2 in self-training): both are options, not presets.
-PAPER_SOURCE_BASE_SIZES = ((720, 1280, 1), (1052, 1914, 2))  # GTA5
-PAPER_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes
+# batch) of their GTA5 -> Cityscapes scripts, smaller base first as they concatenate the batches.
+# Their SYNTHIA scripts use 760x1280 + 1140x1920 (1 + 3 in the warm-up, 1 + 2 in self-training):
+# options, not a preset.
+PAPER_SOURCE_BASE_SIZES = ((720, 1280, 1), (1052, 1914, 2))  # GTA5, warm-up
+PAPER_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes, warm-up
+PAPER_SELFTRAIN_SOURCE_BASE_SIZES = ((720, 1280, 2), (1052, 1914, 1))  # GTA5, self-training
+PAPER_SELFTRAIN_TARGET_BASE_SIZES = ((512, 1024, 2), (1024, 2048, 1))  # Cityscapes, self-training
 
 # The allowed values of the settings that switch between the authors' code and this package.
 SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
@@ -277,6 +293,7 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "teacher_mode": ("train", "eval"),
     "blend_space": ("authors", "unit"),
     "student_forward": ("separate", "joint"),
+    "pseudo_size": ("native", "base"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -294,6 +311,7 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     teacher_mode="eval",
     blend_space="unit",
     student_forward="joint",
+    pseudo_size="base",
 )
 
 # Presets are overrides of the paper defaults.
@@ -302,8 +320,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
     # which `diga adapt` trains first when no --translator-weights file is given).
     "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
-                  blend_space="authors", student_forward="separate",
-                  source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES),
+                  blend_space="authors", student_forward="separate", pseudo_size="native",
+                  source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
+                  selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
+                  selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
     "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors"),

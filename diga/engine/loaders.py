@@ -15,7 +15,7 @@ from ..data.base import worker_start_method
 from ..data.transforms import EvalTransform, TrainTransform
 from ..errors import ConfigError
 from . import runtime
-from .config import StageConfig
+from .config import BASE_SIZE_LISTS, StageConfig
 
 
 class InfiniteSampler(Sampler[int]):
@@ -65,8 +65,9 @@ def side_configs(cfg: StageConfig, side: str) -> list[StageConfig]:
         return [cfg]
     # The worker processes are shared out between the sub-batches' loaders (each keeps at least one).
     workers = -(-cfg.workers // len(entries))
-    return [cfg.replace(base_size=(h, w), batch_size=n, workers=workers, source_base_sizes=None,
-                        target_base_sizes=None) for h, w, n in entries]
+    # A sub-batch's config has no lists of its own (their counts make up the whole batch, not its part).
+    no_lists = dict.fromkeys(BASE_SIZE_LISTS)
+    return [cfg.replace(base_size=(h, w), batch_size=n, workers=workers, **no_lists) for h, w, n in entries]
 
 
 def train_datasets(spec: str, cfg: StageConfig, side: str) -> list[tuple[StageConfig, Dataset]]:

@@ -110,10 +110,13 @@ def warmup_config(cfg: StageConfig) -> StageConfig:
 
 def selftrain_config(cfg: StageConfig, init: Path, manifest: Path, centroids: Path) -> StageConfig:
     """The config of one self-training round: its inputs, and the self-training values of the
-    settings the stages set apart (steps, lambda, beta)."""
+    settings the stages set apart (steps, lambda, beta, per-dataset base sizes; steps and base sizes
+    left unset take the warm-up's)."""
     return cfg.replace(distil_weight=cfg.selftrain_distil_weight, blend_beta=cfg.selftrain_blend_beta,
                        init=str(init), pseudo_labels=str(manifest), centroids=str(centroids),
-                       steps=cfg.selftrain_steps or cfg.steps)
+                       steps=cfg.selftrain_steps or cfg.steps,
+                       source_base_sizes=cfg.selftrain_source_base_sizes or cfg.source_base_sizes,
+                       target_base_sizes=cfg.selftrain_target_base_sizes or cfg.target_base_sizes)
 
 
 def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: Console) -> list[StageResult]:

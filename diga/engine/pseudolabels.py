@@ -3,6 +3,11 @@
 Pseudo-labels are PNG trainIds (one file per target image, written atomically, so generation
 resumes by skipping files that exist) plus ``manifest.json`` written last. Work is split across
 ranks when distributed; inference is batched and fused over scales on the device.
+
+Both steps read the target images resized to ``base_size`` (pseudo_size base), or at their own size
+(pseudo_size native: the authors predict Cityscapes at 1024x2048 and 512x1024 and store the labels at
+1024x2048, and compute the centroids from 512x1024 inputs). A label is stored at the size it was
+predicted at; self-training resizes it (nearest) with its image to whatever size it trains from.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ..data.base import worker_start_method
 from ..data.transforms import TrainTransform, normalize
 from ..errors import DigaError
 from ..evaluate import fused_logits
+from ..inference import scaled_size
 from ..io import atomic_write, atomic_write_text, remove_stale_temps
 from ..method.prototypes import CentroidAccumulator
 from ..method.pseudo import pseudo_labels
@@ -73,21 +79,53 @@ class _Indexed(Dataset):
         return i, image
 
 
-def _batches_by_shape(items, device):
-    """Group a list of (index, image) by image size so that each group is one batch."""
+# Pixels one inference forward may take: a batch of 8 images at the default 720x1280 base size. At
+# native size (pseudo_size native) a batch is split so that it needs no more memory than that: 3
+# Cityscapes images of 1024x2048 a forward.
+PIXELS_PER_FORWARD = 8 * 720 * 1280
+
+
+def _batches_by_shape(items, device, max_pixels: int = PIXELS_PER_FORWARD):
+    """Group a list of (key, uint8 image) by image size: each group, split so that no batch holds more
+    than ``max_pixels`` pixels (at least one image), is one batch -> (keys, float images in [0, 1])."""
     groups: dict[tuple, list] = {}
-    for i, image in items:
-        groups.setdefault(tuple(image.shape), []).append((i, image))
-    for group in groups.values():
-        idx = [i for i, _ in group]
-        x = torch.stack([img for _, img in group]).to(device, non_blocking=True).float().div_(255)
-        yield idx, x
+    for key, image in items:
+        groups.setdefault(tuple(image.shape), []).append((key, image))
+    for shape, group in groups.items():
+        per_batch = max(1, max_pixels // (shape[-2] * shape[-1]))
+        for start in range(0, len(group), per_batch):
+            part = group[start:start + per_batch]
+            x = torch.stack([img for _, img in part]).to(device, non_blocking=True).float().div_(255)
+            yield [key for key, _ in part], x
+
+
+def inference_size(cfg: StageConfig) -> tuple[int, int] | None:
+    """The size target images are resized to for pseudo-labels and centroids: base_size, or with
+    pseudo_size native their own (None), as the authors predict Cityscapes at its 1024x2048."""
+    return None if cfg.pseudo_size == "native" else cfg.base_size
+
+
+def centroid_scale(cfg: StageConfig) -> float:
+    """The factor by which images at :func:`inference_size` are resized for the centroid features: 1,
+    or with pseudo_size native the smallest of eval_scales. The authors compute centroids from
+    512x1024 Cityscapes inputs, the half scale of their 1024x2048 + 512x1024 pseudo-label inference;
+    with one scale (the cpu preset) the images stay at their size."""
+    return min(cfg.eval_scales) if cfg.pseudo_size == "native" else 1.0
+
+
+def _rescaled(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` resized by ``scale`` as :func:`diga.evaluate.fused_logits` resizes its scaled inputs."""
+    size = scaled_size(x.shape[-2:], scale)
+    if size == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def generate_pseudo_labels(
     weights: str | Path, target: str, out_dir: str | Path, cfg: StageConfig, batch_size: int = 8,
 ) -> Path:
-    """Predict every target training image (scales fused by max) -> ``out_dir/labels/*.png``."""
+    """Predict every target training image at :func:`inference_size` (scales fused by max) ->
+    ``out_dir/labels/*.png`` at that size."""
     out_dir = Path(out_dir)
     manifest = out_dir / "manifest.json"
     if manifest.exists():
@@ -107,7 +145,7 @@ def generate_pseudo_labels(
     todo = [i for i in mine if not (labels_dir / names[i]).exists()]
     amp = runtime.amp_dtype(device, cfg.amp)
     if todo:
-        indexed, workers = Subset(_Indexed(dataset, cfg.base_size), todo), min(cfg.workers, 4)
+        indexed, workers = Subset(_Indexed(dataset, inference_size(cfg)), todo), min(cfg.workers, 4)
         loader = DataLoader(indexed, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                             multiprocessing_context=worker_start_method(indexed) if workers > 0 else None)
         with progress_bar(enabled=runtime.is_main()) as progress, torch.inference_mode():
@@ -122,7 +160,7 @@ def generate_pseudo_labels(
     if runtime.is_main():
         entries = [{"image": str(img), "label": names[i]} for i, (img, _) in enumerate(dataset.samples)]
         body = {"weights": str(weights), "target": target, "label_space": space.name,
-                "scales": list(cfg.eval_scales), "resized_to": cfg.base_size, "count": len(entries),
+                "scales": list(cfg.eval_scales), "resized_to": inference_size(cfg), "count": len(entries),
                 "items": entries}
         atomic_write_text(manifest, json.dumps(body, indent=1) + "\n")
     runtime.barrier()
@@ -135,27 +173,30 @@ def _write_png(path: Path, labels: np.ndarray) -> None:
 
 def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path, cfg: StageConfig,
                       batch_size: int = 8) -> Path:
-    """Per-image per-class means of the head features over pseudo-labelled pixels, averaged."""
+    """Per-image per-class means of the head features over pseudo-labelled pixels, averaged. The
+    images are read at :func:`inference_size` and resized by :func:`centroid_scale`; the
+    pseudo-labels are brought to the feature grid (nearest)."""
     out = Path(out)
     if out.exists():
         return out
     device = runtime.resolve_device(cfg.device)
     model, meta = load_model(weights, device)
     space = get_label_space(meta["label_space"])
-    data = PseudoLabelled(manifest, space, transform=None, size=cfg.base_size)
+    data = PseudoLabelled(manifest, space, transform=None, size=inference_size(cfg))
     acc = CentroidAccumulator(space.num_classes, model.feature_dim, min_pixels=5, device=device)
     mine = list(range(runtime.rank(), len(data), runtime.world_size()))
     subset, workers = Subset(data, mine), min(cfg.workers, 4)
-    loader = DataLoader(subset, batch_size=batch_size, num_workers=workers,
+    # Listed, not stacked: images at their own size may differ in size (grouped below).
+    loader = DataLoader(subset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         multiprocessing_context=worker_start_method(subset) if workers > 0 else None)
-    amp = runtime.amp_dtype(device, cfg.amp)
+    amp, scale = runtime.amp_dtype(device, cfg.amp), centroid_scale(cfg)
     with torch.inference_mode():
-        for images, combined in loader:
-            x = images.to(device).float().div_(255)
-            with runtime.autocast(device, amp):
-                _, features = model(normalize(x))
-            pseudo, _ = split_combined(combined.to(device))
-            acc.add(features.float(), pseudo)
+        for items in loader:
+            for combined, x in _batches_by_shape([(label, image) for image, label in items], device):
+                with runtime.autocast(device, amp):
+                    _, features = model(normalize(_rescaled(x, scale)))
+                pseudo, _ = split_combined(torch.stack(combined).to(device))
+                acc.add(features.float(), pseudo)
     if runtime.is_distributed():
         acc.all_reduce()
     if runtime.is_main():
