@@ -59,6 +59,31 @@ def cli():
     return run_cli
 
 
+def stage_configs(command: str, bench: dict[str, str], tmp_path: Path, monkeypatch, *options) -> list:
+    """The StageConfigs `diga COMMAND ... OPTIONS` hands to the engine (which is stopped before it
+    trains anything): how a test checks that a stage command passes a setting on."""
+    from diga.engine import pipeline
+    from diga.engine.config import StageConfig
+
+    seen = []
+
+    def stop(*args, **kwargs):
+        seen.extend(a for a in (*args, *kwargs.values()) if isinstance(a, StageConfig))
+        raise SystemExit(0)
+
+    for engine in ("train_stage", "self_train", "adapt"):
+        monkeypatch.setattr(pipeline, engine, stop)
+    args = [command, "--source", bench["source"], "--target", bench["target"], "--preset", "cpu",
+            "--project", tmp_path, *options]
+    if command == "selftrain":
+        args += ["--init", make_checkpoint(tmp_path / "warm.safetensors")]
+    if command == "adapt":
+        args += ["--no-references"]
+    r = run_cli(*args)
+    assert r.exit_code == 0, r.output
+    return seen
+
+
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 

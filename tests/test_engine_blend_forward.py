@@ -193,28 +193,12 @@ def test_the_paper_presets_take_the_authors_choices_and_the_others_keep_the_earl
 
 
 @pytest.mark.parametrize("command", ["warmup", "selftrain", "adapt"])
-def test_the_stage_commands_pass_the_settings_on(cli, tiny_bench, tmp_path, monkeypatch, command):
-    from conftest import make_checkpoint
+def test_the_stage_commands_pass_the_settings_on(tiny_bench, tmp_path, monkeypatch, command):
+    from conftest import stage_configs
 
-    from diga.engine import pipeline
-
-    seen = []
-
-    def stop(*args, **kwargs):  # the stage's engine: record its config and train nothing
-        seen.extend(a for a in (*args, *kwargs.values()) if isinstance(a, StageConfig))
-        raise SystemExit(0)
-
-    for engine in ("train_stage", "self_train", "adapt"):
-        monkeypatch.setattr(pipeline, engine, stop)
-    args = [command, "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--preset", "cpu",
-            "--blend-space", "authors", "--project", tmp_path]
+    options = ["--blend-space", "authors"]
     if command != "warmup":  # the warm-up has one student forward a step: no such option
-        args += ["--student-forward", "separate"]
-    if command == "selftrain":
-        args += ["--init", make_checkpoint(tmp_path / "warm.safetensors")]
-    if command == "adapt":
-        args += ["--no-references"]
-    r = cli(*args)
-    assert r.exit_code == 0, r.output
+        options += ["--student-forward", "separate"]
+    seen = stage_configs(command, tiny_bench, tmp_path, monkeypatch, *options)
     expected_forward = "joint" if command == "warmup" else "separate"
     assert [(cfg.blend_space, cfg.student_forward) for cfg in seen] == [("authors", expected_forward)]

@@ -158,25 +158,8 @@ def test_a_train_mode_selftraining_step_runs_with_separate_teacher_forwards(tiny
 
 
 @pytest.mark.parametrize("command", ["warmup", "selftrain", "adapt"])
-def test_the_stage_commands_pass_teacher_mode_on(cli, tiny_bench, tmp_path, monkeypatch, command):
-    from conftest import make_checkpoint
+def test_the_stage_commands_pass_teacher_mode_on(tiny_bench, tmp_path, monkeypatch, command):
+    from conftest import stage_configs
 
-    from diga.engine import pipeline
-
-    seen = []
-
-    def stop(*args, **kwargs):  # the stage's engine: record its config and train nothing
-        seen.extend(a for a in (*args, *kwargs.values()) if isinstance(a, StageConfig))
-        raise SystemExit(0)
-
-    for engine in ("train_stage", "self_train", "adapt"):
-        monkeypatch.setattr(pipeline, engine, stop)
-    args = [command, "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--preset", "cpu",
-            "--teacher-mode", "train", "--project", tmp_path]
-    if command == "selftrain":
-        args += ["--init", make_checkpoint(tmp_path / "warm.safetensors")]
-    if command == "adapt":
-        args += ["--no-references"]
-    r = cli(*args)
-    assert r.exit_code == 0, r.output
+    seen = stage_configs(command, tiny_bench, tmp_path, monkeypatch, "--teacher-mode", "train")
     assert [cfg.teacher_mode for cfg in seen] == ["train"]
