@@ -131,6 +131,15 @@ STUDENT_FORWARD = typer.Option(None, help=(
     "Self-training student forwards: separate (the source views and the mixed target crops apart, each "
     "normalised by its own BatchNorm batch statistics: the authors' code and the paper presets) or joint "
     "(one forward on all of them; cpu and gpu presets)."))
+TARGET_MIX_IGNORE = typer.Option(None, help=(
+    "Self-training's target cross-mix on the source's ignore pixels (label 255): paste (pasted with their "
+    "label, so the loss skips them: the authors' code and the paper preset) or keep (the target image and "
+    "its pseudo-label stay there; cpu and gpu presets)."))
+SELECT_UPSAMPLE = typer.Option(None, help=(
+    "Dynamic selection's prototype labels: bilinear (the softmax over the centroid distances upsampled "
+    "bilinearly to the pseudo-label, then the argmax, unseen classes' zero centroids eligible: the authors' "
+    "code and the paper preset) or nearest (the nearest centroid, nearest-upsampled, unseen classes "
+    "excluded; cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")
@@ -139,7 +148,8 @@ DEVICE = typer.Option(None, help="auto, cpu, cuda, cuda:N.")
 WORKERS = typer.Option(None, min=0, help="Data-loading processes (0: load in the training process).")
 EVAL_EVERY = typer.Option(None, min=0, help="Evaluate on --val every this many steps (0: only at the end).")
 SELECT = typer.Option(None, help=(
-    "Model a stage hands on: last, or best (the best step on the --val labels; needs target labels)."))
+    "Model a stage hands on: last, best (the best step on the --val labels; needs target labels) or auto "
+    "(best when labelled --val data is given, else last with a note; the paper preset, as the authors' code)."))
 COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (faster steps after a slow start).")
 SYNC_BN = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs when run with torchrun.")
 PROJECT = typer.Option(Path("runs"), help="Folder of all runs.")

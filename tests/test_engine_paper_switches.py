@@ -25,6 +25,9 @@ SWITCHES = [
     ("teacher_mode", "train", "eval", "--teacher-mode", ("warmup", "selftrain", "adapt")),
     ("blend_space", "authors", "unit", "--blend-space", ("warmup", "selftrain", "adapt")),
     ("student_forward", "separate", "joint", "--student-forward", ("selftrain", "adapt")),
+    ("target_mix_ignore", "paste", "keep", "--target-mix-ignore", ("selftrain", "adapt")),
+    ("select_upsample", "bilinear", "nearest", "--select-upsample", ("selftrain", "adapt")),
+    ("select", "auto", "last", "--select", ("warmup", "selftrain", "adapt")),
 ]
 
 

@@ -115,6 +115,16 @@ class StageConfig:
     # Self-training: the student's forward on [x, x_mix] and the one on t_mix apart, each normalised by its
     # own batch statistics (the authors' code, the paper presets), or one forward on all three.
     student_forward: str = "joint"
+    # Self-training's target cross-mix on the source's ignore pixels (label 255): pasted with their
+    # label, so the mixed crop shows source pixels there and the loss ignores them (paste: the authors'
+    # code, the paper preset), or left to the target image and its pseudo-label (keep; default, cpu and
+    # gpu presets, so that older config files keep their meaning).
+    target_mix_ignore: str = "keep"
+    # Dynamic selection's prototype labels: the softmax over the centroid distances upsampled bilinearly
+    # to the pseudo-label's size, then the argmax, with never-seen classes' zero centroids eligible
+    # (bilinear: the authors' code, the paper preset), or the nearest centroid at the feature
+    # resolution, nearest-upsampled, unseen classes excluded (nearest; default, cpu and gpu presets).
+    select_upsample: str = "nearest"
     # Pseudo-labels (and centroids) from the target images at their own size, the pseudo-labels stored
     # at that size (native: the authors' code, the paper preset; see pseudolabels.py), or from the images
     # resized to base_size, stored at base_size (base).
@@ -126,7 +136,9 @@ class StageConfig:
     ckpt_every: int = 1000
     vis_every: int = 2000
     max_nonfinite: int = 20
-    select: str = "last"  # which checkpoint a stage hands on: last, or best on target-val labels
+    # Which checkpoint a stage hands on: last, best on target-val labels (refused without them), or auto
+    # (best when labelled --val data is given, else last, with a printed note; the paper preset).
+    select: str = "last"
     device: str = "auto"
     amp: str = "auto"  # auto | bf16 | fp16 | fp32
     channels_last: bool = True
@@ -203,7 +215,7 @@ class StageConfig:
 
         choices = {"translator": TRANSLATORS, "selection": ("dynamic", "threshold", "none"),
                    "amp": ("auto", "bf16", "fp16", "fp32"), "color_space": ("lab", "rgb"),
-                   "select": ("last", "best"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models())}
+                   "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models())}
         choices.update(SWITCH_CHOICES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -293,6 +305,8 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "teacher_mode": ("train", "eval"),
     "blend_space": ("authors", "unit"),
     "student_forward": ("separate", "joint"),
+    "target_mix_ignore": ("paste", "keep"),
+    "select_upsample": ("bilinear", "nearest"),
     "pseudo_size": ("native", "base"),
 }
 
@@ -311,6 +325,8 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     teacher_mode="eval",
     blend_space="unit",
     student_forward="joint",
+    target_mix_ignore="keep",
+    select_upsample="nearest",
     pseudo_size="base",
 )
 
@@ -318,9 +334,11 @@ EARLIER_CHOICES: dict[str, Any] = dict(
 PRESETS: dict[str, dict[str, Any]] = {
     # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
-    # which `diga adapt` trains first when no --translator-weights file is given).
+    # which `diga adapt` trains first when no --translator-weights file is given). Each of their stages
+    # keeps the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
     "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
                   blend_space="authors", student_forward="separate", pseudo_size="native",
+                  target_mix_ignore="paste", select_upsample="bilinear", select="auto",
                   source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
                   selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
                   selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES),

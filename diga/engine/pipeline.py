@@ -248,7 +248,13 @@ def _adapt(cfg: StageConfig, run_dir: Path, references: dict[str, Reference] | N
 
 def _protocol(cfg: StageConfig) -> str:
     return (f"{cfg.label_space}, mIoU over the target-val confusion matrix, scales "
-            f"{list(cfg.eval_scales)} max-fused, model handed on per stage: {cfg.select}")
+            f"{list(cfg.eval_scales)} max-fused, model handed on per stage: {_handed_on(cfg)}")
+
+
+def _handed_on(cfg: StageConfig) -> str:
+    if cfg.select != "auto":
+        return cfg.select
+    return "best (auto, labelled --val data)" if cfg.val else "last (auto, no --val)"
 
 
 def _write_final(weights: Path, final: Path, before: Path | None, run_dir: Path) -> None:

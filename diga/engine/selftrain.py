@@ -17,6 +17,7 @@ from ..method.prototypes import (
     batch_class_sums,
     image_class_means,
     prototype_labels,
+    prototype_labels_bilinear,
     select_dynamic,
     select_none,
     select_threshold,
@@ -64,7 +65,11 @@ class SelfTrainer(Trainer):
     def select(self, pseudo: torch.Tensor, t_logits: torch.Tensor, t_feats: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if cfg.selection == "dynamic":
-            proto = prototype_labels(t_feats.float(), self.centroids, self.centroid_valid)
+            if cfg.select_upsample == "bilinear":
+                proto = prototype_labels_bilinear(t_feats.float(), self.centroids, pseudo.shape[-2:],
+                                                  self.centroid_valid)
+            else:
+                proto = prototype_labels(t_feats.float(), self.centroids, self.centroid_valid)
             return select_dynamic(pseudo, proto)
         if cfg.selection == "threshold":
             probs = F.interpolate(t_logits.float(), size=pseudo.shape[-2:], mode="bilinear",
@@ -150,7 +155,8 @@ class SelfTrainer(Trainer):
         self.count(pseudo, kept, gt)
         self.update_centroids(t_feats[n:], torch.cat([y, kept]), t_logits[n:])
         t_aug = augment_and_blend(t, beta=cfg.blend_beta, generator=self.gen, space=cfg.blend_space)
-        t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen)
+        t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen,
+                                        paste_ignore=cfg.target_mix_ignore == "paste")
         s_logits = self.student_logits(x, x_mix, t_mix).float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
         distil = distillation_from_logits(s_clean, s_mix, t_logits[:n], t_logits[n:2 * n],

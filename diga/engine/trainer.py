@@ -151,8 +151,12 @@ class Trainer:
             if not getattr(self.val_set, "has_labels", True):
                 self.console.print(f"[yellow]{self.cfg.val} has no labels: no validation mIoU[/]")
                 self.val_set = None
-        if self.cfg.select == "best" and self.val_set is None:
+        if self.cfg.select in ("best", "auto") and self.val_set is None:
             why = f"{self.cfg.val} has no labels" if self.cfg.val else "no --val was given"
+            if self.cfg.select == "auto":
+                self.console.print(f"[yellow]--select auto: {why}, so this {self.stage} stage hands on its "
+                                   "last step (the best step needs labelled --val data)[/]")
+                return
             raise ConfigError(f"--select best hands on the step with the best mIoU on labelled --val data, and {why}; "
                               "give labelled --val data or use --select last")
 
@@ -485,7 +489,8 @@ class Trainer:
         self.save_checkpoint(cfg.steps)
         # "best" needs target-val labels and is opt-in: picking checkpoints on target labels is
         # not available to a user with unlabelled footage, so the default hands on the last step.
-        use_best = cfg.select == "best" and (self.weights_dir / "best.safetensors").exists()
+        # "auto" (the paper preset) is "best" when labelled --val data was given, else "last".
+        use_best = cfg.select in ("best", "auto") and (self.weights_dir / "best.safetensors").exists()
         tag = "best" if use_best else "last"
         summary = {
             "stage": self.stage, "steps": cfg.steps, "final": metrics, "best": self.best,

@@ -70,9 +70,14 @@ def make_cross_domain_mixture(x: torch.Tensor, labels: torch.Tensor, x_aug: torc
 
 def target_cross_mix(src_img: torch.Tensor, src_lbl: torch.Tensor, tgt_img: torch.Tensor,
                      tgt_lbl: torch.Tensor, num_classes: int,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste a random half of each source image's classes onto its target image -> (t_mix, y_mix)."""
+                     generator: torch.Generator | None = None,
+                     paste_ignore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste a random half of each source image's classes onto its target image -> (t_mix, y_mix).
+
+    ``paste_ignore``: the source's ignore pixels (and any id outside the classes) are pasted too, image
+    and label, so the loss skips them (the authors' code); otherwise they keep the target image and its
+    label. The random draw of the classes is the same either way."""
     if src_img.shape != tgt_img.shape or src_lbl.shape != tgt_lbl.shape:
         raise ValueError("target_cross_mix needs source and target batches of equal shape")
-    mask = class_mix_mask(src_lbl, num_classes, generator, include_ignore=False)
+    mask = class_mix_mask(src_lbl, num_classes, generator, include_ignore=paste_ignore)
     return mix(mask, src_img, tgt_img), mix(mask, src_lbl.long(), tgt_lbl.long())

@@ -105,6 +105,23 @@ def prototype_labels(features: torch.Tensor, centroids: torch.Tensor,
     return d2.argmin(dim=1)
 
 
+def prototype_labels_bilinear(features: torch.Tensor, centroids: torch.Tensor, size: tuple[int, int],
+                              valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,H,W) prototype labels at ``size``: softmax(-||f - c||_2) over the classes, upsampled bilinearly
+    (corners aligned) to ``size``, then the argmax (the authors' selection). Invalid centroids count as
+    zero vectors and stay eligible, as the never-updated centroids of classes a model has not seen."""
+    f = features.detach().float()
+    c = centroids.float()
+    if valid is not None:
+        c = torch.where(valid[:, None], c, torch.zeros_like(c))
+    with torch.autocast(device_type=f.device.type, enabled=False):
+        d2 = ((f * f).sum(1, keepdim=True) + (c * c).sum(1)[None, :, None, None]
+              - 2.0 * torch.einsum("bdhw,cd->bchw", f, c))
+        weights = (-d2.clamp_min(0).sqrt()).softmax(dim=1)
+        weights = F.interpolate(weights, size=tuple(size), mode="bilinear", align_corners=True)
+    return weights.argmax(dim=1)
+
+
 def select_dynamic(pseudo: torch.Tensor, proto: torch.Tensor) -> torch.Tensor:
     """Keep pseudo-labels where they equal the prototype label (nearest-upsampled), else 255."""
     proto = _to_size(proto, pseudo.shape[-2:])
