@@ -85,6 +85,14 @@ CROP_FILL = typer.Option(None, help=(
 SCALE_MODE = typer.Option(None, help=(
     "Random rescale: axis (height and width each by their own factor from the scale range, U[0.7, 1]: the "
     "authors' code and the paper preset) or iso (one factor for both sides; the other presets)."))
+MIX_COUNT = typer.Option(None, help=(
+    "How many classes the class mixtures take per source image: authors (half of the distinct label values, "
+    "rounded down, the ignore label among them when present: the authors' code and the paper preset) or "
+    "ceil (half of the real classes, rounded up; cpu and gpu presets)."))
+CROP_RETRY = typer.Option(None, min=0, help=(
+    "Source crops: draw the rescale, crop and flip up to N times, keeping the first where at least two classes "
+    "each cover more than 2 % of the crop (else the last); 5: the authors' code and the paper preset; "
+    "0: one draw (cpu and gpu presets)."))
 BASE_SIZE_FORM = "HxW[:N] (height x width, crops per batch)"
 SOURCE_BASE_SIZE = typer.Option(None, "--source-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: N source crops of each batch resized from this base size instead of the "

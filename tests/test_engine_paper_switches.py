@@ -28,6 +28,8 @@ SWITCHES = [
     ("target_mix_ignore", "paste", "keep", "--target-mix-ignore", ("selftrain", "adapt")),
     ("select_upsample", "bilinear", "nearest", "--select-upsample", ("selftrain", "adapt")),
     ("select", "auto", "last", "--select", ("warmup", "selftrain", "adapt")),
+    ("mix_count", "authors", "ceil", "--mix-count", ("warmup", "selftrain", "adapt")),
+    ("crop_retry", 5, 0, "--crop-retry", ("warmup", "selftrain", "adapt")),
 ]
 
 

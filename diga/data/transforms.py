@@ -71,6 +71,18 @@ CROP_FILLS = ("stretch", "pad", "rescale")
 # How the random rescale draws its factor: one for both sides (aspect ratio kept), or one per side
 # (the authors' code: height and width each by U[0.7, 1], so the aspect ratio changes too).
 SCALE_MODES = ("iso", "axis")
+# The check a redrawn crop must pass (``crop_retry``): at least this many classes (ignore excluded)
+# each covering more than this share of the crop (the authors' GTA5 and SYNTHIA loaders).
+RETRY_MIN_CLASSES = 2
+RETRY_MIN_SHARE = 0.02
+
+
+def crop_passes(label: torch.Tensor) -> bool:
+    """Whether at least RETRY_MIN_CLASSES labels other than ignore each cover more than
+    RETRY_MIN_SHARE of ``label``'s pixels (ignore pixels count in the total)."""
+    values, counts = torch.unique(label, return_counts=True)
+    share = counts.double() / label.numel()
+    return int(((share > RETRY_MIN_SHARE) & (values != IGNORE_INDEX)).sum()) >= RETRY_MIN_CLASSES
 
 
 def _resize_pair(img: tv_tensors.Image, mask: tv_tensors.Mask,
@@ -92,11 +104,15 @@ class TrainTransform:
     ratio, ``"cover"``), random rescale by a factor in ``scale`` (one for both sides,
     ``scale_mode="iso"``, or one per side, ``"axis"``), random crop of ``crop`` (where the
     image is smaller: ``crop_fill``, see CROP_FILLS), random horizontal flip. Sizes are (height,
-    width). Randomness comes from ``torch``'s generator (seeded per DataLoader worker)."""
+    width). Randomness comes from ``torch``'s generator (seeded per DataLoader worker).
+
+    ``crop_retry`` N > 0: the rescale, crop and flip are drawn up to N times, and the first draw whose
+    label passes :func:`crop_passes` is kept (none passes: the last); 0: one draw, unchecked."""
 
     def __init__(self, crop: tuple[int, int] | int, scale: tuple[float, float] = (0.5, 1.5),
                  base_size: tuple[int, int] | None = None, hflip: bool = True,
-                 base_resize: str = "stretch", crop_fill: str = "pad", scale_mode: str = "iso"):
+                 base_resize: str = "stretch", crop_fill: str = "pad", scale_mode: str = "iso",
+                 crop_retry: int = 0):
         self.crop = _pair_size(crop, "crop")
         self.base_size = _pair_size(base_size, "base_size")
         lo, hi = (float(s) for s in scale)
@@ -108,6 +124,9 @@ class TrainTransform:
             raise ValueError(f"crop_fill must be one of {', '.join(CROP_FILLS)}, got {crop_fill!r}")
         if scale_mode not in SCALE_MODES:
             raise ValueError(f"scale_mode must be one of {', '.join(SCALE_MODES)}, got {scale_mode!r}")
+        if isinstance(crop_retry, bool) or not isinstance(crop_retry, int) or crop_retry < 0:
+            raise ValueError(f"crop_retry must be an integer >= 0, got {crop_retry!r}")
+        self.crop_retry = crop_retry
         self.scale, self.scale_mode = (lo, hi), scale_mode
         self.hflip = hflip
         self.base_resize, self.crop_fill = base_resize, crop_fill
@@ -123,6 +142,15 @@ class TrainTransform:
                 size = covering_size(tuple(img.shape[-2:]), self.base_size)
             if tuple(img.shape[-2:]) != size:
                 img, mask = _resize_pair(img, mask, list(size))
+        for _ in range(max(self.crop_retry - 1, 0)):
+            out = self._random_crop(img, mask)
+            if crop_passes(out[1]):
+                return _unwrap(*out)
+        return _unwrap(*self._random_crop(img, mask))
+
+    def _random_crop(self, img: tv_tensors.Image,
+                     mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        """One draw of the random rescale, crop and flip."""
         lo, hi = self.scale
         fy = lo + (hi - lo) * float(torch.rand(()))
         fx = lo + (hi - lo) * float(torch.rand(())) if self.scale_mode == "axis" else fy
@@ -133,7 +161,7 @@ class TrainTransform:
         img, mask = self._crop(img, mask)
         if self.hflip and float(torch.rand(())) < 0.5:
             img, mask = F.horizontal_flip(img), F.horizontal_flip(mask)
-        return _unwrap(img, mask)
+        return img, mask
 
     def _fill(self, img: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """An image smaller than the crop, stretched or rescaled to fit it (``pad``: left to the crop)."""
@@ -146,7 +174,8 @@ class TrainTransform:
     def __repr__(self) -> str:
         return (f"TrainTransform(crop={self.crop}, scale={self.scale}, scale_mode={self.scale_mode!r}, "
                 f"base_size={self.base_size}, "
-                f"hflip={self.hflip}, base_resize={self.base_resize!r}, crop_fill={self.crop_fill!r})")
+                f"hflip={self.hflip}, base_resize={self.base_resize!r}, crop_fill={self.crop_fill!r}, "
+                f"crop_retry={self.crop_retry})")
 
 
 class EvalTransform:

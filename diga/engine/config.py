@@ -125,6 +125,17 @@ class StageConfig:
     # (bilinear: the authors' code, the paper preset), or the nearest centroid at the feature
     # resolution, nearest-upsampled, unseen classes excluded (nearest; default, cpu and gpu presets).
     select_upsample: str = "nearest"
+    # How many classes the class-mix masks (the warm-up's and self-training's cross-domain mixture,
+    # self-training's target cross-mix) take per source image: floor(m/2) of the m distinct label
+    # values, the ignore label among them when present (authors: their scripts' draw from unique(y)),
+    # or ceil(n/2) of the n real classes (ceil; default, cpu and gpu presets).
+    mix_count: str = "ceil"
+    # Source training crops: up to this many draws of the random rescale, crop and flip, the first
+    # where at least two classes (ignore excluded) each cover more than 2 % of the crop kept, else the
+    # last (5: the authors' GTA5 and SYNTHIA loaders, the paper preset); 0 (default, cpu and gpu
+    # presets): one draw, no check. Target and pseudo-labelled crops are never redrawn (the authors'
+    # Cityscapes loader does not).
+    crop_retry: int = 0
     # Pseudo-labels (and centroids) from the target images at their own size, the pseudo-labels stored
     # at that size (native: the authors' code, the paper preset; see pseudolabels.py), or from the images
     # resized to base_size, stored at base_size (base).
@@ -200,6 +211,8 @@ class StageConfig:
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
         if not 0 < self.scale[0] <= self.scale[1]:
             problems.append(f"scale must be 0 < min <= max (got {self.scale})")
+        if isinstance(self.crop_retry, bool) or not isinstance(self.crop_retry, int) or self.crop_retry < 0:
+            problems.append(f"crop_retry must be an integer >= 0 (got {self.crop_retry!r})")
         if self.rounds < 0:
             problems.append(f"rounds must be >= 0 (got {self.rounds})")
         if self.lr <= 0:
@@ -307,6 +320,7 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "student_forward": ("separate", "joint"),
     "target_mix_ignore": ("paste", "keep"),
     "select_upsample": ("bilinear", "nearest"),
+    "mix_count": ("authors", "ceil"),
     "pseudo_size": ("native", "base"),
 }
 
@@ -327,6 +341,8 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     student_forward="joint",
     target_mix_ignore="keep",
     select_upsample="nearest",
+    mix_count="ceil",
+    crop_retry=0,
     pseudo_size="base",
 )
 
@@ -338,7 +354,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # keeps the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
     "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
                   blend_space="authors", student_forward="separate", pseudo_size="native",
-                  target_mix_ignore="paste", select_upsample="bilinear", select="auto",
+                  target_mix_ignore="paste", select_upsample="bilinear", select="auto", mix_count="authors",
+                  crop_retry=5,
                   source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
                   selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
                   selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES),

@@ -41,10 +41,12 @@ class InfiniteSampler(Sampler[int]):
             epoch, offset = epoch + 1, 0
 
 
-def train_transform(cfg: StageConfig) -> TrainTransform:
-    """The geometric training augmentation the settings describe (source, target and pseudo-labelled sets)."""
+def train_transform(cfg: StageConfig, side: str = "source") -> TrainTransform:
+    """The geometric training augmentation the settings describe (source, target and pseudo-labelled
+    sets); ``crop_retry`` applies to the labelled source side only, as the authors' loaders."""
     return TrainTransform(crop=cfg.crop, scale=cfg.scale, base_size=cfg.base_size, base_resize=cfg.base_resize,
-                          crop_fill=cfg.crop_fill, scale_mode=cfg.scale_mode)
+                          crop_fill=cfg.crop_fill, scale_mode=cfg.scale_mode,
+                          crop_retry=cfg.crop_retry if side == "source" else 0)
 
 
 # Per-dataset base sizes (source_base_sizes, target_base_sizes): a side's batch is made of one
@@ -72,7 +74,7 @@ def side_configs(cfg: StageConfig, side: str) -> list[StageConfig]:
 
 def train_datasets(spec: str, cfg: StageConfig, side: str) -> list[tuple[StageConfig, Dataset]]:
     """(sub-batch config, dataset) for each base size of ``side``."""
-    parts = [(part, train_dataset(spec, part)) for part in side_configs(cfg, side)]
+    parts = [(part, train_dataset(spec, part, side=side)) for part in side_configs(cfg, side)]
     check_batch_fits(len(parts[0][1]), cfg, spec)  # the whole batch, as with one base size
     return parts
 
@@ -99,9 +101,9 @@ def _cat(items: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return out.pin_memory() if items[0].is_pinned() else out
 
 
-def train_dataset(spec: str, cfg: StageConfig, split: str = "train", **kw) -> Dataset:
+def train_dataset(spec: str, cfg: StageConfig, split: str = "train", side: str = "source", **kw) -> Dataset:
     dataset = build_dataset(spec, split=split, label_space=get_label_space(cfg.label_space),
-                            transform=train_transform(cfg), **kw)
+                            transform=train_transform(cfg, side), **kw)
     check_batch_fits(len(dataset), cfg, spec)
     check_crop_fits(dataset, cfg, spec)
     return dataset

@@ -50,7 +50,7 @@ class SelfTrainer(Trainer):
         # sub-batch's transform brings both to its base size (the authors resize image and pseudo-label
         # together to each of their two sizes).
         size = None if cfg.target_base_sizes else cfg.base_size
-        self.pseudo_parts = [(part, PseudoLabelled(cfg.pseudo_labels, self.space, train_transform(part), size=size))
+        self.pseudo_parts = [(part, PseudoLabelled(cfg.pseudo_labels, self.space, train_transform(part, "target"), size=size))
                              for part in side_configs(cfg, "target")]
         self.pseudo_set = self.pseudo_parts[0][1]
         self.centroids, self.centroid_valid = load_centroids(cfg.centroids, self.device)
@@ -156,7 +156,7 @@ class SelfTrainer(Trainer):
         self.update_centroids(t_feats[n:], torch.cat([y, kept]), t_logits[n:])
         t_aug = augment_and_blend(t, beta=cfg.blend_beta, generator=self.gen, space=cfg.blend_space)
         t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen,
-                                        paste_ignore=cfg.target_mix_ignore == "paste")
+                                        paste_ignore=cfg.target_mix_ignore == "paste", count=cfg.mix_count)
         s_logits = self.student_logits(x, x_mix, t_mix).float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
         distil = distillation_from_logits(s_clean, s_mix, t_logits[:n], t_logits[n:2 * n],

@@ -54,5 +54,5 @@ class SourceBranch:
         if not cfg.mix:
             return {"x": x, "x_translated": x, "x_mix": x_aug}
         x_tr = self.translator(x, t_pool if t_pool is not None else x, generator)
-        mask = class_mix_mask(y, self.space.num_classes, generator)
+        mask = class_mix_mask(y, self.space.num_classes, generator, count=cfg.mix_count)
         return {"x": x, "x_translated": x_tr, "x_mix": cross_domain_mixture(x_aug, x_tr, mask)}

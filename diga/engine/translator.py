@@ -181,7 +181,7 @@ class TranslatorTrainer:
         if not getattr(self.source_set, "has_labels", True):
             raise ConfigError(f"--source {self.cfg.source} has no labels; the translator keeps the source's "
                               "semantic edges in place and needs labelled source images")
-        self.target_set = train_dataset(self.cfg.target, data)
+        self.target_set = train_dataset(self.cfg.target, data, side="target")
 
     # --- one step -------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:

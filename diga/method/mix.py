@@ -22,28 +22,57 @@ def class_presence(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts[:, :num_classes]
 
 
-def choose_half(present: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B,C) bool presence -> (B,C) bool: a random ceil(n/2) of the present classes per row."""
+# How many classes a class-mix mask takes per image: ceil(n/2) of the n classes present (ceil, as
+# DACS), or floor(m/2) drawn from the m distinct label values present, the ignore label counting as
+# one of them when the image has ignore pixels (authors: their training scripts sample from
+# ``unique(y)``, 255 included, so a drawn 255 takes the place of a class).
+MIX_COUNTS = ("authors", "ceil")
+
+
+def choose_half(present: torch.Tensor, generator: torch.Generator | None = None,
+                count: str = "ceil", ignore_present: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,C) bool presence -> (B,C) bool: a random half of the present classes per row.
+
+    ``count="ceil"``: ceil(n/2) of the n present classes. ``count="authors"``: floor(m/2) draws
+    without replacement from the m candidates, the present classes plus, where ``ignore_present``
+    (B,) is true, the ignore label; a drawn ignore label is not a class, so the row then keeps one
+    class fewer. The ignore label's own membership of the mask is the caller's (``include_ignore``)."""
+    if count not in MIX_COUNTS:
+        raise ValueError(f"count must be one of {', '.join(MIX_COUNTS)}, got {count!r}")
     b, c = present.shape
-    scores = rand((b, c), present, generator)
-    # Absent classes get score 2 (> any draw) so they rank after every present class.
-    scores = torch.where(present, scores, 2.0)
-    rank = scores.argsort(dim=1).argsort(dim=1)  # rank of each class within its row
+    if count == "authors":
+        if ignore_present is None:
+            ignore_present = torch.zeros(b, dtype=torch.bool, device=present.device)
+        candidates = torch.cat((present, ignore_present.view(b, 1).to(torch.bool)), dim=1)
+        k = candidates.sum(dim=1, keepdim=True) // 2  # floor(m/2), ignore among the m
+        return (candidates & (_rank(candidates, generator) < k))[:, :c]
     n = present.sum(dim=1, keepdim=True)
     k = (n + 1) // 2  # ceil(n/2), as DACS
-    return present & (rank < k)
+    return present & (_rank(present, generator) < k)
+
+
+def _rank(present: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Each column's rank in a random order of its row, present columns first."""
+    scores = rand(tuple(present.shape), present, generator)
+    # Absent classes get score 2 (> any draw) so they rank after every present class.
+    scores = torch.where(present, scores, 2.0)
+    return scores.argsort(dim=1).argsort(dim=1)
 
 
 def class_mix_mask(labels: torch.Tensor, num_classes: int, generator: torch.Generator | None = None,
-                   include_ignore: bool = True) -> torch.Tensor:
-    """(B,H,W) bool: pixels of a random half of each image's classes (+ ignore pixels if asked)."""
+                   include_ignore: bool = True, count: str = "ceil") -> torch.Tensor:
+    """(B,H,W) bool: pixels of a random half of each image's classes (+ ignore pixels if asked).
+
+    ``count``: how many classes, see :func:`choose_half` (ignore and out-of-range ids are one
+    candidate with ``"authors"``)."""
     b = labels.shape[0]
-    chosen = choose_half(class_presence(labels, num_classes) > 0, generator)
+    lbl = labels.reshape(b, -1).long()
+    lbl = torch.where((lbl >= 0) & (lbl < num_classes), lbl, num_classes)
+    ignore_present = (lbl == num_classes).any(dim=1) if count == "authors" else None
+    chosen = choose_half(class_presence(labels, num_classes) > 0, generator, count, ignore_present)
     # Column C answers for ignore / out-of-range pixels.
     extra = torch.full((b, 1), include_ignore, dtype=torch.bool, device=labels.device)
     table = torch.cat((chosen, extra), dim=1)
-    lbl = labels.reshape(b, -1).long()
-    lbl = torch.where((lbl >= 0) & (lbl < num_classes), lbl, num_classes)
     return table.gather(1, lbl).view(labels.shape)
 
 
@@ -71,13 +100,14 @@ def make_cross_domain_mixture(x: torch.Tensor, labels: torch.Tensor, x_aug: torc
 def target_cross_mix(src_img: torch.Tensor, src_lbl: torch.Tensor, tgt_img: torch.Tensor,
                      tgt_lbl: torch.Tensor, num_classes: int,
                      generator: torch.Generator | None = None,
-                     paste_ignore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                     paste_ignore: bool = False, count: str = "ceil") -> tuple[torch.Tensor, torch.Tensor]:
     """Paste a random half of each source image's classes onto its target image -> (t_mix, y_mix).
 
     ``paste_ignore``: the source's ignore pixels (and any id outside the classes) are pasted too, image
     and label, so the loss skips them (the authors' code); otherwise they keep the target image and its
-    label. The random draw of the classes is the same either way."""
+    label. The random draw of the classes is the same either way. ``count``: how many classes, see
+    :func:`choose_half`."""
     if src_img.shape != tgt_img.shape or src_lbl.shape != tgt_lbl.shape:
         raise ValueError("target_cross_mix needs source and target batches of equal shape")
-    mask = class_mix_mask(src_lbl, num_classes, generator, include_ignore=paste_ignore)
+    mask = class_mix_mask(src_lbl, num_classes, generator, include_ignore=paste_ignore, count=count)
     return mix(mask, src_img, tgt_img), mix(mask, src_lbl.long(), tgt_lbl.long())
