@@ -57,6 +57,20 @@ def test_cache_key_covers_data_and_steps(tiny_cfg):
     assert benchmark._key(tiny_cfg.replace(rounds=5, threshold=0.5), tiny_cfg.source) == key
 
 
+def test_cache_key_ignores_settings_at_their_defaults(tiny_cfg, monkeypatch):
+    """A setting added with a default that keeps the old behaviour must not retrain every cached
+    reference: the key is built from the settings that differ from the defaults only."""
+    from dataclasses import asdict
+
+    key = benchmark._key(tiny_cfg, tiny_cfg.source)
+    assert tiny_cfg.crop_retry == 0  # at its default
+    # the same config as a version without the crop_retry setting sees it
+    monkeypatch.setattr(benchmark, "asdict", lambda obj: {k: v for k, v in asdict(obj).items() if k != "crop_retry"})
+    assert benchmark._key(tiny_cfg, tiny_cfg.source) == key
+    monkeypatch.undo()
+    assert benchmark._key(tiny_cfg.replace(crop_retry=5), tiny_cfg.source) != key  # off its default: a new key
+
+
 def test_oracle_skipped_with_a_message_on_an_unlabelled_folder_target(tiny_cfg, tiny_bench):
     folder = tiny_bench["target"].split(":", 1)[1] + "/leftImg8bit/train"
     cfg = tiny_cfg.replace(target=f"folder:{folder}", eval_every=0, ckpt_every=0, vis_every=0)

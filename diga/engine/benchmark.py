@@ -54,8 +54,12 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
 
 
 def _key(cfg: StageConfig, data: str) -> str:
-    """The cache key of a reference: its training settings, steps and data (train and val specs)."""
-    fields = {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING}
+    """The cache key of a reference: its training settings, steps and data (train and val specs).
+
+    Only settings that differ from StageConfig's defaults enter the key, so a setting added later
+    with a default that keeps the earlier behaviour leaves every cached reference valid."""
+    defaults = asdict(StageConfig())
+    fields = {k: v for k, v in asdict(cfg).items() if k not in _BOOKKEEPING and v != defaults[k]}
     blob = json.dumps([fields, {"train": data, "val": cfg.val, "steps": cfg.steps}], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
