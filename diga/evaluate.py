@@ -85,6 +85,14 @@ def metrics_from_confusion(
 MIN_SCALED_SIDE = 4  # pixels a scale may shrink an image side to
 
 
+def resized(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``x`` (B,C,H,W) resized bilinearly (align_corners=False) to ``size``; itself when already that size:
+    the one resize of multi-scale inference, for its inputs and its logits."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float],
                  amp_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Float32 logits at the input size, max-fused over ``scales`` (the paper's full + half inference).
@@ -104,12 +112,9 @@ def fused_logits(model: torch.nn.Module, x: torch.Tensor, scales: Sequence[float
         if min(scaled) < min(MIN_SCALED_SIDE, *size):  # a 1x1 input gives a number, not a segmentation
             raise ConfigError(f"scale {s:g} shrinks the {size[0]}x{size[1]} input to {scaled[0]}x{scaled[1]} pixels; "
                               f"each scale (--scales) must keep at least {MIN_SCALED_SIDE} pixels per side")
-        xs = x if scaled == size else F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
         with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(xs)[0]
-        logits = logits.float()
-        if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            logits = model(resized(x, scaled))[0]
+        logits = resized(logits.float(), size)
         fused = logits if fused is None else torch.maximum(fused, logits)
     return fused
 

@@ -75,7 +75,8 @@ def side_configs(cfg: StageConfig, side: str) -> list[StageConfig]:
 def train_datasets(spec: str, cfg: StageConfig, side: str) -> list[tuple[StageConfig, Dataset]]:
     """(sub-batch config, dataset) for each base size of ``side``."""
     parts = [(part, train_dataset(spec, part, side=side)) for part in side_configs(cfg, side)]
-    check_batch_fits(len(parts[0][1]), cfg, spec)  # the whole batch, as with one base size
+    if len(parts) > 1:  # each part checked its own crops: now the whole batch, as with one base size
+        check_batch_fits(len(parts[0][1]), cfg, spec)
     return parts
 
 

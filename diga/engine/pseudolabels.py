@@ -30,7 +30,7 @@ from ..data import build_dataset
 from ..data.base import worker_start_method
 from ..data.transforms import TrainTransform, normalize
 from ..errors import DigaError
-from ..evaluate import fused_logits
+from ..evaluate import fused_logits, resized
 from ..inference import scaled_size
 from ..io import atomic_write, atomic_write_text, remove_stale_temps
 from ..method.prototypes import CentroidAccumulator
@@ -113,14 +113,6 @@ def centroid_scale(cfg: StageConfig) -> float:
     return min(cfg.eval_scales) if cfg.pseudo_size == "native" else 1.0
 
 
-def _rescaled(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """``x`` resized by ``scale`` as :func:`diga.evaluate.fused_logits` resizes its scaled inputs."""
-    size = scaled_size(x.shape[-2:], scale)
-    if size == tuple(x.shape[-2:]):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def generate_pseudo_labels(
     weights: str | Path, target: str, out_dir: str | Path, cfg: StageConfig, batch_size: int = 8,
 ) -> Path:
@@ -194,7 +186,7 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
         for items in loader:
             for combined, x in _batches_by_shape([(label, image) for image, label in items], device):
                 with runtime.autocast(device, amp):
-                    _, features = model(normalize(_rescaled(x, scale)))
+                    _, features = model(normalize(resized(x, scaled_size(x.shape[-2:], scale))))
                 pseudo, _ = split_combined(torch.stack(combined).to(device))
                 acc.add(features.float(), pseudo)
     if runtime.is_distributed():

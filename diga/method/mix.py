@@ -11,15 +11,21 @@ from ._rng import rand
 IGNORE_INDEX = 255
 
 
+def _routed_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B,H,W) trainIds -> (B,H*W) long ids, ignore (and any id outside 0..C-1) routed to C."""
+    lbl = labels.reshape(labels.shape[0], -1).long()
+    return torch.where((lbl >= 0) & (lbl < num_classes), lbl, num_classes)
+
+
+def _bin_counts(lbl: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Routed (B,N) ids -> (B,C+1) pixel counts, column C for ignore / out-of-range ids."""
+    counts = torch.zeros(lbl.shape[0], num_classes + 1, dtype=torch.int64, device=lbl.device)
+    return counts.scatter_add_(1, lbl, torch.ones_like(lbl))
+
+
 def class_presence(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(B,H,W) trainIds -> (B,C) pixel counts per class (ignore and out-of-range ids excluded)."""
-    b = labels.shape[0]
-    lbl = labels.reshape(b, -1).long()
-    # Route ignore (and any id >= C) to an extra bin that is dropped afterwards.
-    lbl = torch.where((lbl >= 0) & (lbl < num_classes), lbl, num_classes)
-    counts = torch.zeros(b, num_classes + 1, dtype=torch.int64, device=labels.device)
-    counts.scatter_add_(1, lbl, torch.ones_like(lbl))
-    return counts[:, :num_classes]
+    return _bin_counts(_routed_labels(labels, num_classes), num_classes)[:, :num_classes]
 
 
 # How many classes a class-mix mask takes per image: ceil(n/2) of the n classes present (ceil, as
@@ -66,10 +72,10 @@ def class_mix_mask(labels: torch.Tensor, num_classes: int, generator: torch.Gene
     ``count``: how many classes, see :func:`choose_half` (ignore and out-of-range ids are one
     candidate with ``"authors"``)."""
     b = labels.shape[0]
-    lbl = labels.reshape(b, -1).long()
-    lbl = torch.where((lbl >= 0) & (lbl < num_classes), lbl, num_classes)
-    ignore_present = (lbl == num_classes).any(dim=1) if count == "authors" else None
-    chosen = choose_half(class_presence(labels, num_classes) > 0, generator, count, ignore_present)
+    lbl = _routed_labels(labels, num_classes)
+    present = _bin_counts(lbl, num_classes) > 0  # one pass: the classes and (column C) the ignore label
+    ignore_present = present[:, num_classes] if count == "authors" else None
+    chosen = choose_half(present[:, :num_classes], generator, count, ignore_present)
     # Column C answers for ignore / out-of-range pixels.
     extra = torch.full((b, 1), include_ignore, dtype=torch.bool, device=labels.device)
     table = torch.cat((chosen, extra), dim=1)
