@@ -148,6 +148,14 @@ SELECT_UPSAMPLE = typer.Option(None, help=(
     "bilinearly to the pseudo-label, then the argmax, unseen classes' zero centroids eligible: the authors' "
     "code and the paper preset) or nearest (the nearest centroid, nearest-upsampled, unseen classes "
     "excluded; cpu and gpu presets)."))
+CENTROID_LABELS = typer.Option(None, help=(
+    "Which pixels each class centroid averages between the stages: argmax (where the model's own prediction, "
+    "from the same single-scale forward as the features, says the class: the authors' code and the paper "
+    "presets) or pseudo (where the stored multi-scale pseudo-labels say it; cpu and gpu presets)."))
+CENTROIDS_PER_ROUND = typer.Option(None, help=(
+    "Class centroids of the self-training rounds: keep (computed once from the warm-up model, every round "
+    "starts from them: the authors' code and the paper presets) or recompute (from each round's starting "
+    "model; cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

@@ -30,6 +30,8 @@ SWITCHES = [
     ("select", "auto", "last", "--select", ("warmup", "selftrain", "adapt")),
     ("mix_count", "authors", "ceil", "--mix-count", ("warmup", "selftrain", "adapt")),
     ("crop_retry", 5, 0, "--crop-retry", ("warmup", "selftrain", "adapt")),
+    ("centroid_labels", "argmax", "pseudo", "--centroid-labels", ("selftrain", "adapt")),
+    ("centroids_per_round", "keep", "recompute", "--centroids-per-round", ("selftrain", "adapt")),
 ]
 
 

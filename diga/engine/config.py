@@ -140,6 +140,16 @@ class StageConfig:
     # at that size (native: the authors' code, the paper preset; see pseudolabels.py), or from the images
     # resized to base_size, stored at base_size (base).
     pseudo_size: str = "base"
+    # The pixels each class centroid averages between the stages: where the stored pseudo-labels (fused
+    # over eval_scales, resized nearest to the feature grid) say so (pseudo; default, cpu and gpu
+    # presets), or where the argmax of the very forward that gives the features does (argmax: the
+    # model's own single-scale prediction at the feature resolution, the authors' calc_centroids.py,
+    # the paper presets).
+    centroid_labels: str = "pseudo"
+    # Centroids computed again from each round's starting model (recompute; default, cpu and gpu
+    # presets), or once from the warm-up model and kept for every round (keep: the authors' README runs
+    # the second self-training round with the warm-up's centroid file; the paper presets).
+    centroids_per_round: str = "recompute"
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -322,6 +332,8 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "select_upsample": ("bilinear", "nearest"),
     "mix_count": ("authors", "ceil"),
     "pseudo_size": ("native", "base"),
+    "centroid_labels": ("argmax", "pseudo"),
+    "centroids_per_round": ("keep", "recompute"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -344,6 +356,8 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     mix_count="ceil",
     crop_retry=0,
     pseudo_size="base",
+    centroid_labels="pseudo",
+    centroids_per_round="recompute",
 )
 
 # Presets are overrides of the paper defaults.
@@ -352,25 +366,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
     # which `diga adapt` trains first when no --translator-weights file is given). Each of their stages
     # keeps the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
+    # Their scripts train and infer in fp32 (no autocast anywhere): amp fp32 in the three paper presets.
     "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
                   blend_space="authors", student_forward="separate", pseudo_size="native",
                   target_mix_ignore="paste", select_upsample="bilinear", select="auto", mix_count="authors",
-                  crop_retry=5,
+                  crop_retry=5, centroid_labels="argmax", centroids_per_round="keep", amp="fp32",
                   source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
                   selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
                   selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
-    "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors"),
+    "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors", amp="fp32"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
     # stage (the second view is the augmented labelled image; self-training keeps the target
-    # cross-mix). Their auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md).
+    # cross-mix). Their auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md). Their centroids,
+    # as in adaptation, come from the warm-up model's own argmax and serve both self-training rounds.
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
-        blend_space="authors", student_forward="separate",
+        blend_space="authors", student_forward="separate", centroid_labels="argmax", centroids_per_round="keep",
+        amp="fp32",
     ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).

@@ -119,15 +119,31 @@ def selftrain_config(cfg: StageConfig, init: Path, manifest: Path, centroids: Pa
                        target_base_sizes=cfg.selftrain_target_base_sizes or cfg.target_base_sizes)
 
 
+CENTROIDS_FILE = "centroids.safetensors"
+
+
+def kept_centroids(cfg: StageConfig, r: int, run_dir: Path) -> Path | None:
+    """The centroids self-training round ``r`` reuses, or None when it computes its own from its starting
+    model. With centroids_per_round keep, every round after the first reuses the first round's file,
+    computed from the warm-up model. No copy is made: the round's selftrain/config.yaml names that one
+    file, and a resumed run finds it where round 1 left it."""
+    if cfg.centroids_per_round == "keep" and r > 1:
+        return run_dir / "round1" / CENTROIDS_FILE
+    return None
+
+
 def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: Console) -> list[StageResult]:
-    """``cfg.rounds`` x (pseudo-labels -> centroids -> self-training), each round from the last one's model."""
+    """``cfg.rounds`` x (pseudo-labels -> centroids -> self-training), each round from the last one's model
+    (the centroids of a round computed from that model too, unless :func:`kept_centroids` gives them)."""
     results: list[StageResult] = []
     current = Path(init)
     for r in range(1, cfg.rounds + 1):
         round_dir = run_dir / f"round{r}"
-        console.rule(f"round {r}: pseudo-labels and centroids from {current.name}")
+        kept = kept_centroids(cfg, r, run_dir)
+        console.rule(f"round {r}: pseudo-labels from {current.name}, "
+                     + ("the centroids of round 1" if kept else f"centroids from {current.name}"))
         manifest = generate_pseudo_labels(current, cfg.target, round_dir / "pseudo", cfg)
-        centroids = compute_centroids(current, manifest, round_dir / "centroids.safetensors", cfg)
+        centroids = kept or compute_centroids(current, manifest, round_dir / CENTROIDS_FILE, cfg)
         console.rule(f"stage 2, round {r}: self-training with {cfg.selection} pseudo-label selection")
         stage = run_stage(SelfTrainer, selftrain_config(cfg, current, manifest, centroids),
                           round_dir / "selftrain", console)

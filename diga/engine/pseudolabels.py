@@ -163,11 +163,21 @@ def _write_png(path: Path, labels: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(labels, mode="L").save(tmp, format="PNG"))
 
 
+def centroid_pixel_labels(cfg: StageConfig, logits: torch.Tensor, combined: torch.Tensor) -> torch.Tensor:
+    """(B,h,w) labels that choose the pixels each class centroid averages: the argmax of ``logits`` (the
+    forward that gave the features; centroid_labels argmax, as the authors), or the stored pseudo-labels
+    packed in ``combined`` (pseudo), which the accumulator brings to the feature grid (nearest)."""
+    if cfg.centroid_labels == "argmax":
+        return logits.argmax(1)
+    return split_combined(combined)[0]
+
+
 def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path, cfg: StageConfig,
                       batch_size: int = 8) -> Path:
-    """Per-image per-class means of the head features over pseudo-labelled pixels, averaged. The
-    images are read at :func:`inference_size` and resized by :func:`centroid_scale`; the
-    pseudo-labels are brought to the feature grid (nearest)."""
+    """Per-image per-class means of the head features over the pixels of each class, averaged (classes
+    with fewer than 5 pixels at the feature resolution skip an image). The images are read at
+    :func:`inference_size` and resized by :func:`centroid_scale`; :func:`centroid_pixel_labels` says
+    which pixels belong to a class."""
     out = Path(out)
     if out.exists():
         return out
@@ -186,15 +196,15 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
         for items in loader:
             for combined, x in _batches_by_shape([(label, image) for image, label in items], device):
                 with runtime.autocast(device, amp):
-                    _, features = model(normalize(resized(x, scaled_size(x.shape[-2:], scale))))
-                pseudo, _ = split_combined(torch.stack(combined).to(device))
-                acc.add(features.float(), pseudo)
+                    logits, features = model(normalize(resized(x, scaled_size(x.shape[-2:], scale))))
+                acc.add(features.float(), centroid_pixel_labels(cfg, logits, torch.stack(combined).to(device)))
     if runtime.is_distributed():
         acc.all_reduce()
     if runtime.is_main():
         tensors = {"centroids": acc.centroids().cpu().contiguous(), "valid": acc.valid.cpu().contiguous(),
                    **{f"acc.{k}": v.cpu().contiguous() for k, v in acc.state_dict().items()}}
-        atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata={"weights": str(weights)}))
+        metadata = {"weights": str(weights), "labels": cfg.centroid_labels}
+        atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     runtime.barrier()
     return out
 
