@@ -270,13 +270,17 @@ class StageConfig:
                     f"(got {self.selftrain_batch_size})"]
         if self.batch_size < 1:
             return [f"batch_size must be >= 1 (got {self.batch_size})"]
+        if self.accumulate < 1:
+            return [f"accumulate must divide batch_size into equal micro-batches, so be >= 1 "
+                    f"(got batch_size {self.batch_size}, accumulate {self.accumulate})"]
         selftrain_batch = self.selftrain_batch_size or self.batch_size
+        batches = {"batch_size": self.batch_size}
+        if selftrain_batch != self.batch_size:
+            batches["selftrain_batch_size"] = selftrain_batch
         problems = [f"accumulate must divide {name} into equal micro-batches (got {name} {batch}, "
-                    f"accumulate {self.accumulate})"
-                    for name, batch in (("batch_size", self.batch_size), ("selftrain_batch_size", selftrain_batch))
-                    if self.accumulate < 1 or batch % self.accumulate]
+                    f"accumulate {self.accumulate})" for name, batch in batches.items() if batch % self.accumulate]
         if problems:
-            return problems[:1] if self.accumulate < 1 else problems
+            return problems
         for side in ("source", "target"):
             name, own = f"{side}_base_sizes", f"selftrain_{side}_base_sizes"
             problems += base_size_problems(getattr(self, name), name, BASE_SIZE_LISTS[name], self.batch_size,
