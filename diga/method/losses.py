@@ -52,7 +52,7 @@ def ohem_ce(logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.7, 
     p_true = torch.where(valid, torch.exp(-pixel_ce.detach()), torch.full_like(pixel_ce, 2.0))
     # The cut-off's rank as a device tensor: no host sync on the count of labelled pixels.
     rank = torch.clamp(valid.sum() - 1, min=0, max=min_kept)
-    cutoff = torch.clamp(p_true.sort().values[rank], min=threshold)
+    cutoff = torch.clamp(p_true.sort().values.index_select(0, rank.view(1)), min=threshold)
     kept = valid & (p_true < cutoff)
     return (pixel_ce * kept).sum() / kept.sum().clamp(min=1)
 
