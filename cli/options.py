@@ -21,8 +21,9 @@ CONFIG = typer.Option(
     help="Start from this config.yaml (every run writes one, e.g. runs/adapt/NAME/config.yaml) "
          "instead of a preset; options given alongside override its values.")
 PRESET = typer.Option(None, help=(
-    "cpu, gpu, paper (the authors' adaptation recipe), paper-dg or paper-semi (their domain-generalisation "
-    "and semi-supervised ones); default: gpu if CUDA is available, else cpu."))
+    "cpu, gpu, paper (the authors' GTA5 -> Cityscapes adaptation recipe), paper-synthia (their SYNTHIA -> "
+    "Cityscapes one), paper-dg or paper-semi (their domain-generalisation and semi-supervised ones); default: "
+    "gpu if CUDA is available, else cpu."))
 SOURCE = typer.Option(None, help="Labelled source data, KIND:PATH (gta5, synthia, cityscapes, folder).")
 TARGET = typer.Option(None, help="Target images, KIND:PATH (labels not needed; 'folder:DIR' or 'video:FILE[?fps=2]' "
                       "for your own).")
@@ -74,6 +75,25 @@ LOSS_NORM = typer.Option(None, help=(
     "Cross-entropy normalisation: all (sum over labelled pixels / every pixel, ignored ones included: "
     "the authors' code and the paper preset; sparse labels weigh less) or valid (/ labelled pixels; "
     "cpu and gpu presets)."))
+LOSS = typer.Option(None, help=(
+    "Supervised segmentation loss (source terms, and self-training's mixed-target term): ce (cross-entropy "
+    "normalised by --loss-norm; the authors' GTA5 code and the paper preset) or ohem (online hard-example "
+    "mining: the mean cross-entropy over the labelled pixels whose true-class probability is below "
+    "--ohem-threshold, at least about --ohem-min-kept pixels of the batch; the authors' SYNTHIA code and the "
+    "paper-synthia preset)."))
+OHEM_THRESHOLD = typer.Option(None, min=0.0, max=1.0, help=(
+    "--loss ohem: pixels whose true-class probability is below this are kept (authors: 0.7)."))
+OHEM_MIN_KEPT = typer.Option(None, min=1, help=(
+    "--loss ohem: when fewer pixels of the batch are below --ohem-threshold, the cut-off rises to keep about "
+    "this many, the hardest (authors: 100000, for batches of 512x896 crops)."))
+WARMUP_LR_SCHEDULE = typer.Option(None, help=(
+    "Warm-up learning rate over its steps: poly (decay by poly 0.9; the authors' GTA5 code and the paper "
+    "preset) or ramp (a linear rise from 0 to --lr, no decay: the authors' SYNTHIA warm-up and the "
+    "paper-synthia preset). Self-training always decays by poly."))
+SELFTRAIN_BATCH_SIZE = typer.Option(None, "--selftrain-batch-size", min=1, help=(
+    "Images per self-training step; not given: --batch-size. The authors' SYNTHIA scripts take 4 in the "
+    "warm-up and 3 in self-training (the paper-synthia preset); per-dataset base sizes of self-training must "
+    "then add up to it (--selftrain-source-base-size, --selftrain-target-base-size)."))
 BASE_RESIZE = typer.Option(None, help=(
     "How training images reach the base size: cover (one factor for both sides, the smallest that covers "
     "it: the aspect ratio is kept, as the authors' per-dataset sizes keep it; paper preset) or stretch "
@@ -98,7 +118,8 @@ SOURCE_BASE_SIZE = typer.Option(None, "--source-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: N source crops of each batch resized from this base size instead of the "
     "one base_size setting (without :N, the whole batch; the Ns must add up to --batch-size); 'none' "
     "clears a preset's list. The authors' GTA5: 720x1280:1 and 1052x1914:2 (the paper preset; their "
-    "self-training takes 2 and 1); SYNTHIA: 760x1280:1 and 1140x1920:3 (warm-up, batch 4) or :1 and :2."))
+    "self-training takes 2 and 1); SYNTHIA: 760x1280:1 and 1140x1920:3 (warm-up, batch 4) or :1 and :2 (self-training, "
+    "batch 3: the paper-synthia preset)."))
 TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: the same for the target crops (and the pseudo-labelled ones of "
     "self-training). The authors' Cityscapes: 512x1024:1 and 1024x2048:2 (the paper preset; their "
@@ -107,7 +128,7 @@ TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
 SELFTRAIN_SOURCE_BASE_SIZE = typer.Option(None, "--source-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: N source crops of each batch resized from this base size (the Ns must "
     "add up to --batch-size); 'none': the whole batch from base_size. The authors' GTA5 self-training: "
-    "720x1280:2 and 1052x1914:1 (the paper preset); SYNTHIA: 760x1280:1 and 1140x1920:2."))
+    "720x1280:2 and 1052x1914:1 (the paper preset); SYNTHIA: 760x1280:1 and 1140x1920:2 (paper-synthia)."))
 SELFTRAIN_TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: the same for the target crops (pseudo-labelled and translator style "
     "crops). The authors' Cityscapes self-training: 512x1024:2 and 1024x2048:1 (the paper preset)."))
@@ -277,14 +298,19 @@ def base_size_settings(given: dict[str, tuple[str, list[str] | None]], preset_na
     sets it, the option's values or None when not given)."""
 
     def batch() -> int:  # a size given without :N takes the whole batch the command will run with
-        if batch_size is not None:
-            return batch_size
-        try:
-            return (StageConfig.load(config) if config is not None else _preset(preset_name)).batch_size
-        except ConfigError as e:
-            raise typer.BadParameter(str(e), param_hint="--config") from None
+        return command_batch_size(batch_size, preset_name, config)
 
     return {name: base_sizes_value(values, option, batch) for name, (option, values) in given.items()}
+
+
+def command_batch_size(batch_size: int | None, preset_name: str | None, config: Path | None) -> int:
+    """The batch a command runs with: its --batch-size, else the --config file's or the preset's."""
+    if batch_size is not None:
+        return batch_size
+    try:
+        return (StageConfig.load(config) if config is not None else _preset(preset_name)).batch_size
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config") from None
 
 
 def pretrained_value(value: str | None) -> str | None:

@@ -76,6 +76,8 @@ def warmup(
     distil_resolution: Optional[str] = opt.DISTIL_RESOLUTION, teacher_mode: Optional[str] = opt.TEACHER_MODE,
     blend_space: Optional[str] = opt.BLEND_SPACE,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
+    loss: Optional[str] = opt.LOSS, ohem_threshold: Optional[float] = opt.OHEM_THRESHOLD,
+    ohem_min_kept: Optional[int] = opt.OHEM_MIN_KEPT, warmup_lr_schedule: Optional[str] = opt.WARMUP_LR_SCHEDULE,
     head_norm: Optional[str] = opt.HEAD_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
@@ -88,8 +90,10 @@ def warmup(
     from diga.engine.pipeline import train_stage
     from diga.engine.warmup import WarmupTrainer
 
-    # The warm-up never reads self-training's base sizes: a preset's must not block another batch size.
-    cfg = _config(options, selftrain_source_base_sizes=(), selftrain_target_base_sizes=())
+    # The warm-up never reads self-training's base sizes or batch size: a preset's must not block another
+    # batch size (nor, with the lists cleared, disagree with the warm-up's lists).
+    cfg = _config(options, selftrain_source_base_sizes=(), selftrain_target_base_sizes=(),
+                  selftrain_batch_size=opt.command_batch_size(batch_size, preset, config))
     if not cfg.source:
         raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
     result = train_stage(WarmupTrainer, cfg, opt.run_dir(project, "warmup", name), resume=resume)
@@ -121,6 +125,8 @@ def selftrain(
     target_mix_ignore: Optional[str] = opt.TARGET_MIX_IGNORE, select_upsample: Optional[str] = opt.SELECT_UPSAMPLE,
     loss_norm: Optional[str] = opt.LOSS_NORM, pseudo_size: Optional[str] = opt.PSEUDO_SIZE,
     centroid_labels: Optional[str] = opt.CENTROID_LABELS, centroids_per_round: Optional[str] = opt.CENTROIDS_PER_ROUND,
+    loss: Optional[str] = opt.LOSS, ohem_threshold: Optional[float] = opt.OHEM_THRESHOLD,
+    ohem_min_kept: Optional[int] = opt.OHEM_MIN_KEPT,
     label_space: Optional[str] = opt.LABEL_SPACE, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
@@ -136,7 +142,9 @@ def selftrain(
         rounds = 1  # one round unless asked (the rounds default of the config is adapt's)
     # As --steps sets selftrain_steps, a base-size list given here is the one self-training reads: it
     # replaces the warm-up's list and the config's self-training list of its side gives way to it.
-    cfg = _config(options, steps=None, selftrain_steps=steps, rounds=rounds,
+    # --batch-size is this stage's batch: selftrain_batch_size, and batch_size too, against which the
+    # lists given here (as the warm-up's) are checked.
+    cfg = _config(options, steps=None, selftrain_steps=steps, rounds=rounds, selftrain_batch_size=batch_size,
                   selftrain_source_base_sizes=() if source_base_size else None,
                   selftrain_target_base_sizes=() if target_base_size else None)
     results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
@@ -153,7 +161,8 @@ def adapt(
         "resumes, with the same settings).")),
     model: Optional[str] = opt.MODEL, steps: Optional[int] = typer.Option(None, min=0, help="Warm-up steps."),
     selftrain_steps: Optional[int] = typer.Option(None, min=0, help="Steps per self-training round."),
-    batch_size: Optional[int] = opt.BATCH_SIZE, accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
+    batch_size: Optional[int] = opt.BATCH_SIZE, selftrain_batch_size: Optional[int] = opt.SELFTRAIN_BATCH_SIZE,
+    accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP,
     lr: Optional[float] = opt.LR, selection: Optional[str] = opt.SELECTION, threshold: Optional[float] = opt.THRESHOLD,
     centroid_update: Optional[str] = opt.CENTROID_UPDATE, centroid_min_pixels: Optional[int] = opt.CENTROID_MIN_PIXELS,
     translator: Optional[str] = opt.TRANSLATOR, ema_max: Optional[float] = opt.EMA_MAX,
@@ -173,6 +182,8 @@ def adapt(
     pseudo_size: Optional[str] = opt.PSEUDO_SIZE,
     centroid_labels: Optional[str] = opt.CENTROID_LABELS, centroids_per_round: Optional[str] = opt.CENTROIDS_PER_ROUND,
     loss_norm: Optional[str] = opt.LOSS_NORM, warmup_target_bn: Optional[bool] = opt.WARMUP_TARGET_BN,
+    loss: Optional[str] = opt.LOSS, ohem_threshold: Optional[float] = opt.OHEM_THRESHOLD,
+    ohem_min_kept: Optional[int] = opt.OHEM_MIN_KEPT, warmup_lr_schedule: Optional[str] = opt.WARMUP_LR_SCHEDULE,
     head_norm: Optional[str] = opt.HEAD_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,

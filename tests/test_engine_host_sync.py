@@ -118,14 +118,15 @@ def _adapt_with_audited_steps(cfg, run_dir, monkeypatch, audit) -> dict[str, int
     return steps
 
 
-@pytest.mark.parametrize("switches", ["earlier", "authors"])
+@pytest.mark.parametrize("switches", ["earlier", "authors", "authors-synthia"])
 def test_warmup_and_selftrain_steps_never_read_the_device(tiny_cfg, tmp_path, monkeypatch, switches):
     from diga.engine.config import EARLIER_CHOICES, preset
 
     recorder = HostReadRecorder()
     cfg = tiny_cfg.replace(device="cpu", accumulate=2)  # the micro-batch loop is audited too
-    if switches == "authors":  # every setting where the paper preset follows the authors' code
-        cfg = cfg.replace(**{k: getattr(preset("paper"), k) for k in EARLIER_CHOICES})
+    if switches.startswith("authors"):  # every setting where a paper preset follows the authors' code
+        paper = preset("paper-synthia" if switches == "authors-synthia" else "paper")  # the former: OHEM, ramp
+        cfg = cfg.replace(**{k: getattr(paper, k) for k in EARLIER_CHOICES})
     steps = _adapt_with_audited_steps(cfg, tmp_path / "adapt", monkeypatch, recorder)
     assert steps == {"warmup": tiny_cfg.steps, "selftrain": tiny_cfg.selftrain_steps}
     assert recorder.calls == [], f"host reads inside training steps: {sorted(set(recorder.calls))}"

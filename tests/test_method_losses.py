@@ -121,3 +121,70 @@ def test_distillation_resolution_is_checked():
 
     with pytest.raises(ValueError, match="distil_resolution must be one of"):
         distillation_size("full", (4, 4))
+
+
+def _pixels(p_true_class0):
+    """Two-class logits, one row of pixels whose class-0 probability is each given value."""
+    p = torch.tensor(p_true_class0, dtype=torch.float64)
+    return torch.log(torch.stack([p, 1 - p])).float().view(1, 2, 1, -1)
+
+
+def test_ohem_keeps_the_pixels_below_the_threshold_when_there_are_enough():
+    from diga.method.losses import ohem_ce
+
+    # true-class probabilities 0.9, 0.6, 0.2, 0.65 and one ignored pixel (its 0.1 must not count)
+    logits = _pixels([0.9, 0.6, 0.2, 0.65, 0.1])
+    labels = torch.tensor([[[0, 0, 0, 0, 255]]])
+    expected = -(math.log(0.6) + math.log(0.2) + math.log(0.65)) / 3  # mean over the 3 kept, not 4 or 5
+    assert math.isclose(ohem_ce(logits, labels, threshold=0.7, min_kept=2).item(), expected, rel_tol=1e-5)
+
+
+def test_ohem_raises_the_cutoff_to_keep_min_kept_hard_pixels():
+    from diga.method.losses import ohem_ce
+
+    # only 0.2 is below 0.5; min_kept 3: the cut-off is the probability of rank 3 (from 0) in ascending
+    # order, 0.8, and the pixels strictly below it are kept (0.2, 0.6, 0.7), the two at 0.8 and 0.95 not
+    logits = _pixels([0.95, 0.8, 0.7, 0.6, 0.2])
+    labels = torch.zeros((1, 1, 5), dtype=torch.long)
+    expected = -(math.log(0.2) + math.log(0.6) + math.log(0.7)) / 3
+    assert math.isclose(ohem_ce(logits, labels, threshold=0.5, min_kept=3).item(), expected, rel_tol=1e-5)
+
+
+def test_ohem_with_fewer_labelled_pixels_than_min_kept_drops_the_most_confident_one():
+    from diga.method.losses import ohem_ce
+
+    # 3 labelled pixels, min_kept 100: the cut-off is the largest probability (rank n - 1), compared
+    # strictly, as the authors' code: the 0.9 pixel goes, the ignored ones never count
+    logits = _pixels([0.9, 0.6, 0.2, 0.01, 0.01])
+    labels = torch.tensor([[[0, 0, 0, 255, 255]]])
+    expected = -(math.log(0.6) + math.log(0.2)) / 2
+    assert math.isclose(ohem_ce(logits, labels, threshold=0.7, min_kept=100).item(), expected, rel_tol=1e-5)
+
+
+def test_ohem_all_ignored_is_zero_not_nan_and_has_gradients():
+    from diga.method.losses import ohem_ce
+
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    loss = ohem_ce(logits, torch.full((2, 4, 4), 255))
+    assert loss.item() == 0.0
+    loss.backward()
+    # and with labels, only the kept pixels get a gradient
+    logits = _pixels([0.9, 0.2]).requires_grad_()
+    ohem_ce(logits, torch.zeros((1, 1, 2), dtype=torch.long), threshold=0.7, min_kept=1).backward()
+    assert logits.grad[..., 0].abs().sum() == 0 and logits.grad[..., 1].abs().sum() > 0
+
+
+def test_segmentation_loss_follows_the_loss_setting():
+    from types import SimpleNamespace
+
+    from diga.method.losses import ohem_ce, segmentation_loss
+
+    logits = _pixels([0.9, 0.6, 0.2, 0.1])
+    labels = torch.tensor([[[0, 0, 0, 255]]])
+    ce = SimpleNamespace(loss="ce", loss_norm="all", ohem_threshold=0.7, ohem_min_kept=1)
+    assert torch.equal(segmentation_loss(logits, labels, ce), seg_ce(logits, labels, norm="all"))
+    ohem = SimpleNamespace(**{**vars(ce), "loss": "ohem"})
+    assert torch.equal(segmentation_loss(logits, labels, ohem), ohem_ce(logits, labels, 0.7, 1))
+    # loss_norm does not change OHEM: it is a mean over the kept pixels
+    assert torch.equal(segmentation_loss(logits, labels, SimpleNamespace(**{**vars(ohem), "loss_norm": "valid"})),
+                       segmentation_loss(logits, labels, ohem))

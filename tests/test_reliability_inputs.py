@@ -15,7 +15,7 @@ from diga.models import create
 
 @pytest.mark.parametrize("args,expected", [
     (["--steps", "-5"], "greater than or equal to 0"),
-    (["--preset", "huge"], "choose one of: paper, paper-dg, paper-semi, gpu, cpu"),
+    (["--preset", "huge"], "choose one of: paper, paper-synthia, paper-dg, paper-semi, gpu, cpu"),
     (["--crop", "512", "896"], "larger than the images"),
     (["--translator", "cyclegan"], "fda, color, none"),
     (["--batch-size", "0"], "greater than or equal to 1"),

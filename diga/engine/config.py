@@ -35,6 +35,9 @@ class StageConfig:
     # presets). The default stays "iso" so that a config.yaml written before this setting existed
     # keeps its meaning.
     scale_mode: str = "iso"
+    # Self-training's own random-rescale range (None: scale). The authors' SYNTHIA warm-up crops without
+    # rescaling (scale 1-1) while their self-training rescales by U[0.7, 1] per side.
+    selftrain_scale: tuple[float, float] | None = None
     base_size: tuple[int, int] | None = (720, 1280)  # source/target resized to this before scaling
     # Per-dataset base sizes, each a (height, width, crops per batch) entry: a batch is the crops of
     # each entry's sub-batch, in list order (the authors' loaders: one per size, e.g. GTA5 1 crop
@@ -53,6 +56,9 @@ class StageConfig:
     selftrain_target_base_sizes: tuple[tuple[int, int, int], ...] | None = None
     eval_size: tuple[int, int] | None = None  # None: evaluate at the val images' own size
     batch_size: int = 3
+    # Self-training's batch (None: batch_size): the authors' SYNTHIA scripts take 4 crops a step in the
+    # warm-up and 3 in self-training. pipeline.selftrain_config puts it in the self-training stage's config.
+    selftrain_batch_size: int | None = None
     accumulate: int = 1  # micro-batches per step (gradient accumulation; same effective batch)
     workers: int = 4
     # model
@@ -68,6 +74,9 @@ class StageConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     poly_power: float = 0.9
+    # The warm-up's learning rate over its steps: poly decay (poly_power), or ramp, a linear rise from 0
+    # to lr without decay (the authors' SYNTHIA warm-up). Self-training and supervised training: poly.
+    warmup_lr_schedule: str = "poly"
     # DiGA
     distil: bool = True
     mix: bool = True
@@ -87,6 +96,16 @@ class StageConfig:
     blend_beta: float = 0.4  # x_aug = beta*aug(x) + (1-beta)*x, warm-up
     selftrain_distil_weight: float = 0.25  # lambda of self-training
     selftrain_blend_beta: float = 0.3  # beta of self-training
+    # Probabilities of the colour jitter and the grayscale op in the photometric augmentation of the
+    # second views, in the same warm-up / self-training pairs (the paper: 0.5 and 0.3 in both; the
+    # authors' SYNTHIA warm-up: 0.7 and 0.1).
+    jitter_p: float = 0.5
+    grayscale_p: float = 0.3
+    selftrain_jitter_p: float = 0.5
+    selftrain_grayscale_p: float = 0.3
+    # Weight of the distillation's reverse term, CE(p_T(x_mix) -> S(x)), in both stages (the authors'
+    # GTA5 code: 0.5; their SYNTHIA code: 0.25).
+    distil_reverse_weight: float = 0.5
     ema_max: float = 0.999
     selection: str = "dynamic"  # dynamic | threshold | none
     threshold: float = 0.9
@@ -97,6 +116,13 @@ class StageConfig:
     # Where this package and the authors' code differ (docs/METHOD.md, summary table): the defaults
     # are the authors' choices; the cpu and gpu presets keep the earlier ones (see PRESETS).
     loss_norm: str = "all"  # CE divided by all pixels, ignored ones included (authors), or by valid pixels
+    # The supervised segmentation terms (source CE in both stages, self-training's target cross-mix CE,
+    # supervised training): plain cross-entropy normalised by loss_norm (ce), or online hard-example
+    # mining (ohem: the authors' SYNTHIA scripts): the mean CE over the labelled pixels whose true-class
+    # probability is below ohem_threshold, at least about ohem_min_kept of the batch's pixels.
+    loss: str = "ce"
+    ohem_threshold: float = 0.7
+    ohem_min_kept: int = 100_000
     warmup_target_bn: bool = True  # warm-up: target crops through the student (train mode, no grad) for BN
     backbone_bn_affine: str = "frozen"  # backbone BatchNorm scale/shift frozen (authors) or trained
     centroid_update: str = "image"  # self-training: one EMA step per image and class (authors) or per batch
@@ -195,10 +221,11 @@ class StageConfig:
         if not 0 <= self.seed < 2**32:
             problems.append(f"seed must be in 0..{2**32 - 1} (got {self.seed})")
         for name in ("ema_max", "threshold", "momentum", "centroid_momentum", "blend_beta", "selftrain_blend_beta",
-                     "fda_beta"):
+                     "fda_beta", "jitter_p", "grayscale_p", "selftrain_jitter_p", "selftrain_grayscale_p",
+                     "ohem_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be in [0, 1] (got {getattr(self, name)})")
-        for name in ("weight_decay", "poly_power", "distil_weight", "selftrain_distil_weight"):
+        for name in ("weight_decay", "poly_power", "distil_weight", "selftrain_distil_weight", "distil_reverse_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if self.head_lr_mult <= 0:
@@ -209,18 +236,15 @@ class StageConfig:
             size = getattr(self, name)
             if size is not None and any(v < 1 for v in size):
                 problems.append(f"{name} must be a height and width >= 1, or null (got {size})")
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
-        if self.accumulate < 1 or self.batch_size % self.accumulate:
-            problems.append(f"accumulate must divide batch_size into equal micro-batches "
-                            f"(got batch_size {self.batch_size}, accumulate {self.accumulate})")
-        else:
-            for name, option in BASE_SIZE_LISTS.items():
-                problems += base_size_problems(getattr(self, name), name, option, self.batch_size, self.accumulate)
+        problems += self._batch_problems()
         if any(c < 16 for c in self.crop):
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
-        if not 0 < self.scale[0] <= self.scale[1]:
-            problems.append(f"scale must be 0 < min <= max (got {self.scale})")
+        for name in ("scale", "selftrain_scale"):
+            scale = getattr(self, name)
+            if scale is not None and not 0 < scale[0] <= scale[1]:
+                problems.append(f"{name} must be 0 < min <= max (got {scale})")
+        if isinstance(self.ohem_min_kept, bool) or not isinstance(self.ohem_min_kept, int) or self.ohem_min_kept < 1:
+            problems.append(f"ohem_min_kept must be an integer >= 1 (got {self.ohem_min_kept!r})")
         if isinstance(self.crop_retry, bool) or not isinstance(self.crop_retry, int) or self.crop_retry < 0:
             problems.append(f"crop_retry must be an integer >= 0 (got {self.crop_retry!r})")
         if self.rounds < 0:
@@ -246,6 +270,39 @@ class StageConfig:
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
+
+    def _batch_problems(self) -> list[str]:
+        """Batch sizes, accumulation and the per-dataset base-size counts, each stage's lists against
+        that stage's batch: the warm-up's against batch_size, self-training's (its own lists, else the
+        warm-up's, as pipeline.selftrain_config hands them on) against selftrain_batch_size."""
+        if self.selftrain_batch_size is not None and self.selftrain_batch_size < 1:
+            return [f"selftrain_batch_size must be >= 1, or null for the value of batch_size "
+                    f"(got {self.selftrain_batch_size})"]
+        if self.batch_size < 1:
+            return [f"batch_size must be >= 1 (got {self.batch_size})"]
+        if self.accumulate < 1:
+            return [f"accumulate must divide batch_size into equal micro-batches, so be >= 1 "
+                    f"(got batch_size {self.batch_size}, accumulate {self.accumulate})"]
+        selftrain_batch = self.selftrain_batch_size or self.batch_size
+        batches = {"batch_size": self.batch_size}
+        if selftrain_batch != self.batch_size:
+            batches["selftrain_batch_size"] = selftrain_batch
+        problems = [f"accumulate must divide {name} into equal micro-batches (got {name} {batch}, "
+                    f"accumulate {self.accumulate})" for name, batch in batches.items() if batch % self.accumulate]
+        if problems:
+            return problems
+        for side in ("source", "target"):
+            name, own = f"{side}_base_sizes", f"selftrain_{side}_base_sizes"
+            problems += base_size_problems(getattr(self, name), name, BASE_SIZE_LISTS[name], self.batch_size,
+                                           self.accumulate)
+            if getattr(self, own):
+                problems += base_size_problems(getattr(self, own), own, BASE_SIZE_LISTS[own], selftrain_batch,
+                                               self.accumulate)
+            elif selftrain_batch != self.batch_size and getattr(self, name):
+                problems.append(f"{own} ({BASE_SIZE_LISTS[own]}): self-training takes selftrain_batch_size "
+                                f"{selftrain_batch} crops, so it needs base-size counts of its own (it would take "
+                                f"those of {name}, which add up to batch_size {self.batch_size})")
+        return problems
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
@@ -308,12 +365,15 @@ def base_size_problems(entries, name: str, option: str, batch_size: int, accumul
 
 # The authors' per-dataset base sizes (docs/METHOD.md, data geometry): (height, width, crops per
 # batch) of their GTA5 -> Cityscapes scripts, smaller base first as they concatenate the batches.
-# Their SYNTHIA scripts use 760x1280 + 1140x1920 (1 + 3 in the warm-up, 1 + 2 in self-training):
-# options, not a preset.
 PAPER_SOURCE_BASE_SIZES = ((720, 1280, 1), (1052, 1914, 2))  # GTA5, warm-up
 PAPER_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes, warm-up
 PAPER_SELFTRAIN_SOURCE_BASE_SIZES = ((720, 1280, 2), (1052, 1914, 1))  # GTA5, self-training
 PAPER_SELFTRAIN_TARGET_BASE_SIZES = ((512, 1024, 2), (1024, 2048, 1))  # Cityscapes, self-training
+# Their SYNTHIA -> Cityscapes scripts: 1 + 3 crops in the warm-up (batch 4), 1 + 2 in self-training (batch 3).
+SYNTHIA_SOURCE_BASE_SIZES = ((760, 1280, 1), (1140, 1920, 3))  # SYNTHIA, warm-up
+SYNTHIA_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 3))  # Cityscapes, warm-up
+SYNTHIA_SELFTRAIN_SOURCE_BASE_SIZES = ((760, 1280, 1), (1140, 1920, 2))  # SYNTHIA, self-training
+SYNTHIA_SELFTRAIN_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes, self-training
 
 # The allowed values of the settings that switch between the authors' code and this package.
 SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
@@ -334,6 +394,8 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "pseudo_size": ("native", "base"),
     "centroid_labels": ("argmax", "pseudo"),
     "centroids_per_round": ("keep", "recompute"),
+    "loss": ("ce", "ohem"),
+    "warmup_lr_schedule": ("poly", "ramp"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -358,22 +420,40 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     pseudo_size="base",
     centroid_labels="pseudo",
     centroids_per_round="recompute",
+    loss="ce",
+    warmup_lr_schedule="poly",
+)
+
+# The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
+# (their GTA5 -> Cityscapes adaptation scripts), after their learned translator (stage 0, which
+# `diga adapt` trains first when no --translator-weights file is given). Each of their stages keeps
+# the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
+# Their scripts train and infer in fp32 (no autocast anywhere): amp fp32 in the paper presets.
+PAPER: dict[str, Any] = dict(
+    translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train", blend_space="authors",
+    student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
+    select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
+    amp="fp32",
+    source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
+    selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
+    selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES,
 )
 
 # Presets are overrides of the paper defaults.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
-    # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
-    # which `diga adapt` trains first when no --translator-weights file is given). Each of their stages
-    # keeps the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
-    # Their scripts train and infer in fp32 (no autocast anywhere): amp fp32 in the three paper presets.
-    "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
-                  blend_space="authors", student_forward="separate", pseudo_size="native",
-                  target_mix_ignore="paste", select_upsample="bilinear", select="auto", mix_count="authors",
-                  crop_retry=5, centroid_labels="argmax", centroids_per_round="keep", amp="fp32",
-                  source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
-                  selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
-                  selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES),
+    "paper": PAPER,
+    # Their SYNTHIA -> Cityscapes scripts: the paper preset with the 16 SYNTHIA classes, OHEM cross-entropy
+    # in every supervised term, the distillation weighted 0.25 (reverse term 0.25) in both stages, and a
+    # warm-up of 60k steps with a linear-ramp learning rate, no random rescale, colour jitter p 0.7 and
+    # grayscale p 0.1; self-training 80k steps, batch 3, rescaled by U[0.7, 1] per side.
+    "paper-synthia": dict(
+        PAPER, label_space="synthia16", loss="ohem", distil_weight=0.25, distil_reverse_weight=0.25,
+        steps=60_000, selftrain_steps=80_000, warmup_lr_schedule="ramp", scale=(1.0, 1.0),
+        selftrain_scale=(0.7, 1.0), jitter_p=0.7, grayscale_p=0.1, batch_size=4, selftrain_batch_size=3,
+        source_base_sizes=SYNTHIA_SOURCE_BASE_SIZES, target_base_sizes=SYNTHIA_TARGET_BASE_SIZES,
+        selftrain_source_base_sizes=SYNTHIA_SELFTRAIN_SOURCE_BASE_SIZES,
+        selftrain_target_base_sizes=SYNTHIA_SELFTRAIN_TARGET_BASE_SIZES,
+    ),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
     "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors", amp="fp32"),
@@ -381,13 +461,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
     # stage (the second view is the augmented labelled image; self-training keeps the target
-    # cross-mix). Their auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md). Their centroids,
+    # cross-mix; their self-training keeps the warm-up's distillation weight 0.5 and blend 0.4). Their
+    # auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md). Their centroids,
     # as in adaptation, come from the warm-up model's own argmax and serve both self-training rounds.
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", student_forward="separate", centroid_labels="argmax", centroids_per_round="keep",
-        amp="fp32",
+        amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4,
     ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).

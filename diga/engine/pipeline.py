@@ -110,11 +110,15 @@ def warmup_config(cfg: StageConfig) -> StageConfig:
 
 def selftrain_config(cfg: StageConfig, init: Path, manifest: Path, centroids: Path) -> StageConfig:
     """The config of one self-training round: its inputs, and the self-training values of the
-    settings the stages set apart (steps, lambda, beta, per-dataset base sizes; steps and base sizes
-    left unset take the warm-up's)."""
+    settings the stages set apart (steps, batch size, lambda, beta, jitter and grayscale probabilities,
+    rescale range, per-dataset base sizes; steps, batch size, rescale range and base sizes left unset
+    take the warm-up's)."""
     return cfg.replace(distil_weight=cfg.selftrain_distil_weight, blend_beta=cfg.selftrain_blend_beta,
+                       jitter_p=cfg.selftrain_jitter_p, grayscale_p=cfg.selftrain_grayscale_p,
                        init=str(init), pseudo_labels=str(manifest), centroids=str(centroids),
                        steps=cfg.selftrain_steps or cfg.steps,
+                       batch_size=cfg.selftrain_batch_size or cfg.batch_size,
+                       scale=cfg.selftrain_scale or cfg.scale,
                        source_base_sizes=cfg.selftrain_source_base_sizes or cfg.source_base_sizes,
                        target_base_sizes=cfg.selftrain_target_base_sizes or cfg.target_base_sizes)
 

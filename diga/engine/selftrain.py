@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..method.augment import augment_and_blend
-from ..method.losses import distillation_from_logits, distillation_size, seg_ce
+from ..method.losses import distillation_from_logits, distillation_size, segmentation_loss
 from ..method.mix import target_cross_mix
 from ..method.prototypes import (
     apply_centroid_update,
@@ -25,7 +25,7 @@ from ..method.prototypes import (
 from . import runtime
 from .loaders import side_configs, sized_loader, train_transform
 from .pseudolabels import PseudoLabelled, load_centroids, split_combined
-from .source_branch import SourceBranch
+from .source_branch import SourceBranch, stage_photometric
 from .state import TrainState
 from .trainer import Trainer
 from .visualize import save_grid
@@ -154,14 +154,16 @@ class SelfTrainer(Trainer):
         kept = self.select(pseudo, t_logits[2 * n:], t_feats[2 * n:])
         self.count(pseudo, kept, gt)
         self.update_centroids(t_feats[n:], torch.cat([y, kept]), t_logits[n:])
-        t_aug = augment_and_blend(t, beta=cfg.blend_beta, generator=self.gen, space=cfg.blend_space)
+        t_aug = augment_and_blend(t, beta=cfg.blend_beta, cfg=stage_photometric(cfg), generator=self.gen,
+                                  space=cfg.blend_space)
         t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen,
                                         paste_ignore=cfg.target_mix_ignore == "paste", count=cfg.mix_count)
         s_logits = self.student_logits(x, x_mix, t_mix).float()
         s_clean, s_mix, s_tmix = s_logits.split(n)
         distil = distillation_from_logits(s_clean, s_mix, t_logits[:n], t_logits[n:2 * n],
-                                          size=distillation_size(cfg.distil_resolution, x.shape[-2:]))
-        losses = {"seg": seg_ce(s_clean, y, norm=cfg.loss_norm), "mix": seg_ce(s_tmix, y_mix, norm=cfg.loss_norm),
+                                          size=distillation_size(cfg.distil_resolution, x.shape[-2:]),
+                                          reverse_weight=cfg.distil_reverse_weight)
+        losses = {"seg": segmentation_loss(s_clean, y, cfg), "mix": segmentation_loss(s_tmix, y_mix, cfg),
                   "distil": distil}
         losses["loss"] = losses["seg"] + losses["mix"] + cfg.distil_weight * losses["distil"]
         self._vis = {"target": t, "pseudo-label": pseudo, "selected": kept, "target mix": t_mix,

@@ -4,17 +4,26 @@ docs/METHOD.md, kept in stage 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import torch
 
 from ..classes import LabelSpace
 from ..errors import ConfigError
-from ..method.augment import GENERALIZATION_PHOTOMETRIC, augment_and_blend
+from ..method.augment import GENERALIZATION_PHOTOMETRIC, PhotometricConfig, augment_and_blend
 from ..method.mix import class_mix_mask, cross_domain_mixture
 from ..method.translate import build_translator
 from .config import StageConfig
 from .loaders import sized_loader, train_datasets
+
+
+def stage_photometric(cfg: StageConfig) -> PhotometricConfig:
+    """The photometric augmentation of a stage's second views: the paper's ops, with the stage's jitter
+    and grayscale probabilities (``jitter_p``, ``grayscale_p``: the authors' SYNTHIA warm-up raises the
+    first and lowers the second); ``diga generalize`` leaves the sharpness op out, as their DG script."""
+    base = GENERALIZATION_PHOTOMETRIC if cfg.generalize else PhotometricConfig()
+    return dataclasses.replace(base, jitter_p=cfg.jitter_p, grayscale_p=cfg.grayscale_p)
 
 
 class SourceBranch:
@@ -49,8 +58,8 @@ class SourceBranch:
               generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The clean view, its translation and the second (mixed or augmented) view."""
         cfg = self.cfg
-        photometric = GENERALIZATION_PHOTOMETRIC if cfg.generalize else None
-        x_aug = augment_and_blend(x, beta=cfg.blend_beta, cfg=photometric, generator=generator, space=cfg.blend_space)
+        x_aug = augment_and_blend(x, beta=cfg.blend_beta, cfg=stage_photometric(cfg), generator=generator,
+                                  space=cfg.blend_space)
         if not cfg.mix:
             return {"x": x, "x_translated": x, "x_mix": x_aug}
         x_tr = self.translator(x, t_pool if t_pool is not None else x, generator)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from ..method.losses import seg_ce
+from ..method.losses import segmentation_loss
 from .loaders import infinite_loader, train_dataset
 from .trainer import Trainer
 
@@ -32,5 +32,5 @@ class SupervisedTrainer(Trainer):
         x = self.prepare(images)
         y = labels.to(self.device, non_blocking=True)
         logits, _ = self.forward(x)
-        loss = seg_ce(logits.float(), y, norm=self.cfg.loss_norm)
+        loss = segmentation_loss(logits.float(), y, self.cfg)
         return {"loss": loss}

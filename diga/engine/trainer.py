@@ -87,9 +87,28 @@ def poly_lr(base: float, step: int, total: int, power: float) -> float:
     return base * (1 - min(step, total) / max(total, 1)) ** power
 
 
+def ramp_lr(base: float, step: int, total: int) -> float:
+    """A linear rise from 0 at step 0 towards ``base`` at step ``total``, no decay: what the authors'
+    SYNTHIA warm-up computes (its warm-up scheduler gets the stage's length as the warm-up length)."""
+    return base * min(step, total) / max(total, 1)
+
+
+LR_SCHEDULES = ("poly", "ramp")
+
+
+def scheduled_lr(schedule: str, base: float, step: int, total: int, power: float) -> float:
+    """The base learning rate of 0-based ``step`` of ``total`` under ``schedule`` (see LR_SCHEDULES)."""
+    if schedule == "ramp":
+        return ramp_lr(base, step, total)
+    if schedule != "poly":
+        raise ValueError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+    return poly_lr(base, step, total, power)
+
+
 class Trainer:
     stage = "train"
     uses_teacher = False
+    lr_schedule = "poly"  # the warm-up's follows its setting (warmup_lr_schedule)
 
     def __init__(self, cfg: StageConfig, run_dir: str | Path, resume: bool = False,
                  console: Console | None = None) -> None:
@@ -229,13 +248,16 @@ class Trainer:
     def run(self) -> StageResult:
         cfg = self.cfg
 
+        def lr(i: int) -> float:
+            return scheduled_lr(self.lr_schedule, cfg.lr, i, cfg.steps, cfg.poly_power)
+
         def step(i: int) -> dict[str, torch.Tensor]:
             for group in self.optimizer.param_groups:
-                group["lr"] = poly_lr(cfg.lr, i, cfg.steps, cfg.poly_power) * group["lr_mult"]
+                group["lr"] = lr(i) * group["lr_mult"]
             return self.optimization_step(i)
 
         def log(record: dict[str, Any], i: int, rate: float) -> dict[str, Any]:
-            record.update(self.interval_stats(), step=i + 1, lr=poly_lr(cfg.lr, i, cfg.steps, cfg.poly_power),
+            record.update(self.interval_stats(), step=i + 1, lr=lr(i),
                           steps_per_s=round(rate, 4), images_per_s=round(rate * cfg.batch_size * runtime.world_size(), 2))
             self.check_nonfinite(record)
             self.log(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..method.losses import distillation_from_logits, distillation_size, seg_ce
+from ..method.losses import distillation_from_logits, distillation_size, segmentation_loss
 from .source_branch import SourceBranch
 from .trainer import Trainer
 from .visualize import save_grid
@@ -27,6 +27,10 @@ class WarmupTrainer(Trainer):
     def uses_teacher(self) -> bool:  # type: ignore[override]
         return self.cfg.distil
 
+    @property
+    def lr_schedule(self) -> str:  # type: ignore[override]
+        return self.cfg.warmup_lr_schedule
+
     def build_data(self) -> None:
         super().build_data()
         self.branch = SourceBranch(self.cfg, self.space, target_statistics=self.cfg.warmup_target_bn)
@@ -40,7 +44,8 @@ class WarmupTrainer(Trainer):
     def distillation(self, s_clean, s_mix, x, x_mix) -> torch.Tensor:
         t_clean, t_mix = self.teacher_forward(torch.cat([x, x_mix]), features=False)[0].float().chunk(2)
         size = distillation_size(self.cfg.distil_resolution, x.shape[-2:])
-        return distillation_from_logits(s_clean, s_mix, t_clean, t_mix, size=size)
+        return distillation_from_logits(s_clean, s_mix, t_clean, t_mix, size=size,
+                                        reverse_weight=self.cfg.distil_reverse_weight)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         xs, ys = next(self.source)
@@ -64,16 +69,16 @@ class WarmupTrainer(Trainer):
         if not cfg.distil and not cfg.mix:  # source-only baseline
             logits = self.forward(x)[0]
             self._vis = {"source": x, "prediction": logits, "ground truth": y}
-            return {"loss": seg_ce(logits.float(), y, norm=cfg.loss_norm)}
+            return {"loss": segmentation_loss(logits.float(), y, cfg)}
         views = self.branch.views(x, y, t_pool, self.gen)
         s_logits = self.forward(torch.cat([x, views["x_mix"]]))[0]
         s_clean, s_mix = s_logits.chunk(2)
-        losses = {"seg": seg_ce(s_clean.float(), y, norm=cfg.loss_norm)}
+        losses = {"seg": segmentation_loss(s_clean.float(), y, cfg)}
         if cfg.distil:
             losses["distil"] = self.distillation(s_clean, s_mix, x, views["x_mix"])
             losses["loss"] = losses["seg"] + cfg.distil_weight * losses["distil"]
         else:
-            losses["seg_mix"] = seg_ce(s_mix.float(), y, norm=cfg.loss_norm)
+            losses["seg_mix"] = segmentation_loss(s_mix.float(), y, cfg)
             losses["loss"] = losses["seg"] + losses["seg_mix"]
         self._vis = {"source": x, "translated": views["x_translated"], "mixed": views["x_mix"],
                      "prediction": s_clean, "ground truth": y}

@@ -2,7 +2,7 @@
 
 from .augment import PhotometricConfig, augment_and_blend, blend, photometric_augment
 from .ema import EMATeacher, ema_alpha, unwrap_model
-from .losses import distillation_from_logits, seg_ce, soft_cross_entropy, symmetric_distillation
+from .losses import distillation_from_logits, ohem_ce, seg_ce, soft_cross_entropy, symmetric_distillation
 from .mix import (
     class_mix_mask,
     class_presence,
@@ -40,7 +40,7 @@ from .translate import (
 __all__ = [
     "PhotometricConfig", "augment_and_blend", "blend", "photometric_augment",
     "EMATeacher", "ema_alpha", "unwrap_model",
-    "seg_ce", "soft_cross_entropy", "symmetric_distillation", "distillation_from_logits",
+    "seg_ce", "ohem_ce", "soft_cross_entropy", "symmetric_distillation", "distillation_from_logits",
     "class_mix_mask", "class_presence", "cross_domain_mixture", "make_cross_domain_mixture", "mix",
     "target_cross_mix",
     "CentroidAccumulator", "apply_centroid_update", "batch_class_sums", "class_feature_means",

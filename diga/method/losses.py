@@ -29,6 +29,45 @@ def seg_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNOR
     return loss / n_valid
 
 
+SEG_LOSSES = ("ce", "ohem")
+
+
+def ohem_ce(logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.7, min_kept: int = 100_000,
+            ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Online hard-example mining CE (the authors' SYNTHIA ``OhemCrossEntropy``): the mean CE over the
+    labelled pixels of the whole batch whose probability of their true class is below a cut-off.
+
+    The cut-off is ``threshold``, raised to the probability of rank ``min(min_kept, n - 1)`` (from 0,
+    in ascending order) among the n labelled pixels when fewer than that many lie below it, so about
+    ``min_kept`` hard pixels are kept at least. The comparison is strict, as theirs: when n <= min_kept
+    and the most confident pixel is at or above ``threshold``, it (and any pixel tied with it) is
+    left out. Ignored pixels are never kept; no pixel kept gives 0, not NaN. Logits are upsampled to
+    the label size as in :func:`seg_ce`."""
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    labels = labels.long()
+    pixel_ce = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none").flatten()
+    valid = labels.flatten() != ignore_index
+    # The true class's probability is exp(-CE); ignored pixels sort last (2 > any probability).
+    p_true = torch.where(valid, torch.exp(-pixel_ce.detach()), torch.full_like(pixel_ce, 2.0))
+    # The cut-off's rank as a device tensor: no host sync on the count of labelled pixels.
+    rank = torch.clamp(valid.sum() - 1, min=0, max=min_kept)
+    cutoff = torch.clamp(p_true.sort().values.index_select(0, rank.view(1)), min=threshold)
+    kept = valid & (p_true < cutoff)
+    return (pixel_ce * kept).sum() / kept.sum().clamp(min=1)
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, cfg) -> torch.Tensor:
+    """The supervised segmentation loss a stage config asks for (``loss``): :func:`seg_ce` with
+    ``loss_norm``, or :func:`ohem_ce` with ``ohem_threshold`` and ``ohem_min_kept`` (a mean over the
+    kept pixels, as the authors' OHEM: ``loss_norm`` does not apply to it)."""
+    if cfg.loss == "ohem":
+        return ohem_ce(logits, labels, cfg.ohem_threshold, cfg.ohem_min_kept)
+    if cfg.loss != "ce":
+        raise ValueError(f"loss must be one of {', '.join(SEG_LOSSES)}, got {cfg.loss!r}")
+    return seg_ce(logits, labels, norm=cfg.loss_norm)
+
+
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
     """Mean over pixels of ``-sum_c q_c log_softmax(s)_c``; the teacher side is detached."""
     q = teacher_probs.detach().float()
