@@ -57,7 +57,16 @@ class StageConfig:
     workers: int = 4
     # model
     model: str = "deeplabv2_resnet101"
+    # imagenet (the library's ImageNet weights), deeplab (the authors' DeepLab-V2 initialisation, with
+    # backbone_layout caffe), a backbone file, or none.
     pretrained: str | None = "imagenet"
+    # The DeepLab-V2 ResNet backbone: torchvision's layout, or the authors' Caffe layout (stride on the
+    # first 1x1 conv of a block, ceil-mode max-pool, every block of layer3/layer4 dilated 2/4, head convs
+    # drawn from N(0, 0.01)) that the DeepLab init file was trained in. Kept in checkpoints.
+    backbone_layout: str = "torchvision"
+    # The network input: imagenet (RGB, ImageNet mean/std) or caffe (the authors' (255x - mean)/128 with
+    # the Caffe means). Kept in checkpoints, so evaluation, exports and the demo apply the same.
+    input_norm: str = "imagenet"
     init: str | None = None  # a diga checkpoint to start from (warm-up -> self-training)
     pseudo_labels: str | None = None  # manifest.json of the pseudo-labels (self-training)
     centroids: str | None = None  # centroids.safetensors (self-training)
@@ -233,9 +242,30 @@ class StageConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        problems += self._network_problems()
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
+
+    def _network_problems(self) -> list[str]:
+        """Backbone layout and starting weights that do not fit together."""
+        from ..models.registry import supported_settings
+
+        if self.backbone_layout not in SWITCH_CHOICES["backbone_layout"]:
+            return []  # already reported
+        caffe = self.backbone_layout == "caffe"
+        if caffe and not supported_settings(self.model, {"backbone_layout": "caffe"}):
+            return [f"backbone_layout caffe (--backbone-layout) is a layout of the DeepLab-V2 ResNets "
+                    f"(deeplabv2_resnet101, deeplabv2_resnet50), not of {self.model}; use torchvision"]
+        if caffe and self.pretrained == "imagenet":
+            return ["backbone_layout caffe cannot start from torchvision's ImageNet weights (--pretrained imagenet): "
+                    "they were trained with the stride on the 3x3 conv and RGB ImageNet input; give the DeepLab init "
+                    "weights (--pretrained deeplab, or the file with --pretrained FILE), or use --backbone-layout "
+                    "torchvision"]
+        if not caffe and self.pretrained == "deeplab":
+            return ["pretrained deeplab (the DeepLab-V2 init weights) was trained in the Caffe layout: it needs "
+                    "backbone_layout caffe (--backbone-layout caffe)"]
+        return []
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
@@ -322,6 +352,8 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "select_upsample": ("bilinear", "nearest"),
     "mix_count": ("authors", "ceil"),
     "pseudo_size": ("native", "base"),
+    "backbone_layout": ("caffe", "torchvision"),
+    "input_norm": ("caffe", "imagenet"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -344,7 +376,13 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     mix_count="ceil",
     crop_retry=0,
     pseudo_size="base",
+    backbone_layout="torchvision",
+    input_norm="imagenet",
 )
+
+# The authors' DeepLab-V2 network as their adaptation and generalisation scripts build it: the DeepLab
+# init weights (ImageNet + MS-COCO) in their Caffe layout, the input normalised as their loaders do.
+PAPER_NETWORK: dict[str, Any] = dict(pretrained="deeplab", backbone_layout="caffe", input_norm="caffe")
 
 # Presets are overrides of the paper defaults.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -352,7 +390,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (their GTA5/SYNTHIA -> Cityscapes adaptation scripts), after their learned translator (stage 0,
     # which `diga adapt` trains first when no --translator-weights file is given). Each of their stages
     # keeps the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
-    "paper": dict(translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
+    # Their network starts from the DeepLab-V2 initialisation in its Caffe layout, fed (255x - mean)/128.
+    "paper": dict(**PAPER_NETWORK, translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train",
                   blend_space="authors", student_forward="separate", pseudo_size="native",
                   target_mix_ignore="paste", select_upsample="bilinear", select="auto", mix_count="authors",
                   crop_retry=5,
@@ -361,7 +400,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
-    "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors"),
+    "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -371,6 +410,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", student_forward="separate",
+        # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet
+        input_norm="caffe",
     ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).
