@@ -76,6 +76,7 @@ def train(
     accumulate: Optional[int] = opt.ACCUMULATE, crop: Size = opt.CROP, lr: Optional[float] = opt.LR,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
     head_norm: Optional[str] = opt.HEAD_NORM,
+    backbone_layout: Optional[str] = opt.BACKBONE_LAYOUT, input_norm: Optional[str] = opt.INPUT_NORM,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
@@ -90,6 +91,7 @@ def train(
     cfg = build_config(preset, config, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                        label_space=label_space, pretrained=opt.pretrained_value(pretrained), head_norm=head_norm,
+                       backbone_layout=backbone_layout, input_norm=input_norm,
                        amp=amp, eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
                        device=device, workers=workers,
                        # supervised training takes its whole batch from base_size: a preset's (or config

@@ -62,7 +62,8 @@ class StageConfig:
     pretrained: str | None = "imagenet"
     # The DeepLab-V2 ResNet backbone: torchvision's layout, or the authors' Caffe layout (stride on the
     # first 1x1 conv of a block, ceil-mode max-pool, every block of layer3/layer4 dilated 2/4, head convs
-    # drawn from N(0, 0.01)) that the DeepLab init file was trained in. Kept in checkpoints.
+    # drawn from N(0, 0.01)) that the DeepLab init file was trained in. Kept in checkpoints; left out for
+    # networks other than the DeepLab-V2 ResNets.
     backbone_layout: str = "torchvision"
     # The network input: imagenet (RGB, ImageNet mean/std) or caffe (the authors' (255x - mean)/128 with
     # the Caffe means). Kept in checkpoints, so evaluation, exports and the demo apply the same.
@@ -248,23 +249,21 @@ class StageConfig:
         return self
 
     def _network_problems(self) -> list[str]:
-        """Backbone layout and starting weights that do not fit together."""
+        """Starting weights that do not fit the backbone layout. The layout is a setting of the DeepLab-V2
+        ResNets and left out for other networks (as head_norm is for networks without that head)."""
         from ..models.registry import supported_settings
 
-        if self.backbone_layout not in SWITCH_CHOICES["backbone_layout"]:
-            return []  # already reported
-        caffe = self.backbone_layout == "caffe"
-        if caffe and not supported_settings(self.model, {"backbone_layout": "caffe"}):
-            return [f"backbone_layout caffe (--backbone-layout) is a layout of the DeepLab-V2 ResNets "
-                    f"(deeplabv2_resnet101, deeplabv2_resnet50), not of {self.model}; use torchvision"]
+        has_layouts = bool(supported_settings(self.model, {"backbone_layout": self.backbone_layout}))
+        caffe = has_layouts and self.backbone_layout == "caffe"
+        if self.pretrained == "deeplab" and not caffe:
+            return [f"pretrained deeplab (the DeepLab-V2 init weights of ResNet-101) was trained in the Caffe layout: "
+                    f"it needs a DeepLab-V2 ResNet with backbone_layout caffe (--backbone-layout caffe; got model "
+                    f"{self.model}, backbone_layout {self.backbone_layout})"]
         if caffe and self.pretrained == "imagenet":
             return ["backbone_layout caffe cannot start from torchvision's ImageNet weights (--pretrained imagenet): "
                     "they were trained with the stride on the 3x3 conv and RGB ImageNet input; give the DeepLab init "
                     "weights (--pretrained deeplab, or the file with --pretrained FILE), or use --backbone-layout "
                     "torchvision"]
-        if not caffe and self.pretrained == "deeplab":
-            return ["pretrained deeplab (the DeepLab-V2 init weights) was trained in the Caffe layout: it needs "
-                    "backbone_layout caffe (--backbone-layout caffe)"]
         return []
 
     def to_yaml(self) -> str:

@@ -106,17 +106,19 @@ def load_deeplab_init(backbone: nn.Module, path: str | Path) -> None:
     """Load the DeepLab init file (or a state dict with its key layout) into a Caffe-layout ResNet.
 
     The file's keys are torchvision's parameter names behind the ``Scale.`` prefix, plus its own
-    classifier (``layer5``), which is skipped. Every backbone tensor must be there with its shape:
-    otherwise an error names the file and the first missing and unexpected keys. The first conv of
+    classifier (``Scale.layer5``), which is skipped. Every key must carry the prefix and every backbone
+    tensor must be there with its shape: otherwise an error names the file and the first missing and
+    unexpected keys (as the file names them). The first conv of
     the file reads BGR input; it is loaded with its input channels reversed, so that the backbone
     reads RGB (input_norm caffe: the same ``(255 x - mean) / 128`` in RGB order) and computes the
     same function."""
     file_state = read_state_dict(path)
-    state = {k.removeprefix(DEEPLAB_PREFIX): v for k, v in file_state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith(DEEPLAB_CLASSIFIER)}
+    state = {k.removeprefix(DEEPLAB_PREFIX): v for k, v in file_state.items()
+             if k.startswith(DEEPLAB_PREFIX) and not k.startswith(DEEPLAB_PREFIX + DEEPLAB_CLASSIFIER)}
     expected = {k: v for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
+    missing = [DEEPLAB_PREFIX + k for k in expected if k not in state]
+    unexpected = [k for k in file_state if not k.startswith(DEEPLAB_PREFIX)] + [
+        DEEPLAB_PREFIX + k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs backbone {tuple(v.shape)}"
              for k, v in expected.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or wrong:
