@@ -30,6 +30,8 @@ SWITCHES = [
     ("select", "auto", "last", "--select", ("warmup", "selftrain", "adapt")),
     ("mix_count", "authors", "ceil", "--mix-count", ("warmup", "selftrain", "adapt")),
     ("crop_retry", 5, 0, "--crop-retry", ("warmup", "selftrain", "adapt")),
+    ("input_norm", "caffe", "imagenet", "--input-norm", ("warmup", "selftrain", "adapt")),
+    ("backbone_layout", "caffe", "torchvision", "--backbone-layout", ("warmup", "adapt")),
 ]
 
 

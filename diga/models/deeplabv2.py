@@ -59,10 +59,10 @@ def _resnet_deeplab(
     if backbone_layout not in BACKBONE_LAYOUTS:
         raise ValueError(f"backbone_layout must be one of {', '.join(BACKBONE_LAYOUTS)}, got {backbone_layout!r}")
     if backbone_layout == "caffe":
-        net = _caffe_resnet(arch, output_stride, pretrained)
+        backbone = _caffe_resnet(arch, output_stride, pretrained)
     else:
-        net = _torchvision_resnet(arch, output_stride, pretrained)
-    backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
+        backbone = IntermediateLayerGetter(_torchvision_resnet(arch, output_stride, pretrained),
+                                           return_layers={"layer4": "out"})
     head = ASPPHead(2048, num_classes, head_channels, dilations, norm=head_norm)
     if backbone_layout == "caffe":
         init_head_as_authors(head)
@@ -85,9 +85,9 @@ def _torchvision_resnet(arch: str, output_stride: int, pretrained: str | Path | 
     return net
 
 
-def _caffe_resnet(arch: str, output_stride: int, pretrained: str | Path | None) -> resnet.ResNet:
-    """torchvision's ResNet rearranged into the Caffe layout (the parameter names stay torchvision's,
-    which are also those of the DeepLab init file once its prefix is removed)."""
+def _caffe_resnet(arch: str, output_stride: int, pretrained: str | Path | None) -> IntermediateLayerGetter:
+    """torchvision's ResNet up to layer4, rearranged into the Caffe layout (the parameter names stay
+    torchvision's, which are also those of the DeepLab init file once its prefix is removed)."""
     if output_stride != 8:
         raise ValueError(f"backbone_layout caffe has output stride 8 only (got {output_stride})")
     if pretrained == "imagenet":
@@ -101,11 +101,10 @@ def _caffe_resnet(arch: str, output_stride: int, pretrained: str | Path | None) 
     for layer, dilation in ((net.layer3, 2), (net.layer4, 4)):
         for block in layer:
             block.conv2.dilation = block.conv2.padding = (dilation, dilation)
-    if pretrained == "deeplab":
-        load_deeplab_init(net, deeplab_init_file())
-    elif pretrained is not None:
-        load_deeplab_init(net, pretrained)
-    return net
+    backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})  # no fc: the file has none
+    if pretrained is not None:
+        load_deeplab_init(backbone, deeplab_init_file() if pretrained == "deeplab" else pretrained)
+    return backbone
 
 
 def init_head_as_authors(head: ASPPHead) -> None:
