@@ -63,6 +63,7 @@ def test_the_caffe_layout_draws_the_head_convs_from_n_0_001():
     head = _caffe_net("deeplabv2_resnet50").head
     for conv in (head.branches[0][0], head.bottleneck[0], head.classifier):
         assert abs(conv.weight.std().item() - 0.01) < 0.001
+    assert torch.count_nonzero(head.bottleneck[0].bias) == 0 and torch.count_nonzero(head.branches[0][0].bias) > 0
     se = head.se[0]  # the squeeze-and-excitation keeps PyTorch's default: U(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in)
     assert abs(se.weight.std().item() - (3 * se.in_channels) ** -0.5) < 0.001
     assert create("deeplabv2_resnet50", 19, head_norm="gn").head.classifier.weight.std().item() > 0.02

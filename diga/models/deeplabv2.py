@@ -109,11 +109,15 @@ def _caffe_resnet(arch: str, output_stride: int, pretrained: str | Path | None) 
 
 def init_head_as_authors(head: ASPPHead) -> None:
     """The authors' network draws every conv weight of its head from N(0, 0.01) (its backbone init loop
-    runs over the head too); the squeeze-and-excitation layers (linear layers there) keep the default."""
+    runs over the head too) and zeroes the bottleneck conv's bias (the head's own init loop; the branch
+    biases keep the default); the squeeze-and-excitation layers (linear layers there) keep the default."""
     se = set(head.se.modules())
     for module in head.modules():
         if isinstance(module, nn.Conv2d) and module not in se:
             nn.init.normal_(module.weight, 0.0, 0.01)
+    bottleneck = head.bottleneck[0]
+    if bottleneck.bias is not None:
+        nn.init.zeros_(bottleneck.bias)
 
 
 @register("deeplabv2_resnet101")
