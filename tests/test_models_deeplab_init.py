@@ -237,14 +237,50 @@ def test_the_predictor_applies_the_recorded_normalisation(caffe_checkpoint):
     _agrees_with_caffe_only(caffe_checkpoint, image, got)
 
 
-def test_evaluation_applies_the_recorded_normalisation(caffe_checkpoint, tiny_bench):
-    from diga.engine.evaluation import evaluate_checkpoint
+def test_evaluation_applies_the_recorded_normalisation(caffe_checkpoint, tiny_bench, monkeypatch):
+    from diga.engine import evaluation
 
-    seen = []
-    evaluate_checkpoint(caffe_checkpoint, tiny_bench["val"], scales=(1.0,), device="cpu", workers=0,
-                        on_prediction=lambda images, pred, labels: seen.append((images, pred)))
-    images, pred = seen[0]
-    _agrees_with_caffe_only(caffe_checkpoint, images[0].permute(1, 2, 0).numpy(), pred[0].numpy())
+    fed, seen = [], []
+    real_load = evaluation.load_model
+
+    def recording_load(path, device):  # the network's own input, as evaluation hands it over
+        model, meta = real_load(path, device)
+        model.register_forward_pre_hook(lambda module, args: fed.append(args[0].clone()))
+        return model, meta
+
+    monkeypatch.setattr(evaluation, "load_model", recording_load)
+    evaluation.evaluate_checkpoint(caffe_checkpoint, tiny_bench["val"], scales=(1.0,), device="cpu", workers=0,
+                                   on_prediction=lambda images, pred, labels: seen.append(images))
+    images = seen[0].float()
+    assert fed[0].shape == images.shape
+    authors = (images - torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)) / 128  # in RGB order
+    assert torch.allclose(fed[0], authors, atol=1e-4)
+
+
+def test_pseudo_labels_and_centroids_apply_the_recorded_normalisation(caffe_checkpoint, tiny_bench, tmp_path,
+                                                                      monkeypatch):
+    """Their inputs, mapped back by the caffe normalisation, are whole 0-255 pixel values (with the
+    ImageNet one they would not be)."""
+    from diga.engine import pseudolabels
+
+    fed = []
+    real_load = pseudolabels.load_model
+
+    def recording_load(path, device):
+        model, meta = real_load(path, device)
+        model.register_forward_pre_hook(lambda module, args: fed.append(args[0].clone()))
+        return model, meta
+
+    monkeypatch.setattr(pseudolabels, "load_model", recording_load)
+    cfg = preset("cpu").replace(workers=0, device="cpu")  # one scale (1.0): the images are not resized
+    manifest = pseudolabels.generate_pseudo_labels(caffe_checkpoint, tiny_bench["target"], tmp_path / "pseudo", cfg)
+    n_pseudo = len(fed)
+    pseudolabels.compute_centroids(caffe_checkpoint, manifest, tmp_path / "centroids.safetensors", cfg)
+    assert 0 < n_pseudo < len(fed)
+    for x in (fed[0], fed[n_pseudo]):
+        pixels = x * 128 + torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
+        assert torch.allclose(pixels, pixels.round(), atol=1e-3) and pixels.min() >= -1e-3 and pixels.max() <= 255.001
+        assert pixels.std() > 1  # real images, not a constant
 
 
 def test_an_init_checkpoint_of_another_normalisation_is_refused(caffe_run, tiny_bench, tmp_path):
