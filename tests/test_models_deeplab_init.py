@@ -283,6 +283,18 @@ def test_pseudo_labels_and_centroids_apply_the_recorded_normalisation(caffe_chec
         assert pixels.std() > 1  # real images, not a constant
 
 
+def test_training_forwards_apply_the_setting(tiny_bench, tmp_path):
+    from diga.engine.supervised import SupervisedTrainer
+
+    cfg = preset("cpu").replace(source=tiny_bench["source"], workers=0, steps=1, input_norm="caffe")
+    trainer = SupervisedTrainer(cfg, tmp_path / "run")
+    fed = []
+    trainer.model.register_forward_pre_hook(lambda module, args: fed.append(args[0].clone()))
+    x01 = torch.rand(1, 3, 32, 48)
+    trainer.forward(x01, trainer.model)
+    assert torch.allclose(fed[0], (x01 * 255 - torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)) / 128, atol=1e-4)
+
+
 def test_an_init_checkpoint_of_another_normalisation_is_refused(caffe_run, tiny_bench, tmp_path):
     from diga.engine.supervised import SupervisedTrainer
 
