@@ -295,6 +295,29 @@ def test_training_forwards_apply_the_setting(tiny_bench, tmp_path):
     assert torch.allclose(fed[0], (x01 * 255 - torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)) / 128, atol=1e-4)
 
 
+def test_label_free_signals_apply_the_setting(tiny_cfg):
+    from types import SimpleNamespace
+
+    from diga.classes import get_label_space
+    from diga.engine import labelfree
+
+    fed = []
+
+    class Recording(torch.nn.Module):  # two classes, left and right, whatever the input
+        def forward(self, x):
+            fed.append(x.clone())
+            logits, feats = torch.zeros(x.shape[0], 19, 4, 4), torch.zeros(x.shape[0], 2, 4, 4)
+            logits[:, 0, :, :2] = logits[:, 1, :, 2:] = feats[:, 0, :, :2] = feats[:, 1, :, 2:] = 1.0
+            return logits, feats
+
+    labelfree._stage_inputs.cache_clear()
+    stage = SimpleNamespace(cfg=tiny_cfg.replace(input_norm="caffe"), space=get_label_space("cityscapes19"),
+                            model=Recording(), teacher=None, device=torch.device("cpu"), amp=None)
+    assert labelfree.stage_signals(stage)
+    pixels = fed[0] * 128 + torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
+    assert torch.allclose(pixels, pixels.round(), atol=1e-3) and pixels.std() > 1
+
+
 def test_an_init_checkpoint_of_another_normalisation_is_refused(caffe_run, tiny_bench, tmp_path):
     from diga.engine.supervised import SupervisedTrainer
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
-from ..data.transforms import INPUT_NORMS, normalize
+from ..data.transforms import INPUT_NORMS, input_norm_stats, normalize
 from ..method.prototypes import CentroidAccumulator, prototype_labels
 from . import runtime
 from .metrics_log import read_metrics
@@ -87,8 +87,9 @@ def label_free_signals(model: torch.nn.Module, images: torch.Tensor, num_classes
                        batch_size: int = 8,
                        norm: tuple[Sequence[float], Sequence[float]] = INPUT_NORMS["imagenet"]) -> dict[str, float]:
     """The signals of ``model`` on uint8 ``images`` (N,3,H,W), in eval mode, at the model's output
-    resolution, normalised by ``norm`` (the model's (mean, std)). Without a ``teacher`` (or a ``source_distribution``) that signal is left out; without
-    ``centroids`` they are computed from the images' own predictions (as between the stages)."""
+    resolution, normalised by ``norm`` (the model's (mean, std)). Without a ``teacher`` (or a
+    ``source_distribution``) that signal is left out; without ``centroids`` they are computed from the
+    images' own predictions (as between the stages)."""
     device = torch.device(device)
     modes = [(m, m.training) for m in (model, teacher) if m is not None]
     for m, _ in modes:
@@ -149,7 +150,7 @@ def stage_signals(trainer: Any) -> dict[str, float]:
     teacher = trainer.teacher.module if trainer.teacher is not None else None
     signals = label_free_signals(trainer.model, inputs[0], trainer.space.num_classes, inputs[1], teacher,
                                  getattr(trainer, "centroids", None), getattr(trainer, "centroid_valid", None),
-                                 trainer.device, trainer.amp, norm=trainer.norm)
+                                 trainer.device, trainer.amp, norm=input_norm_stats(cfg.input_norm))
     return {PREFIX + k: v for k, v in signals.items()}
 
 

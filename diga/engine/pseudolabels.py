@@ -186,8 +186,9 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     with torch.inference_mode():
         for items in loader:
             for combined, x in _batches_by_shape([(label, image) for image, label in items], device):
+                x = resized(x, scaled_size(x.shape[-2:], scale))
                 with runtime.autocast(device, amp):
-                    _, features = model(normalize(resized(x, scaled_size(x.shape[-2:], scale)), meta["mean"], meta["std"]))
+                    _, features = model(normalize(x, meta["mean"], meta["std"]))
                 pseudo, _ = split_combined(torch.stack(combined).to(device))
                 acc.add(features.float(), pseudo)
     if runtime.is_distributed():

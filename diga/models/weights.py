@@ -108,10 +108,9 @@ def load_deeplab_init(backbone: nn.Module, path: str | Path) -> None:
     The file's keys are torchvision's parameter names behind the ``Scale.`` prefix, plus its own
     classifier (``Scale.layer5``), which is skipped. Every key must carry the prefix and every backbone
     tensor must be there with its shape: otherwise an error names the file and the first missing and
-    unexpected keys (as the file names them). The first conv of
-    the file reads BGR input; it is loaded with its input channels reversed, so that the backbone
-    reads RGB (input_norm caffe: the same ``(255 x - mean) / 128`` in RGB order) and computes the
-    same function."""
+    unexpected keys (as the file names them). The file's first conv reads BGR input; it is loaded with
+    its input channels reversed, so that the backbone reads RGB (input_norm caffe: the same
+    ``(255 x - mean) / 128`` in RGB order) and computes the same function."""
     file_state = read_state_dict(path)
     state = {k.removeprefix(DEEPLAB_PREFIX): v for k, v in file_state.items()
              if k.startswith(DEEPLAB_PREFIX) and not k.startswith(DEEPLAB_PREFIX + DEEPLAB_CLASSIFIER)}
