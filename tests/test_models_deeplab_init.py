@@ -237,6 +237,21 @@ def test_the_predictor_applies_the_recorded_normalisation(caffe_checkpoint):
     _agrees_with_caffe_only(caffe_checkpoint, image, got)
 
 
+def test_an_onnx_export_keeps_the_recorded_normalisation(caffe_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from diga.export import Predictor, export_model
+
+    result = export_model(caffe_checkpoint, "onnx", out=tmp_path / "caffe.onnx", imgsz=(64, 128), n_check=2,
+                          log=lambda _: None)
+    mean, std = INPUT_NORMS["caffe"]
+    preprocessing = result.meta["export"]["preprocessing"]
+    assert np.allclose(preprocessing["mean"], mean) and np.allclose(preprocessing["std"], std)
+    image = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    onnx = Predictor.load(result.path)
+    assert onnx.backend == "onnx"
+    _agrees_with_caffe_only(caffe_checkpoint, image, onnx.predict(image, mode="whole")[0].labels)
+
+
 def test_evaluation_applies_the_recorded_normalisation(caffe_checkpoint, tiny_bench, monkeypatch):
     from diga.engine import evaluation
 
