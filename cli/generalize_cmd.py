@@ -29,6 +29,7 @@ def generalize(
     config: Optional[Path] = opt.CONFIG, preset: Optional[str] = opt.PRESET, model: Optional[str] = opt.MODEL,
     steps: Optional[int] = opt.STEPS, batch_size: Optional[int] = opt.BATCH_SIZE, crop: Size = opt.CROP,
     lr: Optional[float] = opt.LR, pretrained: Optional[str] = opt.PRETRAINED, seed: Optional[int] = opt.SEED,
+    backbone_layout: Optional[str] = opt.BACKBONE_LAYOUT, input_norm: Optional[str] = opt.INPUT_NORM,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
     source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
     name: str = opt.name_option("generalize", " (re-running it resumes, with the same settings)"),
@@ -47,7 +48,7 @@ def generalize(
     evals = [check_spec(spec, "--eval") for spec in evals]
     cfg = build_config(preset, config, source=check_spec(source, "--source"), model=model, steps=steps,
                        batch_size=batch_size, crop=crop, lr=lr, pretrained=opt.pretrained_value(pretrained),
-                       seed=seed, device=device, workers=workers,
+                       backbone_layout=backbone_layout, input_norm=input_norm, seed=seed, device=device, workers=workers,
                        # no target images and no self-training: a preset's other base-size lists do not apply
                        **opt.base_size_settings({"source_base_sizes": ("--source-base-size", source_base_size)},
                                                 preset, config, batch_size),

@@ -77,6 +77,7 @@ def train(
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED,
     head_norm: Optional[str] = opt.HEAD_NORM, loss: Optional[str] = opt.LOSS,
     ohem_threshold: Optional[float] = opt.OHEM_THRESHOLD, ohem_min_kept: Optional[int] = opt.OHEM_MIN_KEPT,
+    backbone_layout: Optional[str] = opt.BACKBONE_LAYOUT, input_norm: Optional[str] = opt.INPUT_NORM,
     amp: Optional[str] = opt.AMP, eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
@@ -91,6 +92,7 @@ def train(
     cfg = build_config(preset, config, source=check_spec(data, "--data"), val=check_spec(val, "--val"), model=model,
                        steps=steps, batch_size=batch_size, accumulate=accumulate, crop=crop, lr=lr,
                        label_space=label_space, pretrained=opt.pretrained_value(pretrained), head_norm=head_norm,
+                       backbone_layout=backbone_layout, input_norm=input_norm,
                        loss=loss, ohem_threshold=ohem_threshold, ohem_min_kept=ohem_min_kept, amp=amp, eval_every=eval_every, select=select, compile=compile, sync_bn=sync_bn, seed=seed,
                        device=device, workers=workers,
                        # supervised training takes its whole batch from base_size: a preset's (or config

@@ -37,7 +37,10 @@ ACCUMULATE = typer.Option(None, min=1, help=(
 CROP = typer.Option(None, help="Crop height and width.")
 LR = typer.Option(None, min=0.0, help="Base learning rate (poly schedule; the head trains at head_lr_mult x lr).")
 LABEL_SPACE = typer.Option(None, help="cityscapes19, synthia16 or synthia13.")
-PRETRAINED = typer.Option(None, help="'imagenet', a backbone file, or 'none'.")
+PRETRAINED = typer.Option(None, help=(
+    "'imagenet' (the library's ImageNet weights), 'deeplab' (the DeepLab-V2 init weights, ImageNet + MS-COCO, "
+    "that the authors start from: downloaded once into the torch hub cache; needs --backbone-layout caffe), a "
+    "backbone FILE (with --backbone-layout caffe: the DeepLab init file's key layout), or 'none'."))
 TRANSLATOR = typer.Option(None, help=(
     "Source-to-target style translation: fda, color, learned (the authors' translator network: "
     "--translator-weights FILE from `diga translator`, or in `diga adapt` without it trained first as stage 0; "
@@ -54,6 +57,14 @@ TRANSLATOR_WEIGHTS = typer.Option(None, "--translator-weights", dir_okay=False, 
 HEAD_NORM = typer.Option(None, help=(
     "DeepLab-V2 head normalisation: gn (GroupNorm, the authors' head and the paper preset) or bn (BatchNorm "
     "+ ReLU; cpu and gpu presets). Recorded in the checkpoint, which rebuilds the same head."))
+BACKBONE_LAYOUT = typer.Option(None, help=(
+    "DeepLab-V2 ResNet backbone: caffe (the authors' layout of the DeepLab init weights: stride on the first "
+    "1x1 conv, ceil-mode max-pool, every layer3/layer4 block dilated, head convs from N(0, 0.01); the paper "
+    "presets, with --pretrained deeplab) or torchvision (cpu and gpu presets). Recorded in the checkpoint."))
+INPUT_NORM = typer.Option(None, help=(
+    "Network input normalisation: caffe (the authors' (255x - mean)/128 with the Caffe pixel means, which the "
+    "DeepLab init weights expect; the paper presets) or imagenet (ImageNet mean/std; cpu and gpu presets). "
+    "Recorded in the checkpoint: evaluation, exports and the demo apply the same."))
 EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
     "Cap of the EMA teacher's momentum (paper and gpu presets: 0.999; cpu preset: 0.99, which keeps "
     "the teacher from lagging in runs of a few thousand steps; see docs/BENCHMARKS.md)."))

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from .classes import LABEL_SPACES, get_label_space
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import input_norm_stats
 from .errors import DigaError
 from .io import atomic_write, atomic_write_text
 
@@ -39,10 +39,13 @@ class CheckpointError(DigaError, ValueError):
 
 
 def model_metadata(
-    architecture: str, label_space: str, input_size: tuple[int, int] | None = None, **extra: Any
+    architecture: str, label_space: str, input_size: tuple[int, int] | None = None, input_norm: str = "imagenet",
+    **extra: Any
 ) -> dict[str, Any]:
-    """The metadata every diga checkpoint carries."""
+    """The metadata every diga checkpoint carries; ``mean`` and ``std`` are those of ``input_norm``
+    (``diga.data.transforms.INPUT_NORMS``), which everything that runs the model applies."""
     space = get_label_space(label_space)
+    mean, std = input_norm_stats(input_norm)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -51,8 +54,9 @@ def model_metadata(
         "num_classes": space.num_classes,
         "classes": list(space.classes),
         "palette": [list(c) for c in space.palette],
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        "input_norm": input_norm,
+        "mean": list(mean),
+        "std": list(std),
         "input_size": list(input_size) if input_size else None,
     }
     meta.update(extra)

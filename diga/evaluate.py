@@ -133,6 +133,7 @@ def evaluate_model(
     sharded: bool | None = None,
     mode: str = "whole",
     training_scale: TrainingScale | None = None,
+    norm: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> SegMetrics:
     """mIoU of ``model`` over ``loader`` (uint8 images, full-resolution labels).
 
@@ -141,8 +142,12 @@ def evaluate_model(
     ``on_prediction(images, prediction, labels)`` sees every batch as scored (e.g. to show a few).
     ``sharded``: the loader holds this rank's shard of the dataset, so the confusion matrices
     are summed over the ranks (default: whenever torch.distributed is initialised).
+    ``norm``: the (mean, std) the model was trained with (a checkpoint's ``mean`` and ``std``;
+    default ImageNet's).
     """
-    from .data.transforms import normalize
+    from .data.transforms import INPUT_NORMS, normalize
+
+    mean, std = norm or INPUT_NORMS["imagenet"]
 
     if sharded is None:
         sharded = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -155,7 +160,7 @@ def evaluate_model(
     cm = ConfusionMatrix(num_classes, device)
     device = torch.device(device)
     for images, labels in loader:
-        x = normalize(images.to(device, non_blocking=True).float().div_(255))
+        x = normalize(images.to(device, non_blocking=True).float().div_(255), mean, std)
         labels = labels.to(device, non_blocking=True)
         plan = plan_inference(mode, x.shape[-2:], scale)
         logits = infer_logits(lambda xs: fused_logits(model, xs, scales, amp_dtype), x, plan,

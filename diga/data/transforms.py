@@ -21,6 +21,25 @@ from diga.classes import IGNORE_INDEX
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# The Caffe ImageNet pixel means (R, G, B on the 0-255 scale) and the divisor of the authors' loaders,
+# which feed the DeepLab-V2 network BGR ``(255 x - mean) / 128``.
+PIXEL_MEAN: tuple[float, float, float] = (122.67891434, 116.66876762, 104.00698793)
+PIXEL_SCALE = 128.0
+# Each input normalisation as (mean, std) of RGB images in [0, 1]: what checkpoints record and every
+# consumer (training, evaluation, the predictor, exports, the demo) applies. "caffe" is the authors'
+# ``(255 x - mean) / 128`` in RGB order: the DeepLab init file's first convolution, which reads BGR,
+# is loaded with its input channels reversed (diga/models/weights.py), the same network function.
+INPUT_NORMS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "caffe": (tuple(m / 255.0 for m in PIXEL_MEAN), (PIXEL_SCALE / 255.0,) * 3),
+}
+
+
+def input_norm_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) of the input normalisation ``name`` (imagenet or caffe)."""
+    if name not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)} (got {name!r})")
+    return INPUT_NORMS[name]
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,

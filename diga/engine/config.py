@@ -63,7 +63,17 @@ class StageConfig:
     workers: int = 4
     # model
     model: str = "deeplabv2_resnet101"
+    # imagenet (the library's ImageNet weights), deeplab (the authors' DeepLab-V2 initialisation, with
+    # backbone_layout caffe), a backbone file, or none.
     pretrained: str | None = "imagenet"
+    # The DeepLab-V2 ResNet backbone: torchvision's layout, or the authors' Caffe layout (stride on the
+    # first 1x1 conv of a block, ceil-mode max-pool, every block of layer3/layer4 dilated 2/4, head convs
+    # drawn from N(0, 0.01)) that the DeepLab init file was trained in. Kept in checkpoints; left out for
+    # networks other than the DeepLab-V2 ResNets.
+    backbone_layout: str = "torchvision"
+    # The network input: imagenet (RGB, ImageNet mean/std) or caffe (the authors' (255x - mean)/128 with
+    # the Caffe means). Kept in checkpoints, so evaluation, exports and the demo apply the same.
+    input_norm: str = "imagenet"
     init: str | None = None  # a diga checkpoint to start from (warm-up -> self-training)
     pseudo_labels: str | None = None  # manifest.json of the pseudo-labels (self-training)
     centroids: str | None = None  # centroids.safetensors (self-training)
@@ -267,6 +277,7 @@ class StageConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        problems += self._network_problems()
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return self
@@ -303,6 +314,24 @@ class StageConfig:
                                 f"{selftrain_batch} crops, so it needs base-size counts of its own (it would take "
                                 f"those of {name}, which add up to batch_size {self.batch_size})")
         return problems
+
+    def _network_problems(self) -> list[str]:
+        """Starting weights that do not fit the backbone layout. The layout is a setting of the DeepLab-V2
+        ResNets and left out for other networks (as head_norm is for networks without that head)."""
+        from ..models.registry import supported_settings
+
+        has_layouts = bool(supported_settings(self.model, {"backbone_layout": self.backbone_layout}))
+        caffe = has_layouts and self.backbone_layout == "caffe"
+        if self.pretrained == "deeplab" and not caffe:
+            return [f"pretrained deeplab (the DeepLab-V2 init weights of ResNet-101) was trained in the Caffe layout: "
+                    f"it needs a DeepLab-V2 ResNet with backbone_layout caffe (--backbone-layout caffe; got model "
+                    f"{self.model}, backbone_layout {self.backbone_layout})"]
+        if caffe and self.pretrained == "imagenet":
+            return ["backbone_layout caffe cannot start from torchvision's ImageNet weights (--pretrained imagenet): "
+                    "they were trained with the stride on the 3x3 conv and RGB ImageNet input; give the DeepLab init "
+                    "weights (--pretrained deeplab, or the file with --pretrained FILE), or use --backbone-layout "
+                    "torchvision"]
+        return []
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
@@ -396,6 +425,8 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "centroids_per_round": ("keep", "recompute"),
     "loss": ("ce", "ohem"),
     "warmup_lr_schedule": ("poly", "ramp"),
+    "backbone_layout": ("caffe", "torchvision"),
+    "input_norm": ("caffe", "imagenet"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -422,14 +453,22 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     centroids_per_round="recompute",
     loss="ce",
     warmup_lr_schedule="poly",
+    backbone_layout="torchvision",
+    input_norm="imagenet",
 )
+
+# The authors' DeepLab-V2 network as their adaptation and generalisation scripts build it: the DeepLab
+# init weights (ImageNet + MS-COCO) in their Caffe layout, the input normalised as their loaders do.
+PAPER_NETWORK: dict[str, Any] = dict(pretrained="deeplab", backbone_layout="caffe", input_norm="caffe")
 
 # The authors' settings: ResNet-101 DeepLab-V2, 512x896 crops, batch 3, 80k steps per stage
 # (their GTA5 -> Cityscapes adaptation scripts), after their learned translator (stage 0, which
 # `diga adapt` trains first when no --translator-weights file is given). Each of their stages keeps
 # the weights of its best Cityscapes-val evaluation (every 1000 steps) for the next: select auto.
+# Their network starts from the DeepLab-V2 initialisation in its Caffe layout, fed (255x - mean)/128.
 # Their scripts train and infer in fp32 (no autocast anywhere): amp fp32 in the paper presets.
 PAPER: dict[str, Any] = dict(
+    **PAPER_NETWORK,
     translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train", blend_space="authors",
     student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
@@ -456,7 +495,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
-    "paper-dg": dict(batch_size=4, teacher_mode="train", blend_space="authors", amp="fp32"),
+    "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors", amp="fp32"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -469,6 +508,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", student_forward="separate", centroid_labels="argmax", centroids_per_round="keep",
         amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4,
+        # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet
+        input_norm="caffe",
     ),
     # One modern GPU, sized for about an hour for the whole pipeline (an estimate from measured
     # step costs of the larger network; not yet timed end to end).

@@ -52,7 +52,8 @@ def evaluate_checkpoint(
         shard = runtime.is_distributed()
     loader = eval_loader(dataset, workers, shard=shard, device=dev)
     metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp,
-                             on_prediction=on_prediction, sharded=shard, mode=mode, training_scale=scale)
+                             on_prediction=on_prediction, sharded=shard, mode=mode, training_scale=scale,
+                             norm=(meta["mean"], meta["std"]))
     result = metrics.as_dict()
     result["label_space"] = space.name
     result["protocol"] = (f"{space.name}: {space.num_classes}-class mIoU over the dataset's confusion matrix, "

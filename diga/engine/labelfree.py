@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
-from ..data.transforms import normalize
+from ..data.transforms import INPUT_NORMS, input_norm_stats, normalize
 from ..method.prototypes import CentroidAccumulator, prototype_labels
 from . import runtime
 from .metrics_log import read_metrics
@@ -71,9 +72,10 @@ def label_distribution(spec: str, space: LabelSpace, n: int = SUBSET_SIZE) -> to
     return counts / counts.sum() if counts.sum() > 0 else None
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(model: torch.nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None,
+             norm: tuple[Sequence[float], Sequence[float]]) -> tuple[torch.Tensor, torch.Tensor]:
     with runtime.autocast(x.device, amp_dtype):
-        logits, feats = model(normalize(x))
+        logits, feats = model(normalize(x, *norm))
     return logits.float(), feats.float()
 
 
@@ -82,10 +84,12 @@ def label_free_signals(model: torch.nn.Module, images: torch.Tensor, num_classes
                        source_distribution: torch.Tensor | None = None, teacher: torch.nn.Module | None = None,
                        centroids: torch.Tensor | None = None, centroid_valid: torch.Tensor | None = None,
                        device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-                       batch_size: int = 8) -> dict[str, float]:
+                       batch_size: int = 8,
+                       norm: tuple[Sequence[float], Sequence[float]] = INPUT_NORMS["imagenet"]) -> dict[str, float]:
     """The signals of ``model`` on uint8 ``images`` (N,3,H,W), in eval mode, at the model's output
-    resolution. Without a ``teacher`` (or a ``source_distribution``) that signal is left out; without
-    ``centroids`` they are computed from the images' own predictions (as between the stages)."""
+    resolution, normalised by ``norm`` (the model's (mean, std)). Without a ``teacher`` (or a
+    ``source_distribution``) that signal is left out; without ``centroids`` they are computed from the
+    images' own predictions (as between the stages)."""
     device = torch.device(device)
     modes = [(m, m.training) for m in (model, teacher) if m is not None]
     for m, _ in modes:
@@ -95,14 +99,14 @@ def label_free_signals(model: torch.nn.Module, images: torch.Tensor, num_classes
     kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (features, argmax at feature size)
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device).float().div_(255)
-        logits, feats = _forward(model, x, amp_dtype)
+        logits, feats = _forward(model, x, amp_dtype, norm)
         log_p = logits.log_softmax(1)
         entropy += float(-(log_p.exp() * log_p).sum(1).sum()) / math.log(num_classes)
         pred = logits.argmax(1)
         pixels += pred.numel()
         shares += torch.bincount(pred.flatten(), minlength=num_classes)[:num_classes].float()
         if teacher is not None:
-            agree += float((_forward(teacher, x, amp_dtype)[0].argmax(1) == pred).sum())
+            agree += float((_forward(teacher, x, amp_dtype, norm)[0].argmax(1) == pred).sum())
         small = logits if logits.shape[-2:] == feats.shape[-2:] else F.interpolate(
             logits, size=feats.shape[-2:], mode="bilinear", align_corners=False)
         kept.append((feats, small.argmax(1)))
@@ -146,7 +150,7 @@ def stage_signals(trainer: Any) -> dict[str, float]:
     teacher = trainer.teacher.module if trainer.teacher is not None else None
     signals = label_free_signals(trainer.model, inputs[0], trainer.space.num_classes, inputs[1], teacher,
                                  getattr(trainer, "centroids", None), getattr(trainer, "centroid_valid", None),
-                                 trainer.device, trainer.amp)
+                                 trainer.device, trainer.amp, norm=input_norm_stats(cfg.input_norm))
     return {PREFIX + k: v for k, v in signals.items()}
 
 

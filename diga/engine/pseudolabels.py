@@ -144,7 +144,8 @@ def generate_pseudo_labels(
             task = progress.add_task("pseudo-labels", total=len(todo))
             for items in loader:
                 for idx, x in _batches_by_shape(items, device):
-                    preds = pseudo_labels(fused_logits(model, normalize(x), cfg.eval_scales, amp)).cpu().numpy()
+                    logits = fused_logits(model, normalize(x, meta["mean"], meta["std"]), cfg.eval_scales, amp)
+                    preds = pseudo_labels(logits).cpu().numpy()
                     for i, pred in zip(idx, preds):
                         _write_png(labels_dir / names[i], pred)
                     progress.advance(task, len(idx))
@@ -195,8 +196,9 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     with torch.inference_mode():
         for items in loader:
             for combined, x in _batches_by_shape([(label, image) for image, label in items], device):
+                x = resized(x, scaled_size(x.shape[-2:], scale))
                 with runtime.autocast(device, amp):
-                    logits, features = model(normalize(resized(x, scaled_size(x.shape[-2:], scale))))
+                    logits, features = model(normalize(x, meta["mean"], meta["std"]))
                 acc.add(features.float(), centroid_pixel_labels(cfg, logits, torch.stack(combined).to(device)))
     if runtime.is_distributed():
         acc.all_reduce()

@@ -27,7 +27,7 @@ from ..checkpoint import (
     save_weights,
 )
 from ..classes import get_label_space
-from ..data.transforms import normalize
+from ..data.transforms import input_norm_stats, normalize
 from ..errors import ConfigError, DigaError
 from ..evaluate import evaluate_model
 from ..io import atomic_write_text, remove_stale_temps
@@ -121,6 +121,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         runtime.seed_everything(cfg.seed + runtime.rank())
         self.space = get_label_space(cfg.label_space)
+        self.norm = input_norm_stats(cfg.input_norm)  # (mean, std) of every forward, recorded in checkpoints
         if loader_workers(cfg.workers) < cfg.workers:
             self.console.print(f"[yellow]--workers {cfg.workers}: this process may use "
                                f"{loader_workers(cfg.workers)} CPUs, so that many data-loading workers start[/]")
@@ -186,6 +187,10 @@ class Trainer:
             if meta["num_classes"] != self.space.num_classes:
                 raise ConfigError(f"--init {cfg.init} has {meta['num_classes']} classes, the label space "
                                   f"{self.space.name} (--label-space) has {self.space.num_classes}")
+            if not _same_norm((meta["mean"], meta["std"]), self.norm):
+                raise ConfigError(f"--init {cfg.init} was trained with input_norm {meta.get('input_norm', 'imagenet')} "
+                                  f"(mean {meta['mean']}, std {meta['std']}), this run normalises with "
+                                  f"{cfg.input_norm} (--input-norm): give --input-norm {meta.get('input_norm', 'imagenet')}")
             return model.train()
         return create(cfg.model, self.space.num_classes, pretrained=cfg.pretrained or None,
                       **self.model_kwargs()).train()
@@ -204,7 +209,8 @@ class Trainer:
         (from --init: that checkpoint's own)."""
         if self.cfg.init:
             return read_metadata(self.cfg.init).get("model_kwargs", {})
-        return supported_settings(self.cfg.model, {"head_norm": self.cfg.head_norm})
+        return supported_settings(self.cfg.model, {"head_norm": self.cfg.head_norm,
+                                                   "backbone_layout": self.cfg.backbone_layout})
 
     def architecture(self) -> str:
         if self.cfg.init:
@@ -221,7 +227,7 @@ class Trainer:
 
     def forward(self, x01: torch.Tensor, net: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         with runtime.autocast(self.device, self.amp):
-            return (net or self.net)(normalize(x01))
+            return (net or self.net)(normalize(x01, *self.norm))
 
     def teacher_forward(self, *batches: torch.Tensor,
                         features: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -386,7 +392,7 @@ class Trainer:
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         loader = eval_loader(self.val_set, workers=min(self.cfg.workers, 2), device=self.device)
         m = evaluate_model(model, loader, self.space.num_classes, self.device, self.cfg.eval_scales,
-                           self.space.classes, amp_dtype=self.amp)
+                           self.space.classes, amp_dtype=self.amp, norm=self.norm)
         return m.as_dict()
 
     def evaluate_and_keep_best(self, step: int) -> dict[str, Any]:
@@ -438,6 +444,7 @@ class Trainer:
 
     def metadata(self, **extra: Any) -> dict[str, Any]:
         return model_metadata(self.architecture(), self.space.name, input_size=self.inference_size(),
+                              input_norm=self.cfg.input_norm,
                               train_size=list(self.train_size()), crop=list(self.cfg.crop),
                               stage=self.stage, source=self.cfg.source, target=self.cfg.target,
                               model_kwargs=self.model_kwargs(), **extra)
@@ -530,3 +537,8 @@ def completed_summary(run_dir: Path) -> dict | None:
     """The summary of a finished stage, or None if it has not finished."""
     path = Path(run_dir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _same_norm(a: tuple, b: tuple) -> bool:
+    """Two (mean, std) pairs equal up to float rounding (a checkpoint stores them as JSON numbers)."""
+    return all(abs(float(x) - float(y)) < 1e-6 for pa, pb in zip(a, b) for x, y in zip(pa, pb))

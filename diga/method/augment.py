@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models.translator import PIXEL_MEAN, PIXEL_SCALE
+from ..data.transforms import PIXEL_MEAN, PIXEL_SCALE
 from ._rng import rand
 
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
@@ -198,7 +198,10 @@ def _pixel_mean(like: torch.Tensor) -> torch.Tensor:
 
 
 def to_authors_input(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB (B,3,H,W) -> the authors' network input: BGR, ``(255 x - mean) / 128`` (about [-1, 1])."""
+    """[0, 1] RGB (B,3,H,W) -> the authors' network input: BGR, ``(255 x - mean) / 128`` (about [-1, 1]).
+
+    With ``input_norm`` caffe the network is fed this same tensor in RGB order (``INPUT_NORMS["caffe"]``,
+    the same means and divisor), so the blended view reaches it in the value range the authors' does."""
     return ((x * 255.0 - _pixel_mean(x)) / PIXEL_SCALE).flip(1)
 
 

@@ -12,7 +12,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from ..errors import ConfigError
 from .head import ASPPHead
 from .registry import register
-from .weights import load_backbone_weights, with_imagenet_weights
+from .weights import deeplab_init_file, load_backbone_weights, load_deeplab_init, with_imagenet_weights
 
 
 class DeepLabV2(nn.Module):
@@ -42,40 +42,97 @@ class DeepLabV2(nn.Module):
                     p.requires_grad_(False)
 
 
+# "torchvision": torchvision's ResNet. "caffe": the layout of the DeepLab-V2 init weights the authors
+# start from (their model/seg_model_noaux.py): the stride of a block on its first 1x1 conv, a ceil-mode
+# max-pool (a 512x896 crop gives 65x113 outputs, not 64x112), every block of layer3/layer4 dilated 2/4
+# (torchvision keeps the first one at 1/2), and head convs drawn from N(0, 0.01).
+BACKBONE_LAYOUTS = ("torchvision", "caffe")
+
+
 def _resnet_deeplab(
     arch: str, num_classes: int, pretrained: str | Path | None, output_stride: int,
     head_channels: int = 256, dilations: tuple[int, ...] = (6, 12, 18, 24), head_norm: str = "bn",
+    backbone_layout: str = "torchvision",
 ) -> DeepLabV2:
     if output_stride not in (8, 16):
         raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+    if backbone_layout not in BACKBONE_LAYOUTS:
+        raise ValueError(f"backbone_layout must be one of {', '.join(BACKBONE_LAYOUTS)}, got {backbone_layout!r}")
+    if backbone_layout == "caffe":
+        backbone = _caffe_resnet(arch, output_stride, pretrained)
+    else:
+        backbone = IntermediateLayerGetter(_torchvision_resnet(arch, output_stride, pretrained),
+                                           return_layers={"layer4": "out"})
+    head = ASPPHead(2048, num_classes, head_channels, dilations, norm=head_norm)
+    if backbone_layout == "caffe":
+        init_head_as_authors(head)
+    return DeepLabV2(backbone, head, output_stride)
+
+
+def _torchvision_resnet(arch: str, output_stride: int, pretrained: str | Path | None) -> resnet.ResNet:
     dilate = [False, output_stride == 8, True]
-    weights = None
+    build = getattr(resnet, arch)
+    if pretrained == "deeplab":
+        raise ConfigError("--pretrained deeplab: the DeepLab init weights were trained in the Caffe layout; "
+                          "use --backbone-layout caffe")
     if pretrained == "imagenet":
         weights = {"resnet101": resnet.ResNet101_Weights.IMAGENET1K_V1,
                    "resnet50": resnet.ResNet50_Weights.IMAGENET1K_V1}[arch]
-    build = getattr(resnet, arch)
-    if weights is not None:
-        net = with_imagenet_weights(build, weights, replace_stride_with_dilation=dilate)
-    else:
-        net = build(weights=None, replace_stride_with_dilation=dilate)
-    if pretrained not in (None, "imagenet"):
+        return with_imagenet_weights(build, weights, replace_stride_with_dilation=dilate)
+    net = build(weights=None, replace_stride_with_dilation=dilate)
+    if pretrained is not None:
         load_backbone_weights(net, pretrained)
-    backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
-    head = ASPPHead(2048, num_classes, head_channels, dilations, norm=head_norm)
-    return DeepLabV2(backbone, head, output_stride)
+    return net
+
+
+def _caffe_resnet(arch: str, output_stride: int, pretrained: str | Path | None) -> IntermediateLayerGetter:
+    """torchvision's ResNet up to layer4, rearranged into the Caffe layout (the parameter names stay
+    torchvision's, which are also those of the DeepLab init file once its prefix is removed)."""
+    if output_stride != 8:
+        raise ValueError(f"backbone_layout caffe has output stride 8 only (got {output_stride})")
+    if pretrained == "imagenet":
+        raise ConfigError("--pretrained imagenet: torchvision's ImageNet weights do not fit --backbone-layout caffe "
+                          "(they were trained with the stride on the 3x3 conv); give the DeepLab init weights "
+                          "(--pretrained deeplab or FILE), or use --backbone-layout torchvision")
+    net = getattr(resnet, arch)(weights=None, replace_stride_with_dilation=[False, True, True])
+    net.maxpool.ceil_mode = True
+    first = net.layer2[0]  # the one strided block at output stride 8
+    first.conv1.stride, first.conv2.stride = first.conv2.stride, (1, 1)
+    for layer, dilation in ((net.layer3, 2), (net.layer4, 4)):
+        for block in layer:
+            block.conv2.dilation = block.conv2.padding = (dilation, dilation)
+    backbone = IntermediateLayerGetter(net, return_layers={"layer4": "out"})  # no fc: the file has none
+    if pretrained is not None:
+        load_deeplab_init(backbone, deeplab_init_file() if pretrained == "deeplab" else pretrained)
+    return backbone
+
+
+def init_head_as_authors(head: ASPPHead) -> None:
+    """The authors' network draws every conv weight of its head from N(0, 0.01) (its backbone init loop
+    runs over the head too) and zeroes the bottleneck conv's bias (the head's own init loop; the branch
+    biases keep the default); the squeeze-and-excitation layers (linear layers there) keep the default."""
+    se = set(head.se.modules())
+    for module in head.modules():
+        if isinstance(module, nn.Conv2d) and module not in se:
+            nn.init.normal_(module.weight, 0.0, 0.01)
+    bottleneck = head.bottleneck[0]
+    if bottleneck.bias is not None:
+        nn.init.zeros_(bottleneck.bias)
 
 
 @register("deeplabv2_resnet101")
 def deeplabv2_resnet101(num_classes: int = 19, pretrained=None, output_stride: int = 8,
-                        head_norm: str = "bn") -> DeepLabV2:
+                        head_norm: str = "bn", backbone_layout: str = "torchvision") -> DeepLabV2:
     """The paper's network: ResNet-101, output stride 8, 256-d ASPP/SE head."""
-    return _resnet_deeplab("resnet101", num_classes, pretrained, output_stride, head_norm=head_norm)
+    return _resnet_deeplab("resnet101", num_classes, pretrained, output_stride, head_norm=head_norm,
+                           backbone_layout=backbone_layout)
 
 
 @register("deeplabv2_resnet50")
 def deeplabv2_resnet50(num_classes: int = 19, pretrained=None, output_stride: int = 8,
-                       head_norm: str = "bn") -> DeepLabV2:
-    return _resnet_deeplab("resnet50", num_classes, pretrained, output_stride, head_norm=head_norm)
+                       head_norm: str = "bn", backbone_layout: str = "torchvision") -> DeepLabV2:
+    return _resnet_deeplab("resnet50", num_classes, pretrained, output_stride, head_norm=head_norm,
+                           backbone_layout=backbone_layout)
 
 
 class LightResNet(nn.Module):

@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.transforms import PIXEL_MEAN, PIXEL_SCALE  # the Caffe means (R, G, B) and the divisor 128
 from ..errors import ConfigError
 from .weights import offline_weights_error
 
-PIXEL_MEAN = (122.67891434, 116.66876762, 104.00698793)  # R, G, B
-PIXEL_SCALE = 128.0
 TRANSLATOR_FORMAT = "diga-translator"
 TRANSLATOR_FORMAT_VERSION = 1
 N_SAMPLE = 2  # stride-2 stages of the encoder (and upsamplings of the decoder)

@@ -39,8 +39,8 @@ def offline_weights_error(option: str, weights: WeightsEnum, error: OSError, fil
     )
 
 
-def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
-    """Load a backbone state dict from .safetensors or a .pth/.pt (weights_only=True)."""
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a .pth/.pt (weights_only=True: nothing is unpickled but tensors)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained backbone file not found: {path}")
@@ -54,13 +54,80 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
             state = state["state_dict"]
     if not isinstance(state, dict):
         raise ConfigError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+    return state
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+    """Load a backbone state dict from .safetensors or a .pth/.pt (weights_only=True)."""
+    state = read_state_dict(path)
     # nn.Module's own: smp's MiT encoder overrides load_state_dict without a ``strict`` argument
     nn.Module.load_state_dict(backbone, state, strict=False)
     # counted by name: BatchNorm never reports a missing num_batches_tracked as missing
     matched = len(set(state) & set(backbone.state_dict()))
     if matched == 0:
+        hint = (" (it looks like the DeepLab init file: that needs --backbone-layout caffe)"
+                if any(k.startswith(DEEPLAB_PREFIX) for k in state) else "")
         raise ConfigError(
             f"{path}: none of its {len(state)} tensors match the backbone "
             f"(e.g. file has {next(iter(state), '?')!r}, backbone expects "
-            f"{next(iter(backbone.state_dict()))!r})"
+            f"{next(iter(backbone.state_dict()))!r}){hint}"
         )
+
+
+# The DeepLab-V2 initialisation of ResNet-101 (ImageNet + MS-COCO, Caffe layout) that the authors'
+# code starts from, as the AdaptSegNet authors host it; the hash prefix in its name is checked on download.
+DEEPLAB_INIT_URL = "http://vllab.ucmerced.edu/ytsai/CVPR18/DeepLab_resnet_pretrained_init-f81d91e8.pth"
+DEEPLAB_INIT_SHA256 = "f81d91e8"  # prefix, as torch hub names its files
+DEEPLAB_PREFIX = "Scale."  # every key of that file: "Scale.layer1.0.conv1.weight", ...
+DEEPLAB_CLASSIFIER = "layer5."  # its own classifier, never loaded
+
+
+def deeplab_init_file() -> Path:
+    """The DeepLab init file from the torch hub cache, downloaded there once; offline, an error that
+    says where to put it by hand."""
+    name = os.path.basename(urlparse(DEEPLAB_INIT_URL).path)
+    cached = torchvision_cache_dir() / name
+    if cached.is_file():
+        return cached
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(DEEPLAB_INIT_URL, str(cached), hash_prefix=DEEPLAB_INIT_SHA256)
+    except (OSError, RuntimeError) as e:  # URL and socket errors, unwritable cache, hash mismatch
+        raise DigaError(
+            f"--pretrained deeplab: could not get the DeepLab init weights {name} from {DEEPLAB_INIT_URL} ({e}); "
+            f"without internet, copy {name} (same name; the AdaptSegNet authors' release) into {cached.parent} "
+            "(the torch hub cache, $TORCH_HOME/hub/checkpoints), give it with --pretrained FILE, or train from "
+            "scratch with --pretrained none"
+        ) from None
+    return cached
+
+
+def load_deeplab_init(backbone: nn.Module, path: str | Path) -> None:
+    """Load the DeepLab init file (or a state dict with its key layout) into a Caffe-layout ResNet.
+
+    The file's keys are torchvision's parameter names behind the ``Scale.`` prefix, plus its own
+    classifier (``Scale.layer5``), which is skipped. Every key must carry the prefix and every backbone
+    tensor must be there with its shape: otherwise an error names the file and the first missing and
+    unexpected keys (as the file names them). The file's first conv reads BGR input; it is loaded with
+    its input channels reversed, so that the backbone reads RGB (input_norm caffe: the same
+    ``(255 x - mean) / 128`` in RGB order) and computes the same function."""
+    file_state = read_state_dict(path)
+    state = {k.removeprefix(DEEPLAB_PREFIX): v for k, v in file_state.items()
+             if k.startswith(DEEPLAB_PREFIX) and not k.startswith(DEEPLAB_PREFIX + DEEPLAB_CLASSIFIER)}
+    expected = {k: v for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+    missing = [DEEPLAB_PREFIX + k for k in expected if k not in state]
+    unexpected = [k for k in file_state if not k.startswith(DEEPLAB_PREFIX)] + [
+        DEEPLAB_PREFIX + k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs backbone {tuple(v.shape)}"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing (e.g. {', '.join(missing[:3])})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})"] if unexpected else []
+        parts += [f"shape mismatches: {'; '.join(wrong[:3])}"] if wrong else []
+        raise ConfigError(
+            f"{path}: not the DeepLab init layout of this backbone ({DEEPLAB_PREFIX}-prefixed ResNet keys, "
+            f"{DEEPLAB_CLASSIFIER.rstrip('.')} skipped): " + ", ".join(parts)
+        )
+    state = {k: state[k] for k in expected}
+    state["conv1.weight"] = state["conv1.weight"].flip(1)  # BGR -> RGB input channels
+    backbone.load_state_dict(state, strict=False)  # strict but for num_batches_tracked, checked above
