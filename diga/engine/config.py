@@ -479,6 +479,16 @@ PAPER: dict[str, Any] = dict(
 )
 
 # Presets are overrides of the paper defaults.
+def cpu_training_precision() -> str:
+    """The cpu preset's ``amp``: bf16 autocast where the CPU has bf16 units (on the 2-core AMD EPYC with
+    AVX512-BF16 a warm-up step of the built-in benchmark takes 71 instead of 121 ms for the student's
+    forward and backward, and the whole README job drops by about a third: docs/BENCHMARKS.md), fp32
+    elsewhere (emulated bf16 is slower than fp32)."""
+    from .runtime import cpu_has_native_bf16  # torch is imported only when a preset is built
+
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": PAPER,
     # Their SYNTHIA -> Cityscapes scripts: the paper preset with the 16 SYNTHIA classes, OHEM cross-entropy
@@ -524,7 +534,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # An evaluation point costs ~9 s on 2 cores (student, teacher, label-free signals): every 800
         # steps keeps the built-in benchmark within its 20 minutes.
         head_lr_mult=1.0, eval_scales=(1.0,), log_every=50, eval_every=800, ckpt_every=200, vis_every=800,
-        amp="fp32", channels_last=False, fda_beta=0.05,
+        amp=cpu_training_precision, channels_last=False, fda_beta=0.05,
         # The paper's cap of 0.999 is a ~1000-step horizon, most of a 1600-step run: the teacher
         # would stay near the random init. 0.99 keeps the paper's horizon relative to the run.
         ema_max=0.99, **EARLIER_CHOICES,
@@ -533,9 +543,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str) -> StageConfig:
+    """The preset's settings; a value given as a function is decided on this machine (and recorded as
+    decided in every run's config.yaml, so a run resumes and re-runs the same way)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return StageConfig().replace(**PRESETS[name])
+    return StageConfig().replace(**{k: v() if callable(v) else v for k, v in PRESETS[name].items()})
 
 
 def field_names() -> list[str]:

@@ -46,6 +46,14 @@ def _has_native_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(index) >= (8, 0)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16 convolutions
+    are fast; elsewhere bf16 is emulated and slower than fp32. (torch.cpu's probes are private: a
+    torch without them counts as no.)"""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return nullcontext()
