@@ -15,11 +15,11 @@ from rich.console import Console
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from diga.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from diga.engine import benchmark, pipeline, pseudolabels
 from diga.engine.config import StageConfig, preset
 from diga.engine.trainer import StageResult
 from diga.errors import ConfigError
-
 from tests.conftest import make_checkpoint, stage_configs
 
 # --- which pixels a centroid averages ------------------------------------------------------------
@@ -44,8 +44,8 @@ class ColumnModel(torch.nn.Module):
 def _centroids_of(tiny_cfg, tmp_path, monkeypatch, labels: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Centroids of ColumnModel over the tiny target images (64x128: an 8x16 feature grid) whose stored
     pseudo-labels say class 3 everywhere, with ``centroid_labels`` = ``labels``."""
-    monkeypatch.setattr(pseudolabels, "load_model", lambda weights, device: (ColumnModel(),
-                                                                               {"label_space": "cityscapes19"}))
+    meta = {"label_space": "cityscapes19", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    monkeypatch.setattr(pseudolabels, "load_model", lambda weights, device: (ColumnModel(), meta))
     cfg = tiny_cfg.replace(centroid_labels=labels).validate()
     manifest = pseudolabels.generate_pseudo_labels("column-model", cfg.target, tmp_path / "pseudo", cfg)
     for png in (tmp_path / "pseudo" / "labels").glob("*.png"):  # labels other than the model's own argmax

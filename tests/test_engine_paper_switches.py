@@ -41,8 +41,12 @@ SWITCHES = [
 def test_paper_preset_follows_the_authors_and_the_others_keep_the_earlier_choice(
         name, authors, earlier, option, commands):
     assert getattr(preset("paper"), name) == authors
-    assert getattr(preset("cpu"), name) == earlier
+    assert getattr(preset("cpu"), name) == CPU_TAKES_THE_AUTHORS.get(name, earlier)
     assert getattr(preset("gpu"), name) == earlier
+
+
+# The switches where the cpu preset takes the authors' choice, for the measured reason in its comment.
+CPU_TAKES_THE_AUTHORS = {"warmup_target_bn": True}
 
 
 @pytest.mark.parametrize("name,authors,earlier,option,commands", SWITCHES)

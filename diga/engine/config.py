@@ -537,7 +537,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         amp=cpu_training_precision, channels_last=False, fda_beta=0.05,
         # The paper's cap of 0.999 is a ~1000-step horizon, most of a 1600-step run: the teacher
         # would stay near the random init. 0.99 keeps the paper's horizon relative to the run.
-        ema_max=0.99, **EARLIER_CHOICES,
+        ema_max=0.99,
+        # The warm-up's target BatchNorm pass (the authors' choice): +4 points of gap closed on the
+        # held-out conditions, neutral on the built-in shift, ~25 s of the README job in bf16
+        # (docs/BENCHMARKS.md); the other switches keep the earlier choices.
+        **(EARLIER_CHOICES | dict(warmup_target_bn=True)),
     ),
 }
 
