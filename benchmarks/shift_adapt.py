@@ -9,10 +9,10 @@ the whole pipeline exactly as a user would, with the CPU preset and nothing tune
 
 on a benchmark drawn with the built-in benchmark's parameters (400 + 100 images a domain at
 128x256, data seed 0, target style at gap 0.5) plus the condition at strength 1. The references
-(source-only and the oracle on target labels) are trained per seed, with one stage's steps
-(``--reference-steps``, default ``stage``). It prints, as the markdown tables of
-docs/BENCHMARKS.md, every run's rows and gap closed, then mean ± std over the seeds of each
-condition. Runs already finished are read, not repeated (``diga adapt`` skips finished stages),
+(source-only and the oracle on target labels) are trained per seed, with as many steps as the
+whole pipeline (``--reference-steps``, default ``same``, as ``diga adapt``). It prints, as the
+markdown tables of docs/BENCHMARKS.md, every run's rows and gap closed, then mean ± std over the
+seeds of each condition. Runs already finished are read, not repeated (``diga adapt`` skips finished stages),
 so the script can be re-run to add seeds or conditions. A variant of the defaults goes into its own
 project directory:
 
@@ -111,7 +111,7 @@ def main() -> None:
     p.add_argument("--project", type=Path, default=Path("runs/shift_adapt"))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--reference-steps", default="stage")
+    p.add_argument("--reference-steps", default="same")
     p.add_argument("--adapt-arg", action="append", default=[], metavar="ARG",
                    help="one more `diga adapt` argument, e.g. --adapt-arg=--warmup-target-bn (repeatable); "
                         "give each variant its own --project")

@@ -196,9 +196,10 @@ def adapt(
         "Also train (once, cached) a source-only reference on --source and an oracle on the target's own labels "
         "(skipped when the target has none), scored on the labelled --val, and report the gap closed (default: "
         "on for the built-in benchmark, off otherwise).")),
-    reference_steps: str = typer.Option("stage", help=(
-        "Training steps of each reference: stage (as many as the warm-up), same (as many as the whole "
-        "pipeline: warm-up + rounds x self-training) or a number.")),
+    reference_steps: str = typer.Option("same", help=(
+        "Training steps of each reference: same (as many as the whole pipeline: warm-up + rounds x "
+        "self-training, so that the gap closed compares equal training), stage (as many as the warm-up) "
+        "or a number.")),
 ) -> None:
     """The whole DiGA pipeline: warm-up -> pseudo-labels -> centroids -> self-training x rounds -> evaluation.
 

@@ -87,9 +87,10 @@ def test_references_need_a_labelled_val(tiny_cfg):
 
 
 def test_adapt_references_for_explicit_data_with_the_pipeline_budget(cli, tiny_bench, tmp_path):
+    """The default references are the fair ones: as many steps as the whole pipeline (2 + 1 here)."""
     r = cli("adapt", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--val", tiny_bench["val"],
             "--preset", "cpu", "--crop", "48", "96", "--steps", "2", "--selftrain-steps", "1", "--rounds", "1",
-            "--workers", "0", "--references", "--reference-steps", "same", "--name", "refs", "--project", tmp_path)
+            "--workers", "0", "--references", "--name", "refs", "--project", tmp_path)
     assert r.exit_code == 0, r.output
     assert "source-only (3 steps)" in r.text and "oracle, target labels (3 steps)" in r.text
     results = json.loads((tmp_path / "adapt/refs/results.json").read_text())
