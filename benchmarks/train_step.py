@@ -71,8 +71,11 @@ def trainers(cfg, bench, tmp: Path):
                                                                  translator_metadata(net))))
     warm = WarmupTrainer(cfg, tmp / "warmup")
     init = tmp / "init.safetensors"
-    model = create(cfg.model, 19, pretrained=None)
-    save_weights(init, model.state_dict(), model_metadata(cfg.model, "cityscapes19"))
+    # The self-training start: the warm-up's network (layout, head) and input normalisation, as a
+    # checkpoint of the warm-up would record them.
+    model = create(cfg.model, 19, pretrained=None, **warm.model_kwargs())
+    save_weights(init, model.state_dict(), model_metadata(cfg.model, "cityscapes19", input_norm=cfg.input_norm,
+                                                          model_kwargs=warm.model_kwargs()))
     cents = tmp / "centroids.safetensors"
     save_file({"centroids": torch.randn(19, model.feature_dim), "valid": torch.ones(19, dtype=torch.bool)}, str(cents))
     manifest = tmp / "pseudo" / "manifest.json"
@@ -128,7 +131,7 @@ def run(args, fast: bool, compile: bool = False) -> dict:
         @torch.inference_mode()
         def evaluate():
             with torch.autocast(device.type, dtype=warm.amp or torch.float32, enabled=warm.amp is not None):
-                fused_logits(model, normalize(x), (1.0, 0.5)).argmax(1)
+                fused_logits(model, normalize(x, *warm.norm), (1.0, 0.5)).argmax(1)
 
         out["eval_ms"], out["eval_peak_gib"] = timed(evaluate, device, args.warmup, args.iters)
     return out

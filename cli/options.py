@@ -35,7 +35,7 @@ ACCUMULATE = typer.Option(None, min=1, help=(
     "Gradient accumulation: split each batch into this many micro-batches (less GPU memory, same "
     "effective batch; must divide --batch-size)."))
 CROP = typer.Option(None, help="Crop height and width.")
-LR = typer.Option(None, min=0.0, help="Base learning rate (poly schedule; the head trains at head_lr_mult x lr).")
+LR = typer.Option(None, min=0.0, help="Base learning rate (poly schedule, or the warm-up's --warmup-lr-schedule; the head trains at head_lr_mult x lr).")
 LABEL_SPACE = typer.Option(None, help="cityscapes19, synthia16 or synthia13.")
 PRETRAINED = typer.Option(None, help=(
     "'imagenet' (the library's ImageNet weights), 'deeplab' (the DeepLab-V2 init weights, ImageNet + MS-COCO, "
@@ -71,7 +71,7 @@ EMA_MAX = typer.Option(None, min=0.0, max=1.0, help=(
 WARMUP_TARGET_BN = typer.Option(None, "--warmup-target-bn/--no-warmup-target-bn", help=(
     "Warm-up: each step also passes the target crops through the student in train mode without "
     "gradients, so its BatchNorm statistics (used by evaluation, pseudo-labels and centroids) follow the "
-    "target too (the authors' code and the paper preset; off in the cpu and gpu presets)."))
+    "target too (the authors' code, the paper and cpu presets; off in the gpu preset)."))
 BACKBONE_BN_AFFINE = typer.Option(None, help=(
     "Backbone BatchNorm scale and shift: frozen (left out of the optimiser; the layers still use batch "
     "statistics in training: the authors' code and the paper preset) or train (cpu and gpu presets)."))

@@ -30,6 +30,16 @@ def tiny_bench(tmp_path_factory) -> dict[str, str]:
     return synthetic_benchmark(n_train=8, n_val=4, size=(64, 128), seed=0, root=root)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_preset_in_fp32(monkeypatch):
+    """The cpu preset trains in bf16 only on CPUs with bf16 units: tests take it in fp32 on every
+    machine, so that their exact comparisons hold everywhere (tests/test_cpu_precision.py covers the
+    bf16 choice and a bf16 training step)."""
+    from diga.engine import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+
+
 @pytest.fixture()
 def tiny_cfg(tiny_bench):
     """The CPU preset shrunk to seconds: a few steps on 48x96 crops, no worker processes."""

@@ -180,7 +180,9 @@ def test_accumulate_must_divide_the_batch(tiny_cfg):
 
 
 def test_teacher_runs_in_inference_mode_and_student_with_autograd(tiny_cfg, tmp_path):
-    cfg = tiny_cfg.replace(steps=1, val=None, eval_every=0, vis_every=0, ckpt_every=0)  # no evaluation
+    # no evaluation; without the target BatchNorm pass, whose student forward is gradient-free by design
+    # (tests/test_engine_paper_switches.py)
+    cfg = tiny_cfg.replace(steps=1, val=None, eval_every=0, vis_every=0, ckpt_every=0, warmup_target_bn=False)
     trainer = WarmupTrainer(cfg, tmp_path / "w")
     modes = {"teacher": [], "student": []}
     trainer.teacher.module.register_forward_hook(

@@ -151,6 +151,10 @@ def test_pretrained_deeplab_offline_says_where_the_file_goes(tmp_path, monkeypat
     (dict(backbone_layout="caffe"), "cannot start from torchvision's ImageNet weights"),
     (dict(pretrained="deeplab"), "needs a DeepLab-V2 ResNet with backbone_layout caffe"),
     (dict(pretrained="deeplab", backbone_layout="caffe", model="deeplabv2_light"), "got model deeplabv2_light"),
+    (dict(pretrained="deeplab", backbone_layout="caffe", model="deeplabv2_resnet50"),
+     "ResNet-101 weights: it needs model deeplabv2_resnet101"),
+    (dict(pretrained="imagenet", input_norm="caffe"), "expects the ImageNet input normalisation"),
+    (dict(model="deeplabv2_resnet50", pretrained="imagenet", input_norm="caffe"), "give --input-norm imagenet"),
 ])
 def test_weights_that_do_not_fit_the_layout_are_refused(settings, expected):
     with pytest.raises(ConfigError, match=expected):

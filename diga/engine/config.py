@@ -326,11 +326,16 @@ class StageConfig:
             return [f"pretrained deeplab (the DeepLab-V2 init weights of ResNet-101) was trained in the Caffe layout: "
                     f"it needs a DeepLab-V2 ResNet with backbone_layout caffe (--backbone-layout caffe; got model "
                     f"{self.model}, backbone_layout {self.backbone_layout})"]
+        if self.pretrained == "deeplab" and self.model != "deeplabv2_resnet101":
+            return [f"pretrained deeplab holds ResNet-101 weights: it needs model deeplabv2_resnet101 (got {self.model})"]
         if caffe and self.pretrained == "imagenet":
             return ["backbone_layout caffe cannot start from torchvision's ImageNet weights (--pretrained imagenet): "
                     "they were trained with the stride on the 3x3 conv and RGB ImageNet input; give the DeepLab init "
                     "weights (--pretrained deeplab, or the file with --pretrained FILE), or use --backbone-layout "
-                    "torchvision"]
+                    "torchvision with --input-norm imagenet"]
+        if has_layouts and self.pretrained == "imagenet" and self.input_norm != "imagenet":
+            return [f"pretrained imagenet (torchvision's ResNet weights) expects the ImageNet input normalisation: "
+                    f"give --input-norm imagenet (got input_norm {self.input_norm})"]
         return []
 
     def to_yaml(self) -> str:
