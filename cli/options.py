@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from diga.engine.config import PRESETS, StageConfig, preset
+from diga.engine.config import AMP_CHOICES, PRESETS, StageConfig, preset
 from diga.errors import ConfigError
 
 CONFIG = typer.Option(
@@ -327,6 +327,15 @@ def command_batch_size(batch_size: int | None, preset_name: str | None, config: 
 def pretrained_value(value: str | None) -> str | None:
     """--pretrained none -> '' (no pretrained weights); None stays "not given"."""
     return None if value is None else ("" if value.lower() == "none" else value)
+
+
+def amp_value(amp: str | None) -> str:
+    """--amp of a command that takes no config (not given: auto), or a usage error listing the choices."""
+    if amp is None:
+        return "auto"
+    if amp not in AMP_CHOICES:
+        raise typer.BadParameter(f"expected one of {', '.join(AMP_CHOICES)}, got {amp!r}", param_hint="--amp")
+    return amp
 
 
 def check_mode_option(mode: str | None) -> str | None:
