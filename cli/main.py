@@ -118,6 +118,7 @@ def evaluate(
                                        "{\"datasets\": [...]})."),
     mode: str = typer.Option("auto", help="Inference mode: whole, resize (to the training scale), slide "
                              "(windows of the training crop) or auto (by image size vs training scale)."),
+    amp: Optional[str] = opt.AMP,
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a checkpoint on a labelled dataset (or a row per dataset)."""
     from diga.engine.evaluation import evaluate_datasets
@@ -132,7 +133,7 @@ def evaluate(
 
     specs = [check_spec(spec, "--data") for spec in data]
     results = evaluate_datasets(weights, specs, split=split, scales=_floats(scales, "--scales"), device=device,
-                                mode=check_mode_option(mode),
+                                mode=check_mode_option(mode), amp=opt.amp_value(amp),
                                 log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     if len(results) == 1:
         metrics = {key: value for key, value in results[0].items() if key != "data"}

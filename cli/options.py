@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from diga.engine.config import PRESETS, StageConfig, preset
+from diga.engine.config import AMP_CHOICES, PRESETS, StageConfig, preset
 from diga.errors import ConfigError
 
 CONFIG = typer.Option(
@@ -144,13 +144,13 @@ SELFTRAIN_TARGET_BASE_SIZE = typer.Option(None, "--target-base-size", help=(
     f"Repeatable, {BASE_SIZE_FORM}: the same for the target crops (pseudo-labelled and translator style "
     "crops). The authors' Cityscapes self-training: 512x1024:2 and 1024x2048:1 (the paper preset)."))
 ADAPT_SELFTRAIN_SOURCE_BASE_SIZE = typer.Option(None, "--selftrain-source-base-size", help=(
-    f"Repeatable, {BASE_SIZE_FORM}: --source-base-size for the self-training rounds only; not given or "
-    "'none': the warm-up's list. The authors' GTA5 self-training: 720x1280:2 and 1052x1914:1 (the paper "
-    "preset; their warm-up takes 1 and 2)."))
+    f"Repeatable, {BASE_SIZE_FORM}: --source-base-size for the self-training rounds only (without :N, the "
+    "whole self-training batch); not given or 'none': the warm-up's list. The authors' GTA5 self-training: "
+    "720x1280:2 and 1052x1914:1 (the paper preset; their warm-up takes 1 and 2)."))
 ADAPT_SELFTRAIN_TARGET_BASE_SIZE = typer.Option(None, "--selftrain-target-base-size", help=(
-    f"Repeatable, {BASE_SIZE_FORM}: --target-base-size for the self-training rounds only; not given or "
-    "'none': the warm-up's list. The authors' Cityscapes self-training: 512x1024:2 and 1024x2048:1 (the "
-    "paper preset; their warm-up takes 1 and 2)."))
+    f"Repeatable, {BASE_SIZE_FORM}: --target-base-size for the self-training rounds only (without :N, the "
+    "whole self-training batch); not given or 'none': the warm-up's list. The authors' Cityscapes "
+    "self-training: 512x1024:2 and 1024x2048:1 (the paper preset; their warm-up takes 1 and 2)."))
 PSEUDO_SIZE = typer.Option(None, help=(
     "Size of the target images that pseudo-labels and centroids are computed from: native (their own "
     "size, the pseudo-labels stored at it; the centroids at the smallest evaluation scale: the authors' "
@@ -235,10 +235,7 @@ def build_config(preset_name: str | None, config: Path | None = None, **override
     if config is not None and preset_name is not None:
         raise typer.BadParameter("give --config or --preset, not both (a config file holds every setting)",
                                  param_hint="--preset")
-    try:
-        base = StageConfig.load(config) if config is not None else _preset(preset_name)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="--config") from None
+    base = base_config(config=config, preset_name=preset_name)
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         cfg = base.replace(**given).validate()
@@ -304,22 +301,38 @@ def base_sizes_value(values: list[str] | None, option: str,
 
 
 def base_size_settings(given: dict[str, tuple[str, list[str] | None]], preset_name: str | None,
-                       config: Path | None, batch_size: int | None) -> dict[str, Any]:
+                       config: Path | None, batch_size: int | None,
+                       selftrain_batch_size: int | None = None) -> dict[str, Any]:
     """The per-dataset base-size settings of the options: ``given`` maps each setting to (the option that
-    sets it, the option's values or None when not given)."""
+    sets it, the option's values or None when not given). A size given without :N takes the whole batch
+    of the stage that reads the list (``stage_batch_size``): self-training's for its own lists."""
 
-    def batch() -> int:  # a size given without :N takes the whole batch the command will run with
-        return command_batch_size(batch_size, preset_name, config)
+    def batch_of(setting: str) -> Callable[[], int]:
+        stage = "selftrain" if setting.startswith("selftrain_") else "warmup"
+        return lambda: stage_batch_size(stage, preset_name, config, batch_size, selftrain_batch_size)
 
-    return {name: base_sizes_value(values, option, batch) for name, (option, values) in given.items()}
+    return {name: base_sizes_value(values, option, batch_of(name)) for name, (option, values) in given.items()}
 
 
-def command_batch_size(batch_size: int | None, preset_name: str | None, config: Path | None) -> int:
-    """The batch a command runs with: its --batch-size, else the --config file's or the preset's."""
-    if batch_size is not None:
-        return batch_size
+def stage_batch_size(stage: str, preset_name: str | None, config: Path | None, batch_size: int | None = None,
+                     selftrain_batch_size: int | None = None) -> int:
+    """The batch ``stage`` (warmup or selftrain) runs with. The warm-up's: --batch-size, else the --config
+    file's or the preset's batch_size. Self-training's: --selftrain-batch-size (`diga selftrain`: its
+    --batch-size), else the file's or preset's selftrain_batch_size, else the warm-up's."""
+    if stage == "warmup":
+        return batch_size if batch_size is not None else base_config(preset_name, config).batch_size
+    if selftrain_batch_size is not None:
+        return selftrain_batch_size
+    base = base_config(preset_name, config)
+    if base.selftrain_batch_size is not None:
+        return base.selftrain_batch_size
+    return batch_size if batch_size is not None else base.batch_size
+
+
+def base_config(preset_name: str | None, config: Path | None) -> StageConfig:
+    """The --config file or the preset a command starts from, before its options."""
     try:
-        return (StageConfig.load(config) if config is not None else _preset(preset_name)).batch_size
+        return StageConfig.load(config) if config is not None else _preset(preset_name)
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="--config") from None
 
@@ -327,6 +340,15 @@ def command_batch_size(batch_size: int | None, preset_name: str | None, config: 
 def pretrained_value(value: str | None) -> str | None:
     """--pretrained none -> '' (no pretrained weights); None stays "not given"."""
     return None if value is None else ("" if value.lower() == "none" else value)
+
+
+def amp_value(amp: str | None) -> str:
+    """--amp of a command that takes no config (not given: auto), or a usage error listing the choices."""
+    if amp is None:
+        return "auto"
+    if amp not in AMP_CHOICES:
+        raise typer.BadParameter(f"expected one of {', '.join(AMP_CHOICES)}, got {amp!r}", param_hint="--amp")
+    return amp
 
 
 def check_mode_option(mode: str | None) -> str | None:

@@ -26,10 +26,11 @@ def register(app: typer.Typer) -> None:
     app.command()(adapt)
 
 
-def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
+def _config(options: dict[str, Any], base_size_params: dict[str, str] | None = None, **overrides: Any) -> StageConfig:
     """The config a stage command's ``options`` (its parameters) describe: the preset or --config file,
     with every option given that is named like a setting, then ``overrides`` (options whose setting
-    has another name or value type)."""
+    has another name or value type), then the base-size lists given on the command line, which win over
+    a command's own value for them (``base_size_params``: parameter -> the setting it sets)."""
     from diga.engine.config import field_names
 
     given = {k: v for k, v in options.items() if k in field_names()}
@@ -37,21 +38,27 @@ def _config(options: dict[str, Any], **overrides: Any) -> StageConfig:
                  val=check_spec(options["val"], "--val"))
     if "pretrained" in given:
         given["pretrained"] = opt.pretrained_value(given["pretrained"])
-    given.update(opt.base_size_settings(_base_size_options(options), options["preset"], options["config"],
-                                        options["batch_size"]))
     given.update(overrides)
+    lists = opt.base_size_settings(_base_size_options(options, base_size_params or BASE_SIZE_PARAMS),
+                                   options["preset"], options["config"], options["batch_size"],
+                                   options.get("selftrain_batch_size"))
+    given.update({k: v for k, v in lists.items() if v is not None})
     # file options (--translator-weights, --init) are settings as plain strings, as config.yaml holds them
     given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
     return build_config(options["preset"], options["config"], **given)
 
 
-# The per-dataset base-size parameters a stage command may have; each sets the setting of its name + "s".
-BASE_SIZE_PARAMS = ("source_base_size", "target_base_size", "selftrain_source_base_size", "selftrain_target_base_size")
+# The per-dataset base-size parameters of the stage commands -> the setting each sets.
+BASE_SIZE_PARAMS = {param: f"{param}s" for param in (
+    "source_base_size", "target_base_size", "selftrain_source_base_size", "selftrain_target_base_size")}
+# `diga selftrain` runs self-training alone: its --source-base-size / --target-base-size are that stage's lists.
+SELFTRAIN_BASE_SIZE_PARAMS = {"source_base_size": "selftrain_source_base_sizes",
+                              "target_base_size": "selftrain_target_base_sizes"}
 
 
-def _base_size_options(options: dict[str, Any]) -> dict[str, tuple[str, list[str] | None]]:
+def _base_size_options(options: dict[str, Any], params: dict[str, str]) -> dict[str, tuple[str, list[str] | None]]:
     """setting -> (option, values given) for the base-size parameters among ``options``."""
-    return {f"{param}s": ("--" + param.replace("_", "-"), options[param]) for param in BASE_SIZE_PARAMS
+    return {setting: ("--" + param.replace("_", "-"), options[param]) for param, setting in params.items()
             if param in options}
 
 
@@ -94,7 +101,7 @@ def warmup(
     # The warm-up never reads self-training's base sizes or batch size: a preset's must not block another
     # batch size (nor, with the lists cleared, disagree with the warm-up's lists).
     cfg = _config(options, selftrain_source_base_sizes=(), selftrain_target_base_sizes=(),
-                  selftrain_batch_size=opt.command_batch_size(batch_size, preset, config))
+                  selftrain_batch_size=opt.stage_batch_size("warmup", preset, config, batch_size))
     if not cfg.source:
         raise typer.BadParameter("the warm-up needs labelled source data (KIND:PATH)", param_hint="--source")
     result = train_stage(WarmupTrainer, cfg, opt.run_dir(project, "warmup", name), resume=resume)
@@ -142,13 +149,17 @@ def selftrain(
 
     if rounds is None and config is None:
         rounds = 1  # one round unless asked (the rounds default of the config is adapt's)
-    # As --steps sets selftrain_steps, a base-size list given here is the one self-training reads: it
-    # replaces the warm-up's list and the config's self-training list of its side gives way to it.
-    # --batch-size is this stage's batch: selftrain_batch_size, and batch_size too, against which the
-    # lists given here (as the warm-up's) are checked.
-    cfg = _config(options, steps=None, selftrain_steps=steps, rounds=rounds, selftrain_batch_size=batch_size,
-                  selftrain_source_base_sizes=() if source_base_size else None,
-                  selftrain_target_base_sizes=() if target_base_size else None)
+    # --steps and --batch-size are this stage's (selftrain_steps; both batch fields, so that nothing is
+    # checked against a warm-up batch that never runs). The lists self-training reads become its own
+    # (given here, else the config's self-training lists, else the warm-up's it would take) and the
+    # warm-up's are cleared: all are checked against the batch this stage runs with.
+    batch = opt.stage_batch_size("selftrain", preset, config, selftrain_batch_size=batch_size)
+    base = opt.base_config(preset, config)
+    read_lists = {f"selftrain_{side}_base_sizes": getattr(base, f"selftrain_{side}_base_sizes")
+                  or getattr(base, f"{side}_base_sizes") for side in ("source", "target")}
+    cfg = _config({**options, "batch_size": None, "selftrain_batch_size": batch}, SELFTRAIN_BASE_SIZE_PARAMS,
+                  steps=None, selftrain_steps=steps, rounds=rounds, batch_size=batch, selftrain_batch_size=batch,
+                  source_base_sizes=(), target_base_sizes=(), **read_lists)
     results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
     print_stage_result(results[-1])
 

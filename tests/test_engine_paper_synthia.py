@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import stage_configs
+from conftest import make_checkpoint, stage_configs
 
 from diga.engine.config import PRESETS, StageConfig, preset
 from diga.errors import ConfigError
@@ -191,3 +191,94 @@ def test_diga_warmup_takes_the_synthia_preset_with_its_warmup_batch(tiny_bench, 
     # self-training's lists and batch give way to the warm-up's: the preset's 1 + 2 of 3 do not block it
     assert (warm.batch_size, warm.selftrain_batch_size, warm.selftrain_source_base_sizes) == (4, 4, None)
     assert warm.source_base_sizes == SYNTHIA["source_base_sizes"] and warm.loss == "ohem"
+
+
+# --- which batch a stage runs with, and the base-size lists it reads ------------------------------------
+
+SYNTHIA_OPTIONS = ("--preset", "paper-synthia", "--translator", "fda", "--label-space", "cityscapes19")
+
+
+def _selftrain(tiny_bench, tmp_path, monkeypatch, *options) -> StageConfig:
+    (cfg,) = stage_configs("selftrain", tiny_bench, tmp_path, monkeypatch, *SYNTHIA_OPTIONS, *options)
+    return cfg
+
+
+def _lists(cfg: StageConfig) -> tuple:
+    return (cfg.source_base_sizes, cfg.target_base_sizes, cfg.selftrain_source_base_sizes,
+            cfg.selftrain_target_base_sizes)
+
+
+def test_diga_selftrain_takes_the_synthia_preset_with_its_batch_of_3(tiny_bench, tmp_path, monkeypatch):
+    own = (SYNTHIA["selftrain_source_base_sizes"], SYNTHIA["selftrain_target_base_sizes"])
+    # the preset as it is: self-training's batch 3 and its own lists; the warm-up's (of 4) are not checked
+    st = _selftrain(tiny_bench, tmp_path, monkeypatch)
+    assert (st.batch_size, st.selftrain_batch_size, _lists(st)) == (3, 3, (None, None, *own))
+    # --batch-size 3, the preset's own self-training batch, given explicitly
+    st = _selftrain(tiny_bench, tmp_path, monkeypatch, "--batch-size", "3")
+    assert (st.batch_size, st.selftrain_batch_size, _lists(st)) == (3, 3, (None, None, *own))
+
+
+def test_diga_selftrain_base_sizes_are_self_trainings_lists(tiny_bench, tmp_path, monkeypatch):
+    # the form the option's help shows: 1 + 2 crops of the batch of 3
+    st = _selftrain(tiny_bench, tmp_path, monkeypatch,
+                    "--source-base-size", "760x1280:1", "--source-base-size", "1140x1920:2")
+    assert (st.batch_size, st.selftrain_batch_size) == (3, 3)
+    assert _lists(st) == (None, None, ((760, 1280, 1), (1140, 1920, 2)), SYNTHIA["selftrain_target_base_sizes"])
+    # one size without :N takes the whole batch this stage runs with: the preset's 3, or --batch-size
+    st = _selftrain(tiny_bench, tmp_path, monkeypatch, "--source-base-size", "1140x1920")
+    assert st.selftrain_source_base_sizes == ((1140, 1920, 3),)
+    st = _selftrain(tiny_bench, tmp_path, monkeypatch, "--batch-size", "2", "--source-base-size", "1140x1920",
+                    "--target-base-size", "1024x2048")
+    assert (st.batch_size, _lists(st)) == (2, (None, None, ((1140, 1920, 2),), ((1024, 2048, 2),)))
+    # 'none': the whole batch from base_size, not the warm-up's list in its place
+    st = _selftrain(tiny_bench, tmp_path, monkeypatch, "--source-base-size", "none")
+    assert _lists(st) == (None, None, None, SYNTHIA["selftrain_target_base_sizes"])
+
+
+def test_diga_selftrain_reads_the_warmups_lists_when_it_has_none_of_its_own(cli, tiny_bench, tmp_path, monkeypatch):
+    from diga.engine import pipeline
+
+    # a warm-up's config.yaml keeps the warm-up's lists and batch only: self-training runs with those
+    warm = preset("paper-synthia").replace(selftrain_source_base_sizes=(), selftrain_target_base_sizes=(),
+                                           selftrain_batch_size=4, source=tiny_bench["source"],
+                                           target=tiny_bench["target"], translator="fda", label_space="cityscapes19")
+    (tmp_path / "warm.yaml").write_text(warm.validate().to_yaml())
+    seen = []
+
+    def stop(cfg, *args, **kwargs):  # the config the command hands on, before anything trains
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "self_train", stop)
+    r = cli("selftrain", "--config", tmp_path / "warm.yaml", "--init", make_checkpoint(tmp_path / "w.safetensors"),
+            "--project", tmp_path)
+    assert r.exit_code == 0, r.output
+    (st,) = seen
+    assert (st.batch_size, st.selftrain_batch_size) == (4, 4)
+    assert _lists(st) == (None, None, SYNTHIA["source_base_sizes"], SYNTHIA["target_base_sizes"])
+
+
+def test_a_selftrain_base_size_without_count_takes_the_selftrain_batch(tiny_bench, tmp_path, monkeypatch):
+    (adapt,) = stage_configs("adapt", tiny_bench, tmp_path, monkeypatch, *SYNTHIA_OPTIONS,
+                             "--selftrain-source-base-size", "1140x1920")
+    assert (adapt.batch_size, adapt.selftrain_batch_size) == (4, 3)
+    assert adapt.selftrain_source_base_sizes == ((1140, 1920, 3),)
+    assert adapt.source_base_sizes == SYNTHIA["source_base_sizes"]  # the warm-up's still take its batch of 4
+    (adapt,) = stage_configs("adapt", tiny_bench, tmp_path, monkeypatch, *SYNTHIA_OPTIONS,
+                             "--selftrain-batch-size", "2", "--selftrain-source-base-size", "1140x1920",
+                             "--selftrain-target-base-size", "1024x2048", "--source-base-size", "1140x1920")
+    assert (adapt.selftrain_source_base_sizes, adapt.selftrain_target_base_sizes) == (((1140, 1920, 2),),
+                                                                                      ((1024, 2048, 2),))
+    assert adapt.source_base_sizes == ((1140, 1920, 4),)
+
+
+def test_stage_batch_size_is_the_batch_each_stage_runs_with():
+    from diga.cli.options import stage_batch_size
+
+    assert [stage_batch_size(stage, "paper-synthia", None) for stage in ("warmup", "selftrain")] == [4, 3]
+    assert stage_batch_size("warmup", "paper-synthia", None, batch_size=2, selftrain_batch_size=5) == 2
+    assert stage_batch_size("selftrain", "paper-synthia", None, batch_size=2, selftrain_batch_size=5) == 5
+    assert stage_batch_size("selftrain", "paper-synthia", None, batch_size=2) == 3  # the preset's own
+    # a preset without a self-training batch: self-training takes the warm-up's
+    assert stage_batch_size("selftrain", "cpu", None, batch_size=2) == 2
+    assert stage_batch_size("selftrain", "cpu", None) == preset("cpu").batch_size

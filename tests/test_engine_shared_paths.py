@@ -38,7 +38,8 @@ def test_evaluation_pseudo_labels_and_report_predict_the_same_at_odd_sizes(tmp_p
     cfg = preset("cpu").replace(val=data, eval_scales=ODD_SCALES, device="cpu", workers=0)
 
     scored = []
-    evaluated = evaluate_checkpoint(weights, data, scales=ODD_SCALES, device="cpu", workers=0,
+    # in the run's precision, as pseudo-labels and the report (the cpu preset's bf16 where the CPU has it)
+    evaluated = evaluate_checkpoint(weights, data, scales=ODD_SCALES, device="cpu", workers=0, amp=cfg.amp,
                                     on_prediction=lambda images, pred, labels: scored.append(pred[0]))
     manifest = generate_pseudo_labels(weights, data, tmp_path / "pseudo", cfg)
     (label_png,) = (manifest.parent / "labels").iterdir()

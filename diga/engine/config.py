@@ -271,7 +271,7 @@ class StageConfig:
         from ..models import list_models
 
         choices = {"translator": TRANSLATORS, "selection": ("dynamic", "threshold", "none"),
-                   "amp": ("auto", "bf16", "fp16", "fp32"), "color_space": ("lab", "rgb"),
+                   "amp": AMP_CHOICES, "color_space": ("lab", "rgb"),
                    "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models())}
         choices.update(SWITCH_CHOICES)
         for name, allowed in choices.items():
@@ -372,6 +372,9 @@ class StageConfig:
             raise ConfigError(f"config file {path} cannot be read ({e})") from None
         return cls.from_yaml(text, origin=str(path))
 
+
+# Precision of training and evaluation (runtime.amp_dtype): auto picks by device.
+AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 
 # The per-dataset base-size settings and the option that sets each (`diga selftrain`, which runs
 # self-training alone, sets that stage's lists with the plain options).

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..evaluate import evaluate_model
 from ..inference import TrainingScale, check_mode, plan_inference
 from . import runtime
+from .config import AMP_CHOICES
 from .loaders import eval_loader
 
 
@@ -24,7 +25,7 @@ def evaluate_checkpoint(
     device: str = "auto", eval_size: tuple[int, int] | None = None, workers: int = 2,
     shard: bool | None = None,
     on_prediction: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
-    mode: str = "whole", log: Callable[[str], None] | None = None,
+    mode: str = "whole", log: Callable[[str], None] | None = None, amp: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a labelled dataset, in the checkpoint's label space.
 
@@ -32,11 +33,15 @@ def evaluate_checkpoint(
     average), classes absent from both GT and prediction excluded, scales fused by max, in the
     inference ``mode`` of :mod:`diga.inference` (``auto`` decides per image size; ``diga evaluate``
     defaults to it, the training report keeps ``whole``, the trainer's own protocol). ``log`` is
-    told the mode of the first image before the evaluation starts.
+    told the mode of the first image before the evaluation starts. ``amp`` is the precision, as a
+    config's ``amp`` (auto: bf16/fp16 autocast on a CUDA GPU, fp32 elsewhere); a run's own evaluation
+    passes its config's, so that a model trained in fp32 is scored in fp32.
     Under DDP every rank scores its shard unless ``shard=False`` (a caller on one rank only);
     ``on_prediction`` is handed each batch's (images, prediction, labels).
     """
     check_mode(mode, "--mode")
+    if amp not in AMP_CHOICES:
+        raise ConfigError(f"--amp must be one of {', '.join(AMP_CHOICES)} (got {amp!r})")
     dev = runtime.resolve_device(device)
     model, meta = load_model(weights, dev)
     space = get_label_space(meta.get("label_space", "cityscapes19"))
@@ -47,11 +52,11 @@ def evaluate_checkpoint(
     plan = plan_inference(mode, dataset[0][0].shape[-2:], scale) if len(dataset) else None
     if plan is not None and log is not None:
         log(f"mode: {plan.describe()}")
-    amp = runtime.amp_dtype(dev, "auto")
     if shard is None:
         shard = runtime.is_distributed()
     loader = eval_loader(dataset, workers, shard=shard, device=dev)
-    metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes, amp_dtype=amp,
+    metrics = evaluate_model(model, loader, space.num_classes, dev, scales, space.classes,
+                             amp_dtype=runtime.amp_dtype(dev, amp),
                              on_prediction=on_prediction, sharded=shard, mode=mode, training_scale=scale,
                              norm=(meta["mean"], meta["std"]))
     result = metrics.as_dict()

@@ -60,7 +60,7 @@ def generalize(cfg: StageConfig, run_dir: str | Path, evals: Sequence[str],
         stage = run_stage(WarmupTrainer, cfg, run_dir, console)
         # "auto" as `diga evaluate`: unseen datasets come at any size, whole or in windows by the training scale
         rows = evaluate_datasets(stage.weights, list(evals), scales=cfg.eval_scales, device=cfg.device, mode="auto",
-                                 log=lambda message: console.print(message, highlight=False, markup=False))
+                                 amp=cfg.amp, log=lambda message: console.print(message, highlight=False, markup=False))
         if runtime.is_main():
             atomic_write_text(run_dir / RESULTS_FILE, json.dumps(
                 {"weights": str(stage.weights), "source": cfg.source, "rows": rows}, indent=2) + "\n")

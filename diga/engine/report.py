@@ -56,9 +56,10 @@ def _evaluate_pair(before: Path, after: Path, val: str, cfg: StageConfig, n_show
                    ) -> tuple[dict[str, dict], LabelSpace, dict[str, list[torch.Tensor]]]:
     """Both models scored on target-val as ``diga evaluate`` scores them, and the grid's columns.
 
-    Same function, device choice, autocast and scales as the evaluation of a checkpoint; the whole
-    dataset is scored here (the report is written on one rank). The grid shows the first
-    ``n_show`` images with the very predictions that were scored.
+    Same function, device choice and scales as the evaluation of a checkpoint, in the run's precision
+    (its ``amp``, as its evaluations during training); the whole dataset is scored here (the report is
+    written on one rank). The grid shows the first ``n_show`` images with the very predictions that
+    were scored.
     """
     shown: dict[str, list[torch.Tensor]] = {"target image": [], "before": [], "after": [], "ground truth": []}
     metrics = {}
@@ -74,7 +75,7 @@ def _evaluate_pair(before: Path, after: Path, val: str, cfg: StageConfig, n_show
 
         metrics[key] = evaluate_checkpoint(weights, val, split="val", scales=cfg.eval_scales, device=cfg.device,
                                            eval_size=cfg.eval_size, workers=min(cfg.workers, 2), shard=False,
-                                           on_prediction=keep)
+                                           on_prediction=keep, amp=cfg.amp)
     return metrics, get_label_space(metrics["after"]["label_space"]), shown
 
 
