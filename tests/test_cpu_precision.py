@@ -3,6 +3,7 @@ on the machine and recorded in the run's config."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from diga.engine import runtime
@@ -57,3 +58,21 @@ def test_a_bf16_warmup_step_on_the_cpu_runs_its_convolutions_in_bf16(tiny_cfg, t
     assert all(torch.isfinite(v).all() for v in losses.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters()))
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast, fp32 weights
+
+
+def test_a_run_moved_to_a_cpu_without_bf16_units_is_refused_naming_amp_and_continues_with_it(
+        monkeypatch, tiny_bench, tmp_path):
+    """The cpu preset's amp is decided by the machine; a run started in bf16 keeps it only when asked."""
+    from diga.engine.pipeline import check_same_settings
+    from diga.errors import ConfigError
+
+    def config(native: bool, **options) -> StageConfig:
+        monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+        return preset("cpu").replace(source=tiny_bench["source"], target=tiny_bench["target"], **options)
+
+    run = tmp_path / "adapt/a"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config(True).to_yaml())  # started on a CPU with bf16 units
+    with pytest.raises(ConfigError, match=r"amp: saved 'bf16', now 'fp32'"):
+        check_same_settings(run, config(False))
+    check_same_settings(run, config(False, amp="bf16"))  # --amp bf16: the same run, no refusal
