@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from diga.classes import colorize
+from diga.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from diga.inference import InferencePlan, TrainingScale, check_mode, infer_logits, plan_inference
 
 from .backends import Backend, open_backend
@@ -107,8 +108,9 @@ class Predictor:
         self.device: torch.device = engine.device
         self.classes: list[str] = list(self.meta["classes"])
         self.palette = np.asarray(self.meta.get("palette", []), dtype=np.uint8).reshape(-1, 3)
-        self.mean = list(self.meta.get("mean", (0.485, 0.456, 0.406)))
-        self.std = list(self.meta.get("std", (0.229, 0.224, 0.225)))
+        # Exports made before checkpoints recorded their normalisation used ImageNet's.
+        self.mean = list(self.meta.get("mean", IMAGENET_MEAN))
+        self.std = list(self.meta.get("std", IMAGENET_STD))
         self.batch_size = engine.fixed_batch or _check_batch(batch_size) or 4
         self.training_scale = TrainingScale.from_meta(self.meta)
         self.mode = self._check_mode(mode or default_mode(self.meta))

@@ -121,6 +121,7 @@ def test_the_stages_of_a_run_read_the_label_free_subset_once(tiny_cfg, monkeypat
     from types import SimpleNamespace
 
     from diga.classes import get_label_space
+    from diga.data.transforms import INPUT_NORMS
     from diga.engine import labelfree
 
     labelfree._stage_inputs.cache_clear()
@@ -129,7 +130,7 @@ def test_the_stages_of_a_run_read_the_label_free_subset_once(tiny_cfg, monkeypat
     monkeypatch.setattr(labelfree, "load_subset", lambda *a, **kw: calls.append(a) or real(*a, **kw))
     space = get_label_space(tiny_cfg.label_space)
     stages = [SimpleNamespace(cfg=tiny_cfg, space=space, model=Halves(), teacher=None, device=torch.device("cpu"),
-                              amp=None) for _ in range(3)]
+                              amp=None, norm=INPUT_NORMS["imagenet"]) for _ in range(3)]
     signals = [labelfree.stage_signals(stage) for stage in stages]
     assert len(calls) == 1
     assert signals[0] == signals[2] and {"label_free_entropy", "label_free_class_drift"} <= set(signals[0])

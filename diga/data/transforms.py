@@ -35,6 +35,22 @@ INPUT_NORMS: dict[str, tuple[tuple[float, float, float], tuple[float, float, flo
 }
 
 
+def _pixel_mean(like: torch.Tensor) -> torch.Tensor:
+    """PIXEL_MEAN (R, G, B) as (1,3,1,1) on ``like``'s device, built from fills (no host->device copy)."""
+    return torch.cat([like.new_full((1, 1, 1, 1), m) for m in PIXEL_MEAN], dim=1)
+
+
+def to_caffe_space(x01: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB (B,3,H,W) -> ``(255 x - PIXEL_MEAN) / 128`` in RGB order (about [-1, 1]): the authors'
+    pixel space, which their network input (BGR), the blended views and the translator work in."""
+    return (x01 * 255.0 - _pixel_mean(x01)) / PIXEL_SCALE
+
+
+def from_caffe_space(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`to_caffe_space`, not clamped."""
+    return (y * PIXEL_SCALE + _pixel_mean(y)) / 255.0
+
+
 def input_norm_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """(mean, std) of the input normalisation ``name`` (imagenet or caffe)."""
     if name not in INPUT_NORMS:

@@ -266,13 +266,20 @@ class StageConfig:
         if self.generalize and self.mix:
             problems.append("generalize has no target images for the cross-domain mixture: mix must be false "
                             "(the second view is the augmented source)")
+        # Imported here: these modules import this one. Each list lives beside the code that reads it.
         from ..classes import LABEL_SPACES
+        from ..data.transforms import INPUT_NORMS
+        from ..method.losses import SEG_LOSSES
         from ..method.translate import TRANSLATORS
         from ..models import list_models
+        from ..models.deeplabv2 import BACKBONE_LAYOUTS
+        from .trainer import LR_SCHEDULES
 
         choices = {"translator": TRANSLATORS, "selection": ("dynamic", "threshold", "none"),
                    "amp": AMP_CHOICES, "color_space": ("lab", "rgb"),
-                   "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models())}
+                   "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models()),
+                   "loss": SEG_LOSSES, "warmup_lr_schedule": LR_SCHEDULES, "backbone_layout": BACKBONE_LAYOUTS,
+                   "input_norm": tuple(INPUT_NORMS)}
         choices.update(SWITCH_CHOICES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -318,21 +325,14 @@ class StageConfig:
     def _network_problems(self) -> list[str]:
         """Starting weights that do not fit the backbone layout. The layout is a setting of the DeepLab-V2
         ResNets and left out for other networks (as head_norm is for networks without that head)."""
+        from ..models.deeplabv2 import weights_layout_problem
         from ..models.registry import supported_settings
 
         has_layouts = bool(supported_settings(self.model, {"backbone_layout": self.backbone_layout}))
-        caffe = has_layouts and self.backbone_layout == "caffe"
-        if self.pretrained == "deeplab" and not caffe:
-            return [f"pretrained deeplab (the DeepLab-V2 init weights of ResNet-101) was trained in the Caffe layout: "
-                    f"it needs a DeepLab-V2 ResNet with backbone_layout caffe (--backbone-layout caffe; got model "
-                    f"{self.model}, backbone_layout {self.backbone_layout})"]
+        if problem := weights_layout_problem(self.backbone_layout if has_layouts else "torchvision", self.pretrained):
+            return [f"{problem} (got model {self.model}, backbone_layout {self.backbone_layout})"]
         if self.pretrained == "deeplab" and self.model != "deeplabv2_resnet101":
             return [f"pretrained deeplab holds ResNet-101 weights: it needs model deeplabv2_resnet101 (got {self.model})"]
-        if caffe and self.pretrained == "imagenet":
-            return ["backbone_layout caffe cannot start from torchvision's ImageNet weights (--pretrained imagenet): "
-                    "they were trained with the stride on the 3x3 conv and RGB ImageNet input; give the DeepLab init "
-                    "weights (--pretrained deeplab, or the file with --pretrained FILE), or use --backbone-layout "
-                    "torchvision with --input-norm imagenet"]
         if has_layouts and self.pretrained == "imagenet" and self.input_norm != "imagenet":
             return [f"pretrained imagenet (torchvision's ResNet weights) expects the ImageNet input normalisation: "
                     f"give --input-norm imagenet (got input_norm {self.input_norm})"]
@@ -412,7 +412,8 @@ SYNTHIA_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 3))  # Cityscapes, war
 SYNTHIA_SELFTRAIN_SOURCE_BASE_SIZES = ((760, 1280, 1), (1140, 1920, 2))  # SYNTHIA, self-training
 SYNTHIA_SELFTRAIN_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes, self-training
 
-# The allowed values of the settings that switch between the authors' code and this package.
+# The allowed values of the settings that switch between the authors' code and this package (those whose
+# values the code that reads them lists, such as loss or input_norm, are checked in validate()).
 SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "loss_norm": ("all", "valid"),
     "backbone_bn_affine": ("frozen", "train"),
@@ -431,10 +432,6 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "pseudo_size": ("native", "base"),
     "centroid_labels": ("argmax", "pseudo"),
     "centroids_per_round": ("keep", "recompute"),
-    "loss": ("ce", "ohem"),
-    "warmup_lr_schedule": ("poly", "ramp"),
-    "backbone_layout": ("caffe", "torchvision"),
-    "input_norm": ("caffe", "imagenet"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
-from ..data.transforms import INPUT_NORMS, input_norm_stats, normalize
+from ..data.transforms import INPUT_NORMS, normalize
 from ..method.prototypes import CentroidAccumulator, prototype_labels
 from . import runtime
 from .metrics_log import read_metrics
@@ -150,7 +150,7 @@ def stage_signals(trainer: Any) -> dict[str, float]:
     teacher = trainer.teacher.module if trainer.teacher is not None else None
     signals = label_free_signals(trainer.model, inputs[0], trainer.space.num_classes, inputs[1], teacher,
                                  getattr(trainer, "centroids", None), getattr(trainer, "centroid_valid", None),
-                                 trainer.device, trainer.amp, norm=input_norm_stats(cfg.input_norm))
+                                 trainer.device, trainer.amp, norm=trainer.norm)
     return {PREFIX + k: v for k, v in signals.items()}
 
 

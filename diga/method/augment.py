@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import PIXEL_MEAN, PIXEL_SCALE
+from ..data.transforms import from_caffe_space, to_caffe_space
 from ._rng import rand
 
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
@@ -192,22 +192,17 @@ def blend(x_aug: torch.Tensor, x: torch.Tensor, beta: float | torch.Tensor) -> t
 BLEND_SPACES = ("authors", "unit")
 
 
-def _pixel_mean(like: torch.Tensor) -> torch.Tensor:
-    """The Caffe means (R, G, B) as (1,3,1,1) on ``like``'s device, built from fills (no host->device copy)."""
-    return torch.cat([like.new_full((1, 1, 1, 1), m) for m in PIXEL_MEAN], dim=1)
-
-
 def to_authors_input(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] RGB (B,3,H,W) -> the authors' network input: BGR, ``(255 x - mean) / 128`` (about [-1, 1]).
 
     With ``input_norm`` caffe the network is fed this same tensor in RGB order (``INPUT_NORMS["caffe"]``,
     the same means and divisor), so the blended view reaches it in the value range the authors' does."""
-    return ((x * 255.0 - _pixel_mean(x)) / PIXEL_SCALE).flip(1)
+    return to_caffe_space(x).flip(1)
 
 
 def from_authors_input(z: torch.Tensor) -> torch.Tensor:
     """The inverse of ``to_authors_input``, not clamped: a blended view may leave [0, 1]."""
-    return (z.flip(1) * PIXEL_SCALE + _pixel_mean(z)) / 255.0
+    return from_caffe_space(z.flip(1))
 
 
 def augment_and_blend_on_authors_input(x: torch.Tensor, beta: float | torch.Tensor,

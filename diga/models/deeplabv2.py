@@ -49,6 +49,20 @@ class DeepLabV2(nn.Module):
 BACKBONE_LAYOUTS = ("torchvision", "caffe")
 
 
+def weights_layout_problem(backbone_layout: str, pretrained: str | Path | None) -> str | None:
+    """Why ``pretrained`` cannot start a ResNet in ``backbone_layout``, or None. The one place for this
+    rule: the model constructors raise it, StageConfig.validate reports it before any run starts."""
+    if pretrained == "deeplab" and backbone_layout != "caffe":
+        return ("pretrained deeplab (the DeepLab-V2 init weights of ResNet-101) was trained in the Caffe layout: "
+                "it needs a DeepLab-V2 ResNet with backbone_layout caffe (--backbone-layout caffe)")
+    if pretrained == "imagenet" and backbone_layout == "caffe":
+        return ("backbone_layout caffe cannot start from torchvision's ImageNet weights (--pretrained imagenet): "
+                "they were trained with the stride on the 3x3 conv and RGB ImageNet input; give the DeepLab init "
+                "weights (--pretrained deeplab, or the file with --pretrained FILE), or use --backbone-layout "
+                "torchvision with --input-norm imagenet")
+    return None
+
+
 def _resnet_deeplab(
     arch: str, num_classes: int, pretrained: str | Path | None, output_stride: int,
     head_channels: int = 256, dilations: tuple[int, ...] = (6, 12, 18, 24), head_norm: str = "bn",
@@ -58,6 +72,8 @@ def _resnet_deeplab(
         raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
     if backbone_layout not in BACKBONE_LAYOUTS:
         raise ValueError(f"backbone_layout must be one of {', '.join(BACKBONE_LAYOUTS)}, got {backbone_layout!r}")
+    if problem := weights_layout_problem(backbone_layout, pretrained):
+        raise ConfigError(problem)
     if backbone_layout == "caffe":
         backbone = _caffe_resnet(arch, output_stride, pretrained)
     else:
@@ -72,9 +88,6 @@ def _resnet_deeplab(
 def _torchvision_resnet(arch: str, output_stride: int, pretrained: str | Path | None) -> resnet.ResNet:
     dilate = [False, output_stride == 8, True]
     build = getattr(resnet, arch)
-    if pretrained == "deeplab":
-        raise ConfigError("--pretrained deeplab: the DeepLab init weights were trained in the Caffe layout; "
-                          "use --backbone-layout caffe")
     if pretrained == "imagenet":
         weights = {"resnet101": resnet.ResNet101_Weights.IMAGENET1K_V1,
                    "resnet50": resnet.ResNet50_Weights.IMAGENET1K_V1}[arch]
@@ -90,10 +103,6 @@ def _caffe_resnet(arch: str, output_stride: int, pretrained: str | Path | None) 
     torchvision's, which are also those of the DeepLab init file once its prefix is removed)."""
     if output_stride != 8:
         raise ValueError(f"backbone_layout caffe has output stride 8 only (got {output_stride})")
-    if pretrained == "imagenet":
-        raise ConfigError("--pretrained imagenet: torchvision's ImageNet weights do not fit --backbone-layout caffe "
-                          "(they were trained with the stride on the 3x3 conv); give the DeepLab init weights "
-                          "(--pretrained deeplab or FILE), or use --backbone-layout torchvision")
     net = getattr(resnet, arch)(weights=None, replace_stride_with_dilation=[False, True, True])
     net.maxpool.ceil_mode = True
     first = net.layer2[0]  # the one strided block at output stride 8

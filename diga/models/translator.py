@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.transforms import PIXEL_MEAN, PIXEL_SCALE  # the Caffe means (R, G, B) and the divisor 128
+from ..data.transforms import PIXEL_MEAN, PIXEL_SCALE, from_caffe_space, to_caffe_space
 from ..errors import ConfigError
 from .weights import offline_weights_error
 
@@ -35,14 +35,12 @@ MAX_RES_BLOCKS = 16
 
 def to_translator_space(x01: torch.Tensor) -> torch.Tensor:
     """[0, 1] RGB (B,3,H,W) -> the translator's pixel space."""
-    mean = x01.new_tensor(PIXEL_MEAN).view(1, 3, 1, 1)
-    return (x01 * 255.0 - mean) / PIXEL_SCALE
+    return to_caffe_space(x01)
 
 
 def from_translator_space(y: torch.Tensor) -> torch.Tensor:
     """The translator's pixel space -> [0, 1] RGB, clamped."""
-    mean = y.new_tensor(PIXEL_MEAN).view(1, 3, 1, 1)
-    return ((y * PIXEL_SCALE + mean) / 255.0).clamp(0.0, 1.0)
+    return from_caffe_space(y).clamp(0.0, 1.0)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True,
