@@ -58,8 +58,8 @@ def test_config_file_numbers_take_the_field_type():
 
 def test_changed_settings_ignore_only_the_listed_execution_settings():
     saved = preset("cpu")
-    assert set(RESUME_MAY_CHANGE) == {"workers", "ckpt_every"}
-    assert changed_settings(saved, saved.replace(workers=9, ckpt_every=3)) == []
+    assert set(RESUME_MAY_CHANGE) == {"workers", "ckpt_every", "channels_last"}
+    assert changed_settings(saved, saved.replace(workers=9, ckpt_every=3, channels_last=not saved.channels_last)) == []
     assert changed_settings(saved, saved.replace(lr=0.5, workers=9)) == [("lr", saved.lr, 0.5)]
 
 

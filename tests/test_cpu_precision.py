@@ -12,9 +12,9 @@ from diga.engine.config import StageConfig, preset
 
 def test_the_cpu_preset_takes_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    assert preset("cpu").amp == "bf16"
+    assert preset("cpu").amp == "bf16" and not preset("cpu").channels_last  # the layout bf16 was measured in
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
-    assert preset("cpu").amp == "fp32"
+    assert preset("cpu").amp == "fp32" and preset("cpu").channels_last  # faster in fp32 on both CPUs measured
     # the other presets do not depend on the machine
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert preset("gpu").amp == "auto" and preset("paper").amp == "fp32"
@@ -73,6 +73,7 @@ def test_a_run_moved_to_a_cpu_without_bf16_units_is_refused_naming_amp_and_conti
     run = tmp_path / "adapt/a"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(config(True).to_yaml())  # started on a CPU with bf16 units
-    with pytest.raises(ConfigError, match=r"amp: saved 'bf16', now 'fp32'"):
+    with pytest.raises(ConfigError, match=r"amp: saved 'bf16', now 'fp32'") as refused:
         check_same_settings(run, config(False))
+    assert "channels_last" not in str(refused.value)  # a memory layout, chosen by the CPU too: not the method
     check_same_settings(run, config(False, amp="bf16"))  # --amp bf16: the same run, no refusal

@@ -26,7 +26,7 @@ def test_a_gn_checkpoint_reloads_with_its_head_and_predicts_identically(tiny_cfg
     model, _ = load_model(result.weights)
     assert model.head.norm == "gn" and any(isinstance(m, nn.GroupNorm) for m in model.head.modules())
     x = torch.rand(1, 3, 48, 96)
-    trainer.model.eval()
+    trainer.model.eval().to(memory_format=torch.contiguous_format)  # the loaded model's layout: the same kernels
     with torch.no_grad():
         expected, got = trainer.model(x), model(x)
     assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])

@@ -331,7 +331,8 @@ def test_label_free_signals_apply_the_setting(tiny_cfg):
 
     labelfree._stage_inputs.cache_clear()
     stage = SimpleNamespace(cfg=tiny_cfg.replace(input_norm="caffe"), space=get_label_space("cityscapes19"),
-                            model=Recording(), teacher=None, device=torch.device("cpu"), amp=None)
+                            model=Recording(), teacher=None, device=torch.device("cpu"), amp=None,
+                            norm=INPUT_NORMS["caffe"])  # as Trainer sets it from cfg.input_norm
     assert labelfree.stage_signals(stage)
     pixels = fed[0] * 128 + torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
     assert torch.allclose(pixels, pixels.round(), atol=1e-3) and pixels.std() > 1
