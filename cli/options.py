@@ -188,6 +188,10 @@ CENTROIDS_PER_ROUND = typer.Option(None, help=(
     "Class centroids of the self-training rounds: keep (computed once from the warm-up model, every round "
     "starts from them: the authors' code and the paper presets) or recompute (from each round's starting "
     "model; cpu and gpu presets)."))
+CENTROID_MEAN = typer.Option(None, help=(
+    "How each class centroid averages the images' class means: authors (a running mean over the set's order "
+    "whose count stops at 3000, over 5 passes, so that past 3000 images the later ones weigh more: the "
+    "authors' code and the paper presets) or once (their plain mean; cpu and gpu presets)."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

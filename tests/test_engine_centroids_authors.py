@@ -185,3 +185,93 @@ def test_the_stage_commands_pass_both_settings_on(tiny_bench, tmp_path, monkeypa
         (cfg,) = stage_configs(command, tiny_bench, tmp_path / command, monkeypatch,
                                "--centroid-labels", "argmax", "--centroids-per-round", "keep")
         assert (cfg.centroid_labels, cfg.centroids_per_round) == ("argmax", "keep")
+
+
+# --- how the image means make a centroid (--centroid-mean) ----------------------------------------
+
+
+def _authors_replay(vectors: torch.Tensor, passes: int = 5, cap: int = 3000) -> torch.Tensor:
+    """The authors' update, literally: m = (m * n + v) / (n + 1), n = min(n + 1, cap), pass after pass."""
+    m, n = torch.zeros(vectors.shape[1], dtype=torch.float64), 0
+    for _ in range(passes):
+        for v in vectors.double():
+            if v.sum().item() == 0:
+                continue
+            m = (m * n + v) / (n + 1)
+            n = min(n + 1, cap)
+    return m
+
+
+def test_capped_running_mean_weights_reproduce_the_authors_update():
+    from diga.method.prototypes import capped_running_mean_weights
+
+    vectors = torch.randn(700, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights = capped_running_mean_weights(700)  # 3500 updates: past the cap of 3000
+    assert torch.allclose(weights @ vectors, _authors_replay(vectors), atol=1e-12)
+    assert weights[-1] > weights[0]  # later images weigh more past the cap
+    cityscapes = capped_running_mean_weights(2975)
+    assert 2.5 < (cityscapes[-1] / cityscapes[0]).item() < 2.8  # the figure docs/METHOD.md gives
+    small = capped_running_mean_weights(100)  # 500 updates: the plain mean
+    assert torch.allclose(small, torch.full((100,), 0.01, dtype=torch.float64))
+
+
+def _image_batches(values: list[float], zero_at: int | None = None):
+    """One 1-d feature map per image, constant at its value, every pixel labelled class 0."""
+    for i, v in enumerate(values):
+        feature = torch.full((1, 1, 2, 4), 0.0 if i == zero_at else v)
+        yield i, feature, torch.zeros(1, 2, 4, dtype=torch.long)
+
+
+def test_authors_centroids_follow_the_image_order_not_the_arrival_order():
+    from diga.method.prototypes import CentroidAccumulator
+
+    values = torch.linspace(0.0, 1.0, 800).tolist()
+    in_order = CentroidAccumulator(2, 1, min_pixels=5, mean="authors")
+    shuffled = CentroidAccumulator(2, 1, min_pixels=5, mean="authors")
+    plain = CentroidAccumulator(2, 1, min_pixels=5)
+    batches = list(_image_batches(values, zero_at=5))
+    for i, feature, label in batches:
+        in_order.add(feature, label, image_ids=[i])
+        plain.add(feature, label)
+    for i, feature, label in reversed(batches):  # e.g. ranks interleaving their images
+        shuffled.add(feature, label, image_ids=[i])
+    expected = _authors_replay(torch.tensor([[0.0 if i == 5 else v] for i, v in enumerate(values)]))
+    assert in_order.centroids()[0, 0].item() == pytest.approx(expected.item(), abs=1e-6)
+    assert shuffled.centroids()[0, 0].item() == pytest.approx(expected.item(), abs=1e-6)
+    assert expected.item() > plain.centroids()[0, 0].item() + 0.005  # the later, larger values weigh more
+    assert in_order.valid.tolist() == [True, False]
+
+
+def test_authors_centroids_need_the_image_ids():
+    from diga.method.prototypes import CentroidAccumulator
+
+    acc = CentroidAccumulator(2, 1, mean="authors")
+    with pytest.raises(ValueError, match="image id"):
+        acc.add(torch.ones(1, 1, 2, 4), torch.zeros(1, 2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="mean must be one of once, authors"):
+        CentroidAccumulator(2, 1, mean="median")
+
+
+def test_compute_centroids_hands_each_image_its_position_and_records_the_statistic(
+        tiny_cfg, tmp_path, monkeypatch):
+    from diga.method import prototypes
+
+    seen: list[int] = []
+    add = prototypes.CentroidAccumulator.add
+
+    def recording_add(self, features, labels, image_ids=None):
+        seen.extend(image_ids)
+        return add(self, features, labels, image_ids)
+
+    monkeypatch.setattr(prototypes.CentroidAccumulator, "add", recording_add)
+    meta = {"label_space": "cityscapes19", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    monkeypatch.setattr(pseudolabels, "load_model", lambda weights, device: (ColumnModel(), meta))
+    cfg = tiny_cfg.replace(centroid_labels="argmax", centroid_mean="authors").validate()
+    manifest = pseudolabels.generate_pseudo_labels("column-model", cfg.target, tmp_path / "pseudo", cfg)
+    out = pseudolabels.compute_centroids("column-model", manifest, tmp_path / "c.safetensors", cfg)
+    n_images = len(list((tmp_path / "pseudo" / "labels").glob("*.png")))
+    assert seen == list(range(n_images))
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["mean"] == "authors"
+    # a few images: 5 passes stay under the count cap, so the statistic is the plain mean
+    assert load_file(str(out))["centroids"][0, 0].item() == pytest.approx(3.5)

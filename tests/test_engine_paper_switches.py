@@ -32,6 +32,7 @@ SWITCHES = [
     ("crop_retry", 5, 0, "--crop-retry", ("warmup", "selftrain", "adapt")),
     ("centroid_labels", "argmax", "pseudo", "--centroid-labels", ("selftrain", "adapt")),
     ("centroids_per_round", "keep", "recompute", "--centroids-per-round", ("selftrain", "adapt")),
+    ("centroid_mean", "authors", "once", "--centroid-mean", ("selftrain", "adapt")),
     ("input_norm", "caffe", "imagenet", "--input-norm", ("warmup", "selftrain", "adapt")),
     ("backbone_layout", "caffe", "torchvision", "--backbone-layout", ("warmup", "adapt")),
 ]

@@ -186,6 +186,11 @@ class StageConfig:
     # presets), or once from the warm-up model and kept for every round (keep: the authors' README runs
     # the second self-training round with the warm-up's centroid file; the paper presets).
     centroids_per_round: str = "recompute"
+    # How the per-image class means make a centroid: their mean (once; default, cpu and gpu presets), or
+    # the authors' statistic (authors: calc_centroids.py folds them, in the set's order, into a running
+    # mean whose count stops at 3000, over 5 passes; past 3000 images a class's later images weigh more,
+    # up to 2.6x the first ones over Cityscapes' train set; the paper presets).
+    centroid_mean: str = "once"
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -432,6 +437,7 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "pseudo_size": ("native", "base"),
     "centroid_labels": ("argmax", "pseudo"),
     "centroids_per_round": ("keep", "recompute"),
+    "centroid_mean": ("authors", "once"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
@@ -456,6 +462,7 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     pseudo_size="base",
     centroid_labels="pseudo",
     centroids_per_round="recompute",
+    centroid_mean="once",
     loss="ce",
     warmup_lr_schedule="poly",
     backbone_layout="torchvision",
@@ -477,7 +484,7 @@ PAPER: dict[str, Any] = dict(
     translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train", blend_space="authors",
     student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
-    amp="fp32",
+    centroid_mean="authors", amp="fp32",
     source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
     selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
     selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES,
@@ -531,6 +538,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", student_forward="separate", centroid_labels="argmax", centroids_per_round="keep",
+        # their 5 passes see each image through a new random crop and flip; the capped running mean
+        # over one pass replayed is the nearest deterministic form of it
+        centroid_mean="authors",
         amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4,
         # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet
         input_norm="caffe",

@@ -175,7 +175,8 @@ def centroid_pixel_labels(cfg: StageConfig, logits: torch.Tensor, combined: torc
 
 def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path, cfg: StageConfig,
                       batch_size: int = 8) -> Path:
-    """Per-image per-class means of the head features over the pixels of each class, averaged (classes
+    """Per-image per-class means of the head features over the pixels of each class, averaged
+    (``centroid_mean``: plainly, or as the authors' capped running mean over the set's order; classes
     with fewer than 5 pixels at the feature resolution skip an image). The images are read at
     :func:`inference_size` and resized by :func:`centroid_scale`; :func:`centroid_pixel_labels` says
     which pixels belong to a class."""
@@ -186,8 +187,10 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     model, meta = load_model(weights, device)
     space = get_label_space(meta["label_space"])
     data = PseudoLabelled(manifest, space, transform=None, size=inference_size(cfg))
-    acc = CentroidAccumulator(space.num_classes, model.feature_dim, min_pixels=5, device=device)
+    acc = CentroidAccumulator(space.num_classes, model.feature_dim, min_pixels=5, device=device,
+                              mean=cfg.centroid_mean)
     mine = list(range(runtime.rank(), len(data), runtime.world_size()))
+    ids = iter(mine)  # the loader keeps the subset's order: each item's position in the whole set
     subset, workers = Subset(data, mine), min(cfg.workers, 4)
     # Listed, not stacked: images at their own size may differ in size (grouped below).
     loader = DataLoader(subset, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
@@ -195,17 +198,19 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     amp, scale = runtime.amp_dtype(device, cfg.amp), centroid_scale(cfg)
     with torch.inference_mode():
         for items in loader:
-            for combined, x in _batches_by_shape([(label, image) for image, label in items], device):
+            keyed = [((next(ids), label), image) for image, label in items]
+            for keys, x in _batches_by_shape(keyed, device):
                 x = resized(x, scaled_size(x.shape[-2:], scale))
                 with runtime.autocast(device, amp):
                     logits, features = model(normalize(x, meta["mean"], meta["std"]))
-                acc.add(features.float(), centroid_pixel_labels(cfg, logits, torch.stack(combined).to(device)))
+                labels = torch.stack([label for _, label in keys]).to(device)
+                acc.add(features.float(), centroid_pixel_labels(cfg, logits, labels), image_ids=[i for i, _ in keys])
     if runtime.is_distributed():
         acc.all_reduce()
     if runtime.is_main():
         tensors = {"centroids": acc.centroids().cpu().contiguous(), "valid": acc.valid.cpu().contiguous(),
                    **{f"acc.{k}": v.cpu().contiguous() for k, v in acc.state_dict().items()}}
-        metadata = {"weights": str(weights), "labels": cfg.centroid_labels}
+        metadata = {"weights": str(weights), "labels": cfg.centroid_labels, "mean": cfg.centroid_mean}
         atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     runtime.barrier()
     return out
