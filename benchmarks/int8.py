@@ -38,7 +38,7 @@ from diga.export import Predictor, export_model
 from diga.export.backends import OnnxBackend, TorchBackend
 from diga.export.bench import labelled_dataset
 from diga.export.graph import prepare
-from diga.export.onnx_export import finalize
+from diga.export.onnx_export import finalize, session
 from diga.export.quantize import CalibrationImages, QuantSettings, quantize_onnx, settings_for
 
 DEFAULT = QuantSettings()
@@ -82,14 +82,7 @@ def agreement(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float]:
 def ort_call(path: Path, x: torch.Tensor, level: str | None = None):
     """A timed call of an ONNX model on the prepared batch ``x``; ``level``: another ORT graph
     optimisation level than the default (all)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = torch.get_num_threads()
-    if level is not None:
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = session(str(path), ["CPUExecutionProvider"], optimization=level)
     feed = {"images": x.numpy()}
     return lambda: sess.run(None, feed)
 

@@ -294,3 +294,25 @@ def test_shape_helpers():
     assert fit_size((10, 20), 16, (32, 64), (256, 512)) == (32, 64)
     x = prepare([np.full((10, 20, 3), 255, np.uint8)], (16, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert x.shape == (1, 3, 16, 32) and torch.allclose(x, torch.ones_like(x))
+
+
+def test_sessions_do_not_spin_wait_between_calls():
+    """Spinning worker threads of one session take the cores from another session of the same
+    process (diga benchmark alternates backends; the demo holds two models), so diga's sessions
+    sleep between calls (the measurements are in export/onnx_export.py's ``session``)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from diga.export.onnx_export import session
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = session(model.SerializeToString(), threads=2, optimization="ORT_ENABLE_BASIC")
+    opts = sess.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.intra_op_num_threads == 2
+    assert str(opts.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
+    assert sess.run(None, {"x": np.ones(1, np.float32)})[0].tolist() == [1.0]
+    onnx.checker.check_model(model)
