@@ -38,6 +38,9 @@ class StageConfig:
     # Self-training's own random-rescale range (None: scale). The authors' SYNTHIA warm-up crops without
     # rescaling (scale 1-1) while their self-training rescales by U[0.7, 1] per side.
     selftrain_scale: tuple[float, float] | None = None
+    # The warm-up's target crops' own random-rescale range (translator styles, the target BatchNorm pass;
+    # None: scale). The authors' warm-up crops target images without rescaling (1-1: the paper presets).
+    warmup_target_scale: tuple[float, float] | None = None
     base_size: tuple[int, int] | None = (720, 1280)  # source/target resized to this before scaling
     # Per-dataset base sizes, each a (height, width, crops per batch) entry: a batch is the crops of
     # each entry's sub-batch, in list order (the authors' loaders: one per size, e.g. GTA5 1 crop
@@ -254,7 +257,7 @@ class StageConfig:
         problems += self._batch_problems()
         if any(c < 16 for c in self.crop):
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
-        for name in ("scale", "selftrain_scale"):
+        for name in ("scale", "selftrain_scale", "warmup_target_scale"):
             scale = getattr(self, name)
             if scale is not None and not 0 < scale[0] <= scale[1]:
                 problems.append(f"{name} must be 0 < min <= max (got {scale})")
@@ -484,7 +487,7 @@ PAPER: dict[str, Any] = dict(
     translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train", blend_space="authors",
     student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
-    centroid_mean="authors", amp="fp32",
+    centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32",
     source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
     selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
     selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES,

@@ -29,9 +29,11 @@ def stage_photometric(cfg: StageConfig) -> PhotometricConfig:
 class SourceBranch:
     """Source (and translator target) datasets, their resumable loaders and the source views."""
 
-    def __init__(self, cfg: StageConfig, space: LabelSpace, target_statistics: bool = False) -> None:
+    def __init__(self, cfg: StageConfig, space: LabelSpace, target_statistics: bool = False,
+                 target_scale: tuple[float, float] | None = None) -> None:
         """``target_statistics``: load target batches even when no translator needs them (the
-        warm-up's target BatchNorm pass, ``warmup_target_bn``), when target images are given."""
+        warm-up's target BatchNorm pass, ``warmup_target_bn``), when target images are given;
+        ``target_scale``: the target crops' random-rescale range (None: the stage's ``scale``)."""
         if not cfg.source:
             raise ConfigError("the warm-up and self-training need labelled source data: --source KIND:PATH")
         self.cfg, self.space = cfg, space
@@ -45,7 +47,8 @@ class SourceBranch:
         if translator_needs_target and not cfg.target:
             raise ConfigError(f"--translator {cfg.translator} needs target images: --target KIND:PATH")
         self.needs_target = translator_needs_target or (target_statistics and bool(cfg.target))
-        self.target_parts = train_datasets(cfg.target, cfg, "target") if self.needs_target else None
+        target_cfg = cfg if target_scale is None else cfg.replace(scale=tuple(target_scale))
+        self.target_parts = train_datasets(cfg.target, target_cfg, "target") if self.needs_target else None
         self.target_set = self.target_parts[0][1] if self.needs_target else None
 
     def loaders(self, start_step: int) -> tuple[Iterator, Iterator | None]:

@@ -33,7 +33,8 @@ class WarmupTrainer(Trainer):
 
     def build_data(self) -> None:
         super().build_data()
-        self.branch = SourceBranch(self.cfg, self.space, target_statistics=self.cfg.warmup_target_bn)
+        self.branch = SourceBranch(self.cfg, self.space, target_statistics=self.cfg.warmup_target_bn,
+                                   target_scale=self.cfg.warmup_target_scale)
         # inference_size() looks at these when no size is configured
         self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
 
