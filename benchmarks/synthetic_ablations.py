@@ -10,14 +10,16 @@ method (default)
   pseudo-labels with --selection threshold / none
 switches
   each setting where the authors' code and the cpu preset differ (diga.engine.config.EARLIER_CHOICES)
-  set to the authors' choice, one at a time: in the warm-up (the settings the warm-up uses) and in
+  set to the authors' choice, one at a time: in the warm-up (the settings the warm-up uses), in
   self-training round 1 from the run's own warm-up, pseudo-labels and centroids (the settings only
-  self-training or its sparse pseudo-labels exercise); each row beside the same stage with the
-  preset's choice, trained here the same way
+  self-training or its sparse pseudo-labels exercise; centroids computed again where the row
+  changes how), or in round 2 from the run's round-1 model and pseudo-labels; each row beside the
+  same stage with the preset's choice, trained here the same way
 
 and prints every row as markdown. ``--run`` may be given once per seed (a `diga adapt --seed S` run
-each); every row is trained for each, every seed of a row before the next row. Jobs run ``--jobs`` at a time with one thread each (two
-small processes use 2 cores better than one process with two threads).
+each); every row is trained for each, every seed of a row before the next row. Jobs run ``--jobs``
+at a time with one thread each (two small processes use 2 cores better than one process with two
+threads).
 
     diga adapt && python benchmarks/synthetic_ablations.py
     python benchmarks/synthetic_ablations.py --rows switches --run runs/adapt/synthetic --run runs/adapt/seed1
@@ -38,7 +40,8 @@ import json, sys, time, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from diga.engine.config import StageConfig
-from diga.engine.pipeline import run_stage, selftrain_config, selected_miou, warmup_config
+from diga.engine.pipeline import kept_centroids, run_stage, selftrain_config, selected_miou, warmup_config
+from diga.engine.pseudolabels import compute_centroids
 from diga.engine.warmup import WarmupTrainer
 from diga.engine.selftrain import SelfTrainer
 kind, cfg_path, out, extra = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
@@ -47,10 +50,17 @@ t0 = time.time()
 if kind == "warmup":
     res = run_stage(WarmupTrainer, warmup_config(cfg).replace(**extra), out)
 else:
-    run = Path(extra.pop("run"))
-    # the summary names the handed-on weights relative to where `diga adapt` ran
-    init = run / "warmup" / "weights" / Path(json.loads((run / "warmup/summary.json").read_text())["weights"]).name
-    st = selftrain_config(cfg, init, run / "round1/pseudo/manifest.json", run / "round1/centroids.safetensors")
+    run, r = Path(extra.pop("run")), extra.pop("round", 1)
+    # the round's starting model as `diga adapt` handed it on (summaries name it relative to where it ran)
+    stage = run / ("warmup" if r == 1 else f"round{r - 1}/selftrain")
+    init = stage / "weights" / Path(json.loads((stage / "summary.json").read_text())["weights"]).name
+    manifest = run / f"round{r}/pseudo/manifest.json"
+    row = cfg.replace(**extra)
+    centroids = kept_centroids(row, r, run) or run / f"round{r}/centroids.safetensors"
+    if row.centroid_labels != cfg.centroid_labels or row.centroid_mean != cfg.centroid_mean:
+        out.mkdir(parents=True, exist_ok=True)  # this row's own centroids, from the round's starting model
+        centroids = compute_centroids(init, manifest, out / "centroids.safetensors", row)
+    st = selftrain_config(cfg, init, manifest, centroids)
     res = run_stage(SelfTrainer, st.replace(**extra), out)
 print(json.dumps({"miou": selected_miou(res.metrics), "seconds": round(time.time() - t0, 1)}))
 """
@@ -78,6 +88,11 @@ SWITCH_ROWS = {
         ("selftrain", {"target_mix_ignore": "paste"}),
     "self-training round 1, prototype labels upsampled bilinearly (select_upsample bilinear)":
         ("selftrain", {"select_upsample": "bilinear"}),
+    "self-training round 1, centroids over the model's own argmax (centroid_labels argmax)":
+        ("selftrain", {"centroid_labels": "argmax"}),
+    "self-training round 2, the warm-up's centroids kept (centroids_per_round keep)":
+        ("selftrain", {"round": 2, "centroids_per_round": "keep"}),
+    "warm-up, target crops not rescaled (warmup_target_scale 1-1)": ("warmup", {"warmup_target_scale": (1.0, 1.0)}),
     "warm-up, per-axis random scale 0.7-1 (scale_mode axis)": ("warmup", {"scale_mode": "axis", "scale": (0.7, 1.0)}),
     "warm-up, the authors' class count in the mixture (mix_count authors)": ("warmup", {"mix_count": "authors"}),
     "warm-up, source crops redrawn up to 5 times (crop_retry 5)": ("warmup", {"crop_retry": 5}),
@@ -88,6 +103,7 @@ SWITCH_ROWS = {
     "self-training round 1, CE over all pixels (loss_norm all)": ("selftrain", {"loss_norm": "all"}),
     "warm-up, cpu preset's choices": ("warmup", {}),
     "self-training round 1, cpu preset's choices": ("selftrain", {}),
+    "self-training round 2, cpu preset's choices": ("selftrain", {"round": 2}),
 }
 
 
