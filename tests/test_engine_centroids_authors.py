@@ -275,3 +275,34 @@ def test_compute_centroids_hands_each_image_its_position_and_records_the_statist
         assert f.metadata()["mean"] == "authors"
     # a few images: 5 passes stay under the count cap, so the statistic is the plain mean
     assert load_file(str(out))["centroids"][0, 0].item() == pytest.approx(3.5)
+
+
+def _rank_adds_its_images(rank: int, init_file: str, values: list[float], out: str) -> None:
+    """One of two gloo ranks: adds every other image (as compute_centroids shares them out),
+    gathers, and saves the centroids."""
+    import torch.distributed as dist
+
+    from diga.method.prototypes import CentroidAccumulator
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        acc = CentroidAccumulator(2, 1, min_pixels=5, mean="authors")
+        for i, feature, label in list(_image_batches(values))[rank::2]:
+            acc.add(feature, label, image_ids=[i])
+        acc.all_reduce()
+        torch.save(acc.centroids(), f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_authors_centroids_gather_every_ranks_images_in_the_sets_order(tmp_path):
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("gloo backend not available")
+    values = torch.linspace(0.0, 1.0, 700).tolist()
+    mp.spawn(_rank_adds_its_images, args=(str(tmp_path / "pg"), values, str(tmp_path / "c")), nprocs=2)
+    expected = _authors_replay(torch.tensor(values)[:, None])
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f"c.{rank}")[0, 0].item() == pytest.approx(expected.item(), abs=1e-6)
