@@ -278,6 +278,7 @@ class StageConfig:
         from ..classes import LABEL_SPACES
         from ..data.transforms import INPUT_NORMS
         from ..method.losses import SEG_LOSSES
+        from ..method.prototypes import CENTROID_MEANS
         from ..method.translate import TRANSLATORS
         from ..models import list_models
         from ..models.deeplabv2 import BACKBONE_LAYOUTS
@@ -287,7 +288,7 @@ class StageConfig:
                    "amp": AMP_CHOICES, "color_space": ("lab", "rgb"),
                    "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models()),
                    "loss": SEG_LOSSES, "warmup_lr_schedule": LR_SCHEDULES, "backbone_layout": BACKBONE_LAYOUTS,
-                   "input_norm": tuple(INPUT_NORMS)}
+                   "input_norm": tuple(INPUT_NORMS), "centroid_mean": CENTROID_MEANS}
         choices.update(SWITCH_CHOICES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -440,7 +441,6 @@ SWITCH_CHOICES: dict[str, tuple[str, ...]] = {
     "pseudo_size": ("native", "base"),
     "centroid_labels": ("argmax", "pseudo"),
     "centroids_per_round": ("keep", "recompute"),
-    "centroid_mean": ("authors", "once"),
 }
 
 # What the cpu and gpu presets keep where the defaults follow the authors' code: the CPU
