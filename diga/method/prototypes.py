@@ -56,18 +56,15 @@ def capped_running_mean_weights(n: int, passes: int = AUTHORS_CENTROID_PASSES,
     While ``passes * n <= cap`` every weight is 1/n (the plain mean). Beyond the cap the update turns
     into an exponential average with weight 1/(cap + 1), so the later images of the order weigh more:
     over 5 passes of Cityscapes' 2975 train images, the last ones about 2.6x the first ones. The
-    recursion is linear in the vectors, so its weights are computed once instead of replaying
-    256-d updates (which would also need every vector kept per pass)."""
-    steps = passes * n
-    gain = torch.empty(steps, dtype=torch.float64)  # the new vector's share at each update
-    keep = torch.empty(steps, dtype=torch.float64)  # the running mean's share at each update
-    count = 0
-    for k in range(steps):
-        gain[k], keep[k] = 1.0 / (count + 1), count / (count + 1)
-        count = min(count + 1, cap)
+    recursion is linear in the vectors, so its weights are computed once and applied in one product
+    instead of replaying 256-d updates."""
+    if n == 0:
+        return torch.zeros(0, dtype=torch.float64)
+    count = torch.arange(passes * n, dtype=torch.float64).clamp(max=cap)  # the count before each update
+    gain, keep = 1.0 / (count + 1), count / (count + 1)  # the new vector's and the running mean's shares
     # the weight of update k in the result: its gain times every later update's keep
     later = torch.cat([torch.flip(torch.cumprod(torch.flip(keep[1:], [0]), 0), [0]), torch.ones(1, dtype=torch.float64)])
-    return (gain * later).view(passes, n).sum(0) if n else torch.zeros(0, dtype=torch.float64)
+    return (gain * later).view(passes, n).sum(0)
 
 
 class CentroidAccumulator:
@@ -116,15 +113,17 @@ class CentroidAccumulator:
         """(C,D) the centroids; zeros for classes never seen."""
         if self.mean == "once":
             return self.sums / self.counts.clamp(min=1.0)[:, None]
-        ordered = sorted(self.image_means, key=lambda item: item[0])
         out = torch.zeros(self.num_classes, self.dim, dtype=torch.float64)
+        if not self.image_means:
+            return out.float().to(self.sums.device)
+        ordered = sorted(self.image_means, key=lambda item: item[0])
+        means = torch.stack([m for _, m, _ in ordered]).double()  # (N,C,D) in the set's order
+        # kept classes, without the vectors that sum to exactly zero (the authors skip those)
+        folded = torch.stack([k for _, _, k in ordered]) & (means.sum(-1) != 0)
         for c in range(self.num_classes):
-            vectors = [m[c] for _, m, k in ordered if k[c]]
-            # the authors skip a vector that sums to exactly zero
-            vectors = [v for v in vectors if v.sum().item() != 0.0]
-            if vectors:
-                stacked = torch.stack(vectors).double()
-                out[c] = capped_running_mean_weights(len(vectors)) @ stacked
+            vectors = means[folded[:, c], c]
+            if len(vectors):
+                out[c] = capped_running_mean_weights(len(vectors)) @ vectors
         return out.float().to(self.sums.device)
 
     def all_reduce(self, group: Any = None) -> None:
