@@ -80,6 +80,9 @@ METHOD_ROWS = {
 # 2:1 like its crops, it has no base size, and its smallest scale still covers the crop. The target
 # BatchNorm pass (warmup_target_bn) is the cpu preset's own choice since it measured better here.
 SWITCH_ROWS = {
+    "warm-up, kornia 0.5.8's photometric ops (augment_ops kornia)": ("warmup", {"augment_ops": "kornia"}),
+    "self-training round 1, kornia 0.5.8's photometric ops (augment_ops kornia)":
+        ("selftrain", {"augment_ops": "kornia"}),
     "warm-up, teacher in train mode (teacher_mode train)": ("warmup", {"teacher_mode": "train"}),
     "warm-up, the authors' blend value range (blend_space authors)": ("warmup", {"blend_space": "authors"}),
     "self-training round 1, separate student forwards (student_forward separate)":
@@ -114,6 +117,7 @@ def main() -> None:
     p.add_argument("--rows", choices=("method", "switches"), default="method")
     p.add_argument("--jobs", type=int, default=2, help="jobs at a time, one thread each")
     p.add_argument("--skip", nargs="*", default=[], help="leave out the rows whose name contains one of these")
+    p.add_argument("--only", nargs="*", default=[], help="run only the rows whose name contains one of these")
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
     args = p.parse_args()
     runs = [r.resolve() for r in (args.run or [Path("runs/adapt/synthetic")])]
@@ -121,7 +125,8 @@ def main() -> None:
         if not (run / "results.json").exists():
             sys.exit(f"{run} has no finished `diga adapt` run; run `diga adapt` first")
     rows = METHOD_ROWS if args.rows == "method" else SWITCH_ROWS
-    rows = {name: row for name, row in rows.items() if not any(part in name for part in args.skip)}
+    rows = {name: row for name, row in rows.items() if not any(part in name for part in args.skip)
+            and (not args.only or any(part in name for part in args.only))}
     # Every seed of a row before the next row, so that a stopped sweep has whole rows (a row is
     # compared over seeds).
     jobs = {(name, run): (kind, {**extra, "run": str(run)} if kind == "selftrain" else extra)

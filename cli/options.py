@@ -167,6 +167,10 @@ BLEND_SPACE = typer.Option(None, help=(
     "Where the second views are augmented and blended: authors (on the network input in the authors' "
     "normalisation, BGR (255x - mean)/128, re-mapped by 2y - 1: about (1 + beta)x - beta plus the jitter; "
     "the authors' code and the paper presets) or unit (on RGB images in [0, 1]; cpu and gpu presets)."))
+AUGMENT_OPS = typer.Option(None, help=(
+    "The photometric ops' semantics: kornia (kornia 0.5.8's, which the authors' code calls: additive "
+    "brightness, contrast without the mean blend, HSV saturation, the jitter's op order drawn per call, a "
+    "sharpness factor drawn from [0, 0.5]; the paper presets) or torchvision (cpu and gpu presets)."))
 STUDENT_FORWARD = typer.Option(None, help=(
     "Self-training student forwards: separate (the source views and the mixed target crops apart, each "
     "normalised by its own BatchNorm batch statistics: the authors' code and the paper presets) or joint "

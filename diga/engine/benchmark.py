@@ -48,7 +48,7 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 "selftrain_blend_beta", "ema_max", "threshold",
                 "centroid_momentum", "select", "warmup_target_bn", "centroid_update", "centroid_min_pixels",
                 "distil_resolution", "generalize", "translator_weights", "translator_steps", "translator_vgg",
-                "teacher_mode", "blend_space", "student_forward", "source_base_sizes", "target_base_sizes",
+                "teacher_mode", "blend_space", "augment_ops", "student_forward", "source_base_sizes", "target_base_sizes",
                 "selftrain_source_base_sizes", "selftrain_target_base_sizes", "pseudo_size",
                 "target_mix_ignore", "select_upsample", "mix_count", "centroid_labels", "centroids_per_round",
                 "centroid_mean",

@@ -151,6 +151,10 @@ class StageConfig:
     # The augmentation and blend of the second views on the authors' network input (BGR, (255x - mean)/128,
     # re-mapped by 2y - 1: about (1 + beta)x - beta plus the jitter; the paper presets) or on RGB in [0, 1].
     blend_space: str = "unit"
+    # The photometric ops' semantics: kornia 0.5.8's, which the authors' code calls (additive brightness,
+    # contrast without the mean blend, HSV saturation, an op order drawn per call, a sharpness factor drawn
+    # from [0, 0.5]; the paper presets), or torchvision's (the earlier choice, cpu and gpu presets).
+    augment_ops: str = "torchvision"
     # Self-training: the student's forward on [x, x_mix] and the one on t_mix apart, each normalised by its
     # own batch statistics (the authors' code, the paper presets), or one forward on all three.
     student_forward: str = "joint"
@@ -277,6 +281,7 @@ class StageConfig:
         # Imported here: these modules import this one. Each list lives beside the code that reads it.
         from ..classes import LABEL_SPACES
         from ..data.transforms import INPUT_NORMS
+        from ..method.augment import AUGMENT_OPS
         from ..method.losses import SEG_LOSSES
         from ..method.prototypes import CENTROID_MEANS
         from ..method.translate import TRANSLATORS
@@ -288,7 +293,8 @@ class StageConfig:
                    "amp": AMP_CHOICES, "color_space": ("lab", "rgb"),
                    "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models()),
                    "loss": SEG_LOSSES, "warmup_lr_schedule": LR_SCHEDULES, "backbone_layout": BACKBONE_LAYOUTS,
-                   "input_norm": tuple(INPUT_NORMS), "centroid_mean": CENTROID_MEANS}
+                   "input_norm": tuple(INPUT_NORMS), "centroid_mean": CENTROID_MEANS,
+                   "augment_ops": AUGMENT_OPS}
         choices.update(SWITCH_CHOICES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -457,6 +463,7 @@ EARLIER_CHOICES: dict[str, Any] = dict(
     head_norm="bn",
     teacher_mode="eval",
     blend_space="unit",
+    augment_ops="torchvision",
     student_forward="joint",
     target_mix_ignore="keep",
     select_upsample="nearest",
@@ -485,7 +492,7 @@ PAPER_NETWORK: dict[str, Any] = dict(pretrained="deeplab", backbone_layout="caff
 PAPER: dict[str, Any] = dict(
     **PAPER_NETWORK,
     translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train", blend_space="authors",
-    student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
+    augment_ops="kornia", student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
     centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32",
     source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
@@ -529,7 +536,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
-    "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors", amp="fp32"),
+    "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors", augment_ops="kornia",
+                     amp="fp32"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -540,7 +548,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
         scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
-        blend_space="authors", student_forward="separate", centroid_labels="argmax", centroids_per_round="keep",
+        blend_space="authors", augment_ops="kornia", student_forward="separate", centroid_labels="argmax",
+        centroids_per_round="keep",
         # their 5 passes see each image through a new random crop and flip; the capped running mean
         # over one pass replayed is the nearest deterministic form of it
         centroid_mean="authors",

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.transforms import from_caffe_space, to_caffe_space
+from . import kornia_ops
 from ._rng import rand
 
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
@@ -33,8 +34,13 @@ class PhotometricConfig:
     blur_kernel: int = 3
     blur_sigma: float = 2.0
     blur_p: float = 0.8
-    sharpness_factor: float = 0.5
+    sharpness_factor: float = 0.5  # torchvision ops: this factor; kornia ops: per image ~ U[0, factor]
     sharpness_p: float = 0.3
+    ops: str = "torchvision"  # the ops' semantics: torchvision's, or kornia 0.5.8's (the authors'; kornia_ops.py)
+
+
+# The ops' semantics (PhotometricConfig.ops, the augment_ops setting).
+AUGMENT_OPS = ("kornia", "torchvision")
 
 
 # Domain generalisation: the authors' DG script (domain_generalization/train_DiGA_DG.py) leaves the
@@ -47,10 +53,10 @@ def _bcast(v: torch.Tensor) -> torch.Tensor:
     return v.view(-1, 1, 1, 1)
 
 
-def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+def rgb_to_gray(x: torch.Tensor, weights: tuple[float, float, float] = _GRAY) -> torch.Tensor:
     """(B,3,H,W) -> (B,1,H,W) luma."""
     r, g, b = x.unbind(-3)
-    return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(-3)
+    return (weights[0] * r + weights[1] * g + weights[2] * b).unsqueeze(-3)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -118,10 +124,13 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int = 3, sigma: float = 2.0) -> 
     return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), k2, groups=c)
 
 
-def adjust_sharpness(x: torch.Tensor, factor: float, clamp_smoothed: bool = False) -> torch.Tensor:
+def adjust_sharpness(x: torch.Tensor, factor: float | torch.Tensor, clamp_smoothed: bool = False) -> torch.Tensor:
     """torchvision's adjust_sharpness: blend with a smoothed image (border pixels unchanged), clamped
     to [0, 1]. ``clamp_smoothed``: kornia's instead, which clamps the smoothed image and not the blend
-    (the same on images in [0, 1]; not on the authors' network input, which goes below 0)."""
+    (the same on images in [0, 1]; not on the authors' network input, which goes below 0). ``factor``:
+    one for the batch or one per sample (B,)."""
+    if isinstance(factor, torch.Tensor):
+        factor = _bcast(factor)
     if x.shape[-1] <= 2 or x.shape[-2] <= 2:
         return x
     c = x.shape[1]
@@ -140,6 +149,9 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
                         generator: torch.Generator | None = None, unit_range: bool = True) -> torch.Tensor:
     """Colour jitter, grayscale, blur and sharpness with per-sample random draws; output in [0,1].
 
+    ``cfg.ops`` "kornia": the jitter and the sharpness factor as kornia 0.5.8 computes and draws them
+    (``kornia_ops``); its op order is drawn once per call and read on the host (one device sync).
+
     ``unit_range=False``: ``x`` is not an image in [0, 1] but the authors' network input, which their
     code augments as it is; values are then clamped only where kornia's ops clamp them (the colour
     jitter; the sharpness op's smoothed image), and the output is not.
@@ -155,14 +167,37 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
     f_sat = 1.0 + cfg.saturation * (2.0 * u[:, 6] - 1.0)
     f_hue = cfg.hue * (2.0 * u[:, 7] - 1.0)
     f_bright, f_contrast, f_sat, f_hue = (f.to(x.dtype) for f in (f_bright, f_contrast, f_sat, f_hue))
+    kornia = cfg.ops == "kornia"
+    if not kornia and cfg.ops != "torchvision":
+        raise ValueError(f"ops must be one of {', '.join(AUGMENT_OPS)}, got {cfg.ops!r}")
+    sharpness = cfg.sharpness_factor
+    if kornia:  # drawn after the common numbers, so that the torchvision ops' stream stays as it was
+        extra = rand((4 + b,), x, generator)
+        order = extra[:4].argsort().tolist()
+        sharpness = (cfg.sharpness_factor * extra[4:]).to(x.dtype)
 
     def pick(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         return torch.where(_bcast(mask), new, old)
 
     out = x
-    # Colour jitter in torchvision's default order (brightness, contrast, saturation, hue); the
-    # op order is fixed rather than permuted per call.
-    jit = out
+    if cfg.jitter_p > 0:
+        jit = (kornia_ops.color_jitter(out, f_bright, f_contrast, f_sat, f_hue, order) if kornia
+               else _torchvision_jitter(out, cfg, f_bright, f_contrast, f_sat, f_hue))
+        out = pick(apply_jitter, jit, out)
+    gray_weights = kornia_ops.GRAY if kornia else _GRAY
+    if cfg.grayscale_p > 0:
+        out = pick(apply_gray, rgb_to_gray(out, gray_weights).expand_as(out), out)
+    if cfg.blur_p > 0 and cfg.blur_sigma > 0:
+        out = pick(apply_blur, gaussian_blur(out, cfg.blur_kernel, cfg.blur_sigma), out)
+    if cfg.sharpness_p > 0:
+        out = pick(apply_sharp, adjust_sharpness(out, sharpness, clamp_smoothed=kornia or not unit_range), out)
+    return out.clamp(0.0, 1.0) if unit_range else out
+
+
+def _torchvision_jitter(jit: torch.Tensor, cfg: PhotometricConfig, f_bright: torch.Tensor, f_contrast: torch.Tensor,
+                        f_sat: torch.Tensor, f_hue: torch.Tensor) -> torch.Tensor:
+    """Colour jitter in torchvision's default order (brightness, contrast, saturation, hue), fixed
+    rather than permuted per call; an op with a zero range is left out."""
     if cfg.brightness > 0:
         jit = adjust_brightness(jit, f_bright)
     if cfg.contrast > 0:
@@ -171,15 +206,7 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
         jit = adjust_saturation(jit, f_sat)
     if cfg.hue > 0:
         jit = adjust_hue(jit, f_hue)
-    if cfg.jitter_p > 0:
-        out = pick(apply_jitter, jit, out)
-    if cfg.grayscale_p > 0:
-        out = pick(apply_gray, rgb_to_gray(out).expand_as(out), out)
-    if cfg.blur_p > 0 and cfg.blur_sigma > 0:
-        out = pick(apply_blur, gaussian_blur(out, cfg.blur_kernel, cfg.blur_sigma), out)
-    if cfg.sharpness_p > 0:
-        out = pick(apply_sharp, adjust_sharpness(out, cfg.sharpness_factor, clamp_smoothed=not unit_range), out)
-    return out.clamp(0.0, 1.0) if unit_range else out
+    return jit
 
 
 def blend(x_aug: torch.Tensor, x: torch.Tensor, beta: float | torch.Tensor) -> torch.Tensor:
@@ -233,7 +260,7 @@ def augment_and_blend(x: torch.Tensor, beta: float | torch.Tensor = 0.4,
 
 
 __all__ = [
-    "PhotometricConfig", "GENERALIZATION_PHOTOMETRIC", "photometric_augment", "augment_and_blend", "blend", "rgb_to_gray",
+    "PhotometricConfig", "GENERALIZATION_PHOTOMETRIC", "AUGMENT_OPS", "photometric_augment", "augment_and_blend", "blend", "rgb_to_gray",
     "BLEND_SPACES", "to_authors_input", "from_authors_input", "augment_and_blend_on_authors_input",
     "rgb_to_hsv", "hsv_to_rgb", "adjust_brightness", "adjust_contrast", "adjust_saturation",
     "adjust_hue", "gaussian_blur", "adjust_sharpness",

@@ -1,0 +1,91 @@
+"""The colour jitter as kornia 0.5.8 computes it (the release the authors' code pins), batched with
+per-sample factors: ``--augment-ops kornia``, the paper presets.
+
+Its semantics differ from the torchvision-style ops of ``augment.py``, not only its numbers:
+brightness adds ``factor - 1`` instead of multiplying, contrast multiplies without blending with the
+mean grey, saturation scales the HSV saturation instead of blending with the grey image, hue turns the
+HSV hue in radians, and the four ops run in an order drawn once per call (the whole batch shares it).
+Each op clamps exactly where kornia's does, so on the authors' network input (about [-1, 1], which
+their code feeds to these ops) the values follow theirs as well. ``tests/test_augment_kornia.py``
+compares every op with kornia 0.5.8 itself when it is installed (the ``dev`` extra pins it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# kornia's rgb_to_grayscale weights
+GRAY = (0.299, 0.587, 0.114)
+_TWO_PI = 2.0 * math.pi
+# hsv_to_rgb: which of (v, q, p, t) each of R, G, B takes in each of the six hue sectors
+_SECTOR_PICK = ((0, 1, 2, 2, 3, 0), (3, 0, 0, 1, 2, 2), (2, 2, 3, 0, 0, 1))
+
+
+def _bcast(v: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``clamp(x + (factor - 1), 0, 1)``: ColorJitter draws the factor around 1 and adds its offset."""
+    return (x + _bcast(factor - 1.0)).clamp(0.0, 1.0)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``clamp(x * factor, 0, 1)``: no blend with the image's mean."""
+    return (x * _bcast(factor)).clamp(0.0, 1.0)
+
+
+def rgb_to_hsv(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B,3,H,W) -> HSV with the hue in radians [0, 2 pi); ``s = (max - min) / (max + eps)``, unclamped,
+    the first maximal channel choosing the hue formula."""
+    maxc, argmax = x.max(dim=1)
+    delta = maxc - x.amin(dim=1)
+    s = delta / (maxc + eps)
+    delta = torch.where(delta == 0, torch.ones_like(delta), delta)
+    rc, gc, bc = (maxc.unsqueeze(1) - x).unbind(1)
+    candidates = torch.stack((bc - gc, 2.0 * delta + rc - bc, 4.0 * delta + gc - rc), dim=1)
+    h = candidates.gather(1, argmax.unsqueeze(1)).squeeze(1) / delta
+    h = (h / 6.0) % 1.0
+    return torch.stack((_TWO_PI * h, s, maxc), dim=1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """HSV (hue in radians, any sign) -> RGB by the six-sector formula, unclamped."""
+    h, s, v = x.unbind(1)
+    h6 = h / _TWO_PI * 6.0
+    sector = torch.floor(h6) % 6
+    f = (h6 % 6) - sector
+    values = torch.stack((v, v * (1.0 - f * s), v * (1.0 - s), v * (1.0 - (1.0 - f) * s)), dim=1)  # v q p t
+    pick = torch.tensor(_SECTOR_PICK, device=x.device)[:, sector.long()]  # (3,B,H,W) indices into v q p t
+    return values.gather(1, pick.transpose(0, 1))
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """The HSV saturation times ``factor``, clamped to [0, 1]."""
+    h, s, v = rgb_to_hsv(x).unbind(1)
+    s = (s * factor.view(-1, 1, 1)).clamp(0.0, 1.0)
+    return hsv_to_rgb(torch.stack((h, s, v), dim=1))
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The HSV hue turned by ``shift`` (a fraction of the circle) with ``fmod``, not clamped."""
+    h, s, v = rgb_to_hsv(x).unbind(1)
+    h = torch.fmod(h + _TWO_PI * shift.view(-1, 1, 1), _TWO_PI)
+    return hsv_to_rgb(torch.stack((h, s, v), dim=1))
+
+
+def color_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
+                 hue: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """kornia's ColorJitter with the drawn per-sample factors: all four ops, in ``order`` (a permutation
+    of 0 brightness, 1 contrast, 2 saturation, 3 hue), each whatever its factor (so each clamps)."""
+    ops = (lambda t: adjust_brightness(t, brightness), lambda t: adjust_contrast(t, contrast),
+           lambda t: adjust_saturation(t, saturation), lambda t: adjust_hue(t, hue))
+    for i in order:
+        x = ops[i](x)
+    return x
+
+
+__all__ = ["GRAY", "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "rgb_to_hsv",
+           "hsv_to_rgb", "color_jitter"]
