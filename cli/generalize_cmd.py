@@ -32,6 +32,15 @@ def generalize(
     backbone_layout: Optional[str] = opt.BACKBONE_LAYOUT, input_norm: Optional[str] = opt.INPUT_NORM,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
     source_base_size: Optional[list[str]] = opt.SOURCE_BASE_SIZE,
+    val: Optional[str] = typer.Option(None, help=(
+        "Labelled data scored during training, KIND:PATH; with --select best or auto the run hands on its best "
+        "step on it (the authors' DG script keeps its best Cityscapes-val step: model selection on a domain "
+        "it then reports as unseen).")),
+    select: Optional[str] = opt.SELECT,
+    bn_images: Optional[str] = typer.Option(None, help=(
+        "Unlabelled images, KIND:PATH, that every step also passes through the student in train mode, without "
+        "gradients, so that its BatchNorm statistics follow them (the authors' DG script does this with "
+        "Cityscapes train crops; off by default: it shows the model a domain it is then scored on).")),
     name: str = opt.name_option("generalize", " (re-running it resumes, with the same settings)"),
     project: Path = opt.PROJECT,
 ) -> None:
@@ -49,13 +58,15 @@ def generalize(
     cfg = build_config(preset, config, source=check_spec(source, "--source"), model=model, steps=steps,
                        batch_size=batch_size, crop=crop, lr=lr, pretrained=opt.pretrained_value(pretrained),
                        backbone_layout=backbone_layout, input_norm=input_norm, seed=seed, device=device, workers=workers,
+                       val=check_spec(val, "--val"), select=select,
                        # no target images and no self-training: a preset's other base-size lists do not apply
                        **opt.base_size_settings({"source_base_sizes": ("--source-base-size", source_base_size)},
                                                 preset, config, batch_size),
                        target_base_sizes=(), selftrain_source_base_sizes=(), selftrain_target_base_sizes=())
     if not cfg.source:
         raise typer.BadParameter("domain generalisation needs labelled source data (KIND:PATH)", param_hint="--source")
-    result = run_generalize(cfg, opt.run_dir(project, "generalize", name), evals, console)
+    bn_images = check_spec(bn_images, "--bn-images")
+    result = run_generalize(cfg, opt.run_dir(project, "generalize", name), evals, console, bn_images=bn_images)
     if runtime.is_main():
         print_dataset_table(console, result.rows, f"mIoU on unseen datasets — {result.run_dir}")
         console.print(f"weights: {result.weights}  results: {result.run_dir / RESULTS_FILE}")

@@ -19,7 +19,9 @@ def _dataset_root(spec: str) -> Path:
 # --- the switch ---------------------------------------------------------------------------------
 def test_generalize_refuses_target_images_and_the_cross_domain_mixture():
     with pytest.raises(ConfigError, match=r"generalize trains on the source alone: target must be null"):
-        StageConfig(generalize=True, mix=False, target="cityscapes:/data/cs").validate()
+        StageConfig(generalize=True, mix=False, target="cityscapes:/data/cs", warmup_target_bn=False).validate()
+    # target images for the BatchNorm statistics alone (--bn-images) are the one use allowed
+    StageConfig(generalize=True, mix=False, target="cityscapes:/data/cs", warmup_target_bn=True).validate()
     with pytest.raises(ConfigError, match=r"no target images for the cross-domain mixture: mix must be false"):
         StageConfig(generalize=True).validate()  # mix defaults to on
     StageConfig(generalize=True, mix=False).validate()
@@ -29,10 +31,14 @@ def test_generalize_refuses_target_images_and_the_cross_domain_mixture():
 def test_generalization_config_switches_the_mixture_and_target_bn_off():
     from diga.engine.generalization import generalization_config
 
-    cfg = generalization_config(StageConfig(source="gta5:/data/gta5"))
+    cfg = generalization_config(StageConfig(source="gta5:/data/gta5", warmup_target_bn=True))
     assert (cfg.generalize, cfg.mix, cfg.warmup_target_bn, cfg.target) == (True, False, False, None)
     with pytest.raises(ConfigError, match="target must be null"):
         generalization_config(StageConfig(source="gta5:/data/gta5", target="cityscapes:/data/cs"))
+    # the authors' DG protocol: images for the BatchNorm statistics only, never for a loss or a mixture
+    cfg = generalization_config(StageConfig(source="gta5:/data/gta5"), bn_images="cityscapes:/data/cs")
+    assert (cfg.generalize, cfg.mix, cfg.warmup_target_bn, cfg.target, cfg.translator) == (
+        True, False, True, "cityscapes:/data/cs", "none")
 
 
 def test_second_view_is_the_augmented_source_without_sharpness(tiny_cfg):
@@ -151,3 +157,53 @@ def test_generalize_needs_an_eval_dataset_and_a_source(cli, tiny_bench, tmp_path
     r = cli("generalize", "--source", tiny_bench["source"], "--eval", "nosuchkind:/x", "--project", tmp_path)
     assert r.exit_code == 2 and "--eval" in r.text
     assert not (tmp_path / "generalize").exists()
+
+
+def test_generalize_with_the_authors_bn_images_and_best_val_step(cli, tiny_bench, tmp_path, monkeypatch):
+    """--bn-images: target crops reach the student's BatchNorm statistics only (no loss, no mixture);
+    --val with --select best: the run hands on its best scored step and says which."""
+    from diga.engine.warmup import WarmupTrainer
+
+    passes: list[tuple[int, ...]] = []
+    statistics = WarmupTrainer.target_statistics
+
+    def spy(self, t):
+        passes.append(tuple(t.shape))
+        return statistics(self, t)
+
+    monkeypatch.setattr(WarmupTrainer, "target_statistics", spy)
+    second_views = _spy_on_second_view(monkeypatch)
+    common = ["--source", tiny_bench["source"], "--eval", tiny_bench["val"], "--preset", "cpu", "--crop", "48", "96",
+              "--steps", "4", "--batch-size", "2", "--workers", "0", "--project", tmp_path]
+    r = cli("generalize", *common, "--name", "authors", "--bn-images", tiny_bench["target"],
+            "--val", tiny_bench["val"], "--select", "best")
+    assert r.exit_code == 0, r.output
+    assert len(passes) == 4 and all(shape[0] == 2 for shape in passes)  # one pass a step, a batch of crops
+    assert second_views and all(augmented for _, augmented in second_views)  # the second view: still no mixture
+    run = tmp_path / "generalize/authors"
+    saved = StageConfig.load(run / "config.yaml")
+    assert (saved.target, saved.warmup_target_bn, saved.mix, saved.select) == (tiny_bench["target"], True, False, "best")
+    results = json.loads((run / "results.json").read_text())
+    assert results["bn_images"] == tiny_bench["target"] and results["selected"] == "best"
+    assert Path(results["weights"]).name == "best.safetensors"
+    # its own config.yaml runs it again (reused, finished): the target there names its BatchNorm images
+    again = cli("generalize", "--config", run / "config.yaml", "--eval", tiny_bench["val"], "--name", "authors",
+                "--project", tmp_path)
+    assert again.exit_code == 0, again.output
+
+    passes.clear()
+    r = cli("generalize", *common, "--name", "plain")
+    assert r.exit_code == 0, r.output
+    assert passes == []  # without --bn-images no target image reaches the network
+    plain = json.loads((tmp_path / "generalize/plain/results.json").read_text())
+    assert plain["bn_images"] is None and plain["selected"] == "last"
+
+    # the BatchNorm statistics differ: the two runs saw other images in train mode
+    from diga.checkpoint import load_weights
+
+    a, _ = load_weights(Path(results["weights"]))
+    b, _ = load_weights(Path(plain["weights"]))
+    means = [k for k in a if k.endswith("running_mean")]
+    assert means and any(not torch.allclose(a[k], b[k]) for k in means)
+    bad = cli("generalize", *common, "--name", "bad", "--bn-images", "nosuchkind:/x")
+    assert bad.exit_code == 2 and "--bn-images" in bad.text

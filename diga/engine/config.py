@@ -273,8 +273,10 @@ class StageConfig:
             problems.append(f"rounds must be >= 0 (got {self.rounds})")
         if self.lr <= 0:
             problems.append(f"lr must be > 0 (got {self.lr})")
-        if self.generalize and self.target:
-            problems.append(f"generalize trains on the source alone: target must be null (got {self.target!r})")
+        if self.generalize and self.target and not self.warmup_target_bn:
+            problems.append(f"generalize trains on the source alone: target must be null (got {self.target!r}), "
+                            "unless it names only the images whose BatchNorm statistics the student takes "
+                            "(diga generalize --bn-images, warmup_target_bn true)")
         if self.generalize and self.mix:
             problems.append("generalize has no target images for the cross-domain mixture: mix must be false "
                             "(the second view is the augmented source)")
@@ -536,8 +538,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Their domain-generalisation script (`diga generalize`): the same network and schedule, a
     # batch of 2 + 2 source crops.
+    # It hands on its best step on labelled --val data when given (select auto), as that script.
     "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors", augment_ops="kornia",
-                     amp="fp32"),
+                     select="auto", amp="fp32"),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either

@@ -26,9 +26,8 @@ from .rundir import run_lock
 from .warmup import WarmupTrainer
 
 # What makes a warm-up config a domain-generalisation one: with no target images there is no
-# translator, no mixture and no target BatchNorm pass (the authors' DG script).
-GENERALIZE_SETTINGS: dict[str, Any] = {"generalize": True, "mix": False, "warmup_target_bn": False,
-                                       "translator": "none"}
+# translator and no mixture (the authors' DG script).
+GENERALIZE_SETTINGS: dict[str, Any] = {"generalize": True, "mix": False, "translator": "none"}
 RESULTS_FILE = "results.json"
 
 
@@ -39,16 +38,30 @@ class GeneralizeResult:
     rows: list[dict[str, Any]]  # one per unseen dataset, as evaluate_datasets returns them
 
 
-def generalization_config(cfg: StageConfig) -> StageConfig:
-    """``cfg`` as a domain-generalisation run: a config that names target images is refused."""
-    return cfg.replace(**GENERALIZE_SETTINGS).validate()
+def generalization_config(cfg: StageConfig, bn_images: str | None = None) -> StageConfig:
+    """``cfg`` as a domain-generalisation run: a config that names target images is refused.
+
+    ``bn_images`` (KIND:PATH): unlabelled images that every step also passes through the student in
+    train mode, without gradients, so that its BatchNorm statistics follow them (the warm-up's target
+    BatchNorm pass). The authors' DG script does this with Cityscapes train crops, one of the domains
+    it then reports as unseen; their numbers rest on it, a true generalisation run leaves it out.
+    """
+    if bn_images:
+        bn = {"target": bn_images, "warmup_target_bn": True}
+    elif cfg.generalize and cfg.target:
+        bn = {}  # a generalisation run's own config.yaml: its target names its BatchNorm images, if anything
+    else:
+        bn = {"warmup_target_bn": False}  # an adaptation config's target images are refused
+    return cfg.replace(**GENERALIZE_SETTINGS, **bn).validate()
 
 
 def generalize(cfg: StageConfig, run_dir: str | Path, evals: Sequence[str],
-               console: Console | None = None) -> GeneralizeResult:
+               console: Console | None = None, bn_images: str | None = None) -> GeneralizeResult:
     """Train on ``cfg.source`` alone into ``run_dir`` (resumed, or reused once finished), then score
-    the handed-on model on every labelled dataset of ``evals``; the rows also go to results.json."""
-    cfg = generalization_config(cfg)
+    the handed-on model on every labelled dataset of ``evals``; the rows also go to results.json.
+    ``bn_images``: see ``generalization_config``; with labelled ``cfg.val`` and ``select`` best or auto
+    the stage hands on its best step on it (the authors' DG script: its best Cityscapes-val step)."""
+    cfg = generalization_config(cfg, bn_images)
     if not cfg.source:
         raise ConfigError("domain generalisation trains on labelled source data: --source KIND:PATH")
     if not evals:
@@ -63,7 +76,8 @@ def generalize(cfg: StageConfig, run_dir: str | Path, evals: Sequence[str],
                                  amp=cfg.amp, log=lambda message: console.print(message, highlight=False, markup=False))
         if runtime.is_main():
             atomic_write_text(run_dir / RESULTS_FILE, json.dumps(
-                {"weights": str(stage.weights), "source": cfg.source, "rows": rows}, indent=2) + "\n")
+                {"weights": str(stage.weights), "source": cfg.source, "bn_images": bn_images,
+                 "selected": stage.metrics.get("selected"), "rows": rows}, indent=2) + "\n")
     return GeneralizeResult(run_dir, stage.weights, rows)
 
 
