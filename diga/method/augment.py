@@ -150,7 +150,7 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
     """Colour jitter, grayscale, blur and sharpness with per-sample random draws; output in [0,1].
 
     ``cfg.ops`` "kornia": the jitter and the sharpness factor as kornia 0.5.8 computes and draws them
-    (``kornia_ops``); its op order is drawn once per call and read on the host (one device sync).
+    (``kornia_ops``), its op order drawn once per call.
 
     ``unit_range=False``: ``x`` is not an image in [0, 1] but the authors' network input, which their
     code augments as it is; values are then clamped only where kornia's ops clamp them (the colour
@@ -173,7 +173,7 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
     sharpness = cfg.sharpness_factor
     if kornia:  # drawn after the common numbers, so that the torchvision ops' stream stays as it was
         extra = rand((4 + b,), x, generator)
-        order = extra[:4].argsort().tolist()
+        order = extra[:4].argsort()
         sharpness = (cfg.sharpness_factor * extra[4:]).to(x.dtype)
 
     def pick(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

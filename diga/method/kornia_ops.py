@@ -77,13 +77,18 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 
 def color_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
-                 hue: torch.Tensor, order: list[int]) -> torch.Tensor:
+                 hue: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """kornia's ColorJitter with the drawn per-sample factors: all four ops, in ``order`` (a permutation
-    of 0 brightness, 1 contrast, 2 saturation, 3 hue), each whatever its factor (so each clamps)."""
+    of 0 brightness, 1 contrast, 2 saturation, 3 hue, as a device tensor), each whatever its factor (so
+    each clamps).
+
+    The order stays on the device: each of the four places computes all four ops and keeps the one the
+    order names, four times the arithmetic of one pass and no host read (the training steps never wait
+    for the device; tests/test_engine_host_sync.py)."""
     ops = (lambda t: adjust_brightness(t, brightness), lambda t: adjust_contrast(t, contrast),
            lambda t: adjust_saturation(t, saturation), lambda t: adjust_hue(t, hue))
-    for i in order:
-        x = ops[i](x)
+    for place in range(4):
+        x = torch.stack([op(x) for op in ops]).index_select(0, order[place:place + 1]).squeeze(0)
     return x
 
 
