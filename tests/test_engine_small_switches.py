@@ -19,9 +19,10 @@ from diga.method import prototype_labels, prototype_labels_bilinear, select_dyna
 # --- which checkpoint a stage hands on ----------------------------------------------------------
 
 
-def test_the_paper_preset_hands_on_the_best_step_when_it_can_and_the_others_the_last():
-    assert preset("paper").select == "auto"
-    assert [preset(p).select for p in ("cpu", "gpu", "paper-dg", "paper-semi")] == ["last"] * 4
+def test_the_paper_presets_hand_on_the_best_step_when_they_can_and_the_others_the_last():
+    # every script of the authors keeps its best Cityscapes-val step: adaptation, DG and semi-supervised
+    assert [preset(p).select for p in ("paper", "paper-synthia", "paper-dg", "paper-semi")] == ["auto"] * 4
+    assert [preset(p).select for p in ("cpu", "gpu")] == ["last"] * 2
     assert StageConfig().select == "last"
     preset("cpu").replace(select="auto").validate()
     with pytest.raises(ConfigError, match="select must be one of last, best, auto"):

@@ -557,6 +557,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # over one pass replayed is the nearest deterministic form of it
         centroid_mean="authors",
         amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4,
+        # both their semi-supervised stages keep their best Cityscapes-val step: best with labelled --val
+        select="auto",
         # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet
         input_norm="caffe",
     ),
