@@ -19,8 +19,6 @@ import torch
 # kornia's rgb_to_grayscale weights
 GRAY = (0.299, 0.587, 0.114)
 _TWO_PI = 2.0 * math.pi
-# hsv_to_rgb: which of (v, q, p, t) each of R, G, B takes in each of the six hue sectors
-_SECTOR_PICK = ((0, 1, 2, 2, 3, 0), (3, 0, 0, 1, 2, 2), (2, 2, 3, 0, 0, 1))
 
 
 def _bcast(v: torch.Tensor) -> torch.Tensor:
@@ -39,27 +37,27 @@ def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_hsv(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(B,3,H,W) -> HSV with the hue in radians [0, 2 pi); ``s = (max - min) / (max + eps)``, unclamped,
-    the first maximal channel choosing the hue formula."""
-    maxc, argmax = x.max(dim=1)
-    delta = maxc - x.amin(dim=1)
+    the first maximal channel (R, then G, then B) choosing the hue formula."""
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(dim=1), x.amin(dim=1)
+    delta = maxc - minc
     s = delta / (maxc + eps)
     delta = torch.where(delta == 0, torch.ones_like(delta), delta)
-    rc, gc, bc = (maxc.unsqueeze(1) - x).unbind(1)
-    candidates = torch.stack((bc - gc, 2.0 * delta + rc - bc, 4.0 * delta + gc - rc), dim=1)
-    h = candidates.gather(1, argmax.unsqueeze(1)).squeeze(1) / delta
+    rc, gc, bc = maxc - r, maxc - g, maxc - b
+    red = r == maxc
+    green = ~red & (g == maxc)
+    h = torch.where(red, bc - gc, torch.where(green, 2.0 * delta + rc - bc, 4.0 * delta + gc - rc)) / delta
     h = (h / 6.0) % 1.0
     return torch.stack((_TWO_PI * h, s, maxc), dim=1)
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """HSV (hue in radians, any sign) -> RGB by the six-sector formula, unclamped."""
-    h, s, v = x.unbind(1)
-    h6 = h / _TWO_PI * 6.0
-    sector = torch.floor(h6) % 6
-    f = (h6 % 6) - sector
-    values = torch.stack((v, v * (1.0 - f * s), v * (1.0 - s), v * (1.0 - (1.0 - f) * s)), dim=1)  # v q p t
-    pick = torch.tensor(_SECTOR_PICK, device=x.device)[:, sector.long()]  # (3,B,H,W) indices into v q p t
-    return values.gather(1, pick.transpose(0, 1))
+    """HSV (hue in radians, any sign) -> RGB, unclamped: the six-sector formula in its closed form
+    ``v (1 - s clamp(min(k, 4 - k), 0, 1))``, ``k = (n + 6h) mod 6`` with n = 5, 3, 1 for R, G, B."""
+    h, s, v = x.unsqueeze(2).unbind(1)  # each (B,1,H,W)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    k = torch.remainder(n + h / _TWO_PI * 6.0, 6.0)
+    return v * (1.0 - s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
