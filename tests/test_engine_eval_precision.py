@@ -34,7 +34,8 @@ def ckpt(tmp_path):
 
 
 def test_generalize_scores_in_the_runs_precision(tiny_cfg, tiny_bench, ckpt, tmp_path, monkeypatch, precisions):
-    monkeypatch.setattr(generalization, "run_stage", lambda *args, **kwargs: SimpleNamespace(weights=ckpt))
+    stage = SimpleNamespace(weights=ckpt, metrics={"selected": "last"})  # what run_stage returns, in short
+    monkeypatch.setattr(generalization, "run_stage", lambda *args, **kwargs: stage)
     cfg = tiny_cfg.replace(target=None, amp="bf16", eval_scales=(1.0,))
     result = generalization.generalize(cfg, tmp_path / "g", [tiny_bench["val"], tiny_bench["source_val"]])
     assert len(result.rows) == 2 and precisions == ["bf16", "bf16"]
