@@ -182,7 +182,8 @@ def test_generalize_with_the_authors_bn_images_and_best_val_step(cli, tiny_bench
     assert second_views and all(augmented for _, augmented in second_views)  # the second view: still no mixture
     run = tmp_path / "generalize/authors"
     saved = StageConfig.load(run / "config.yaml")
-    assert (saved.target, saved.warmup_target_bn, saved.mix, saved.select) == (tiny_bench["target"], True, False, "best")
+    assert (saved.target, saved.warmup_target_bn, saved.mix, saved.select) == (
+        tiny_bench["target"], True, False, "best")
     results = json.loads((run / "results.json").read_text())
     assert results["bn_images"] == tiny_bench["target"] and results["selected"] == "best"
     assert Path(results["weights"]).name == "best.safetensors"

@@ -494,7 +494,8 @@ PAPER_NETWORK: dict[str, Any] = dict(pretrained="deeplab", backbone_layout="caff
 PAPER: dict[str, Any] = dict(
     **PAPER_NETWORK,
     translator="learned", scale=(0.7, 1.0), scale_mode="axis", teacher_mode="train", blend_space="authors",
-    augment_ops="kornia", student_forward="separate", pseudo_size="native", target_mix_ignore="paste", select_upsample="bilinear",
+    augment_ops="kornia", student_forward="separate", pseudo_size="native", target_mix_ignore="paste",
+    select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
     centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32",
     source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,

@@ -21,7 +21,8 @@ from .loaders import sized_loader, train_datasets
 def stage_photometric(cfg: StageConfig) -> PhotometricConfig:
     """The photometric augmentation of a stage's second views: the paper's ops, with the stage's jitter
     and grayscale probabilities (``jitter_p``, ``grayscale_p``: the authors' SYNTHIA warm-up raises the
-    first and lowers the second) and the ops' semantics (``augment_ops``); ``diga generalize`` leaves the sharpness op out, as their DG script."""
+    first and lowers the second) and the ops' semantics (``augment_ops``); ``diga generalize`` leaves the
+    sharpness op out, as their DG script."""
     base = GENERALIZATION_PHOTOMETRIC if cfg.generalize else PhotometricConfig()
     return dataclasses.replace(base, jitter_p=cfg.jitter_p, grayscale_p=cfg.grayscale_p, ops=cfg.augment_ops)
 

@@ -260,7 +260,8 @@ def augment_and_blend(x: torch.Tensor, beta: float | torch.Tensor = 0.4,
 
 
 __all__ = [
-    "PhotometricConfig", "GENERALIZATION_PHOTOMETRIC", "AUGMENT_OPS", "photometric_augment", "augment_and_blend", "blend", "rgb_to_gray",
+    "PhotometricConfig", "GENERALIZATION_PHOTOMETRIC", "AUGMENT_OPS", "photometric_augment", "augment_and_blend",
+    "blend", "rgb_to_gray",
     "BLEND_SPACES", "to_authors_input", "from_authors_input", "augment_and_blend_on_authors_input",
     "rgb_to_hsv", "hsv_to_rgb", "adjust_brightness", "adjust_contrast", "adjust_saturation",
     "adjust_hue", "gaussian_blur", "adjust_sharpness",
