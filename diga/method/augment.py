@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import from_caffe_space, to_caffe_space
 from . import kornia_ops
+from ._colour import hsv_sector_weights, per_sample
 from ._rng import rand
 
 # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale.
@@ -48,11 +49,6 @@ AUGMENT_OPS = ("kornia", "torchvision")
 GENERALIZATION_PHOTOMETRIC = PhotometricConfig(sharpness_p=0.0)
 
 
-def _bcast(v: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B,1,1,1) so it broadcasts over an image batch."""
-    return v.view(-1, 1, 1, 1)
-
-
 def rgb_to_gray(x: torch.Tensor, weights: tuple[float, float, float] = _GRAY) -> torch.Tensor:
     """(B,3,H,W) -> (B,1,H,W) luma."""
     r, g, b = x.unbind(-3)
@@ -81,34 +77,31 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     """(…,3,H,W) HSV in [0,1] -> RGB, via the closed form ``v - v*s*clamp(min(k, 4-k), 0, 1)``."""
     h, s, v = x.unsqueeze(-3).unbind(-4)  # each (…,1,H,W)
-    # k_n = (n + 6h) mod 6 with n = 5, 3, 1 for R, G, B; built on-device (no host copy).
-    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    k = torch.remainder(n + 6.0 * h, 6.0)
-    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return v - v * s * hsv_sector_weights(h)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Per-sample brightness: ``x * f`` (f of shape (B,))."""
-    return (x * _bcast(factor)).clamp(0.0, 1.0)
+    return (x * per_sample(factor)).clamp(0.0, 1.0)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Per-sample contrast: blend with the image's mean grey level."""
     mean = rgb_to_gray(x).mean(dim=(-3, -2, -1), keepdim=True)
-    f = _bcast(factor)
+    f = per_sample(factor)
     return (f * x + (1.0 - f) * mean).clamp(0.0, 1.0)
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Per-sample saturation: blend with the grayscale image."""
-    f = _bcast(factor)
+    f = per_sample(factor)
     return (f * x + (1.0 - f) * rgb_to_gray(x)).clamp(0.0, 1.0)
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Per-sample hue rotation by ``shift`` (fraction of the circle, in [-0.5, 0.5])."""
     hsv = rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, :1] + _bcast(shift), 1.0)
+    h = torch.remainder(hsv[:, :1] + per_sample(shift), 1.0)
     return hsv_to_rgb(torch.cat((h, hsv[:, 1:]), dim=1)).clamp(0.0, 1.0)
 
 
@@ -130,7 +123,7 @@ def adjust_sharpness(x: torch.Tensor, factor: float | torch.Tensor, clamp_smooth
     (the same on images in [0, 1]; not on the authors' network input, which goes below 0). ``factor``:
     one for the batch or one per sample (B,)."""
     if isinstance(factor, torch.Tensor):
-        factor = _bcast(factor)
+        factor = per_sample(factor)
     if x.shape[-1] <= 2 or x.shape[-2] <= 2:
         return x
     c = x.shape[1]
@@ -177,7 +170,7 @@ def photometric_augment(x: torch.Tensor, cfg: PhotometricConfig | None = None,
         sharpness = (cfg.sharpness_factor * extra[4:]).to(x.dtype)
 
     def pick(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        return torch.where(_bcast(mask), new, old)
+        return torch.where(per_sample(mask), new, old)
 
     out = x
     if cfg.jitter_p > 0:

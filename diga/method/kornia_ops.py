@@ -16,23 +16,21 @@ import math
 
 import torch
 
+from ._colour import hsv_sector_weights, per_sample
+
 # kornia's rgb_to_grayscale weights
 GRAY = (0.299, 0.587, 0.114)
 _TWO_PI = 2.0 * math.pi
 
 
-def _bcast(v: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, 1, 1, 1)
-
-
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``clamp(x + (factor - 1), 0, 1)``: ColorJitter draws the factor around 1 and adds its offset."""
-    return (x + _bcast(factor - 1.0)).clamp(0.0, 1.0)
+    return (x + per_sample(factor - 1.0)).clamp(0.0, 1.0)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``clamp(x * factor, 0, 1)``: no blend with the image's mean."""
-    return (x * _bcast(factor)).clamp(0.0, 1.0)
+    return (x * per_sample(factor)).clamp(0.0, 1.0)
 
 
 def rgb_to_hsv(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -52,12 +50,10 @@ def rgb_to_hsv(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """HSV (hue in radians, any sign) -> RGB, unclamped: the six-sector formula in its closed form
-    ``v (1 - s clamp(min(k, 4 - k), 0, 1))``, ``k = (n + 6h) mod 6`` with n = 5, 3, 1 for R, G, B."""
+    """HSV (hue in radians, any sign) -> RGB, unclamped: ``v (1 - s w)`` with the closed-form sector
+    weights ``w`` of ``_colour.hsv_sector_weights``."""
     h, s, v = x.unsqueeze(2).unbind(1)  # each (B,1,H,W)
-    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    k = torch.remainder(n + h / _TWO_PI * 6.0, 6.0)
-    return v * (1.0 - s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0))
+    return v * (1.0 - s * hsv_sector_weights(h / _TWO_PI))
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
