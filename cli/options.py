@@ -97,6 +97,11 @@ OHEM_THRESHOLD = typer.Option(None, min=0.0, max=1.0, help=(
 OHEM_MIN_KEPT = typer.Option(None, min=1, help=(
     "--loss ohem: when fewer pixels of the batch are below --ohem-threshold, the cut-off rises to keep about "
     "this many, the hardest (authors: 100000, for batches of 512x896 crops)."))
+AUX_WEIGHT = typer.Option(None, min=0.0, help=(
+    "Weight of the network's auxiliary head (HRNet-OCR's soft object regions) beside its main output in every "
+    "loss of the warm-up and self-training: supervised and cross-mix CE, distillation (against the teacher's "
+    "auxiliary head). 0.1: the authors' semi-supervised code and the paper-semi preset; 0: the other presets "
+    "(the head then learns only through the OCR attention it drives). Networks without one refuse a weight > 0."))
 WARMUP_LR_SCHEDULE = typer.Option(None, help=(
     "Warm-up learning rate over its steps: poly (decay by poly 0.9; the authors' GTA5 code and the paper "
     "preset) or ramp (a linear rise from 0 to --lr, no decay: the authors' SYNTHIA warm-up and the "

@@ -224,3 +224,18 @@ def test_the_paper_presets_name_the_authors_network_for_each_published_number():
                                         target="cityscapes:/cs?fraction=1/16&part=unlabelled").validate()
     assert semi.model == "hrnet_w48_ocr" and semi.model in list_models()
     assert (semi.lr, semi.poly_power, semi.crop, semi.translator, semi.mix) == (1e-3, 1.0, (512, 1024), "none", False)
+
+
+def test_the_semi_supervised_preset_takes_the_authors_crops():
+    """Their semi-supervised scripts: 1 crop of the half-size and 2 of the full-size image per batch in both
+    stages, unscaled in the warm-up, rescaled by U[0.7, 1] per side in self-training, stretched when smaller."""
+    from diga.engine.config import preset
+    from diga.engine.pipeline import selftrain_config
+
+    semi = preset("paper-semi").replace(source="cityscapes:/cs?fraction=1/16",
+                                        target="cityscapes:/cs?fraction=1/16&part=unlabelled").validate()
+    assert semi.source_base_sizes == semi.target_base_sizes == ((512, 1024, 1), (1024, 2048, 2))
+    assert (semi.scale, semi.scale_mode, semi.crop_fill) == ((1.0, 1.0), "axis", "stretch")
+    selftrain = selftrain_config(semi, Path("warm.safetensors"), Path("manifest.json"), Path("c.safetensors"))
+    assert selftrain.scale == (0.7, 1.0)
+    assert selftrain.source_base_sizes == selftrain.target_base_sizes == ((512, 1024, 1), (1024, 2048, 2))

@@ -123,17 +123,18 @@ def _bn_net() -> nn.Module:
 
 
 def _logits(mode: str, net: nn.Module, *views: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    """SelfTrainer.student_logits on a stand-in trainer: its setting and a forward that records batch sizes."""
+    """SelfTrainer.student_outputs' logits on a stand-in trainer: its setting and a forward that records
+    batch sizes."""
     from diga.engine.selftrain import SelfTrainer
 
     sizes = []
 
-    def forward(x01):
+    def forward(x01, aux=False):
         sizes.append(x01.shape[0])
-        return net(x01), None
+        return net(x01), x01
 
-    trainer = SimpleNamespace(cfg=SimpleNamespace(student_forward=mode), forward=forward)
-    return SelfTrainer.student_logits(trainer, *views), sizes
+    trainer = SimpleNamespace(cfg=SimpleNamespace(student_forward=mode), forward=forward, uses_aux=False)
+    return SelfTrainer.student_outputs(trainer, *views)[0], sizes
 
 
 @torch.no_grad()

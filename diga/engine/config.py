@@ -119,6 +119,11 @@ class StageConfig:
     # Weight of the distillation's reverse term, CE(p_T(x_mix) -> S(x)), in both stages (the authors'
     # GTA5 code: 0.5; their SYNTHIA code: 0.25).
     distil_reverse_weight: float = 0.5
+    # Weight of the auxiliary head's terms (a network that has one: HRNet-OCR's soft object regions)
+    # beside the main output's in every loss: supervised CE, distillation and the target cross-mix
+    # (the authors' semi-supervised code: 0.1; 0: the auxiliary head learns only through the OCR
+    # attention it drives).
+    aux_weight: float = 0.0
     ema_max: float = 0.999
     selection: str = "dynamic"  # dynamic | threshold | none
     threshold: float = 0.9
@@ -247,7 +252,8 @@ class StageConfig:
                      "ohem_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be in [0, 1] (got {getattr(self, name)})")
-        for name in ("weight_decay", "poly_power", "distil_weight", "selftrain_distil_weight", "distil_reverse_weight"):
+        for name in ("weight_decay", "poly_power", "distil_weight", "selftrain_distil_weight", "distil_reverse_weight",
+                     "aux_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if self.head_lr_mult <= 0:
@@ -428,6 +434,8 @@ SYNTHIA_SOURCE_BASE_SIZES = ((760, 1280, 1), (1140, 1920, 3))  # SYNTHIA, warm-u
 SYNTHIA_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 3))  # Cityscapes, warm-up
 SYNTHIA_SELFTRAIN_SOURCE_BASE_SIZES = ((760, 1280, 1), (1140, 1920, 2))  # SYNTHIA, self-training
 SYNTHIA_SELFTRAIN_TARGET_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))  # Cityscapes, self-training
+# Their semi-supervised scripts: 1 crop of the half-size and 2 of the full-size Cityscapes image, both stages.
+SEMI_BASE_SIZES = ((512, 1024, 1), (1024, 2048, 2))
 
 # The allowed values of the settings that switch between the authors' code and this package (those whose
 # values the code that reads them lists, such as loss or input_norm, are checked in validate()).
@@ -546,18 +554,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
     # stage (the second view is the augmented labelled image; self-training keeps the target
-    # cross-mix; their self-training keeps the warm-up's distillation weight 0.5 and blend 0.4). Their
-    # auxiliary-head loss (weight 0.1) is not modelled (docs/METHOD.md). Their centroids,
+    # cross-mix; their self-training keeps the warm-up's distillation weight 0.5 and blend 0.4), the
+    # auxiliary head weighted 0.1 beside the main output in every loss. Their centroids,
     # as in adaptation, come from the warm-up model's own argmax and serve both self-training rounds.
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
-        scale=(0.5, 1.0), base_size=None, batch_size=3, mix=False, translator="none", teacher_mode="train",
+        # each crop from its base size as it is in the warm-up; self-training rescales by U[0.7, 1] per
+        # side (their pseudo-labelled loader; their labelled crops stay unscaled there, which one
+        # self-training range cannot say), smaller images stretched to the crop
+        base_size=None, source_base_sizes=SEMI_BASE_SIZES, target_base_sizes=SEMI_BASE_SIZES,
+        scale=(1.0, 1.0), selftrain_scale=(0.7, 1.0), scale_mode="axis", crop_fill="stretch",
+        batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", augment_ops="kornia", student_forward="separate", centroid_labels="argmax",
         centroids_per_round="keep",
         # their 5 passes see each image through a new random crop and flip; the capped running mean
         # over one pass replayed is the nearest deterministic form of it
         centroid_mean="authors",
-        amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4,
+        amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4, aux_weight=0.1,
         # both their semi-supervised stages keep their best Cityscapes-val step: best with labelled --val
         select="auto",
         # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet

@@ -127,16 +127,21 @@ class SelfTrainer(Trainer):
             v.zero_()
         return stats
 
-    def student_logits(self, x: torch.Tensor, x_mix: torch.Tensor, t_mix: torch.Tensor) -> torch.Tensor:
-        """The student's logits for ``[x, x_mix, t_mix]``.
+    @property
+    def uses_aux(self) -> bool:  # type: ignore[override]
+        return self.cfg.aux_weight > 0
+
+    def student_outputs(self, x: torch.Tensor, x_mix: torch.Tensor, t_mix: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The student's outputs (:meth:`forward`'s) for ``[x, x_mix, t_mix]``.
 
         ``student_forward="joint"``: one forward, so BatchNorm normalises the mixed target crops with
         statistics of the source crops too. ``"separate"`` (the authors' code): the source views, then
         the mixed target, each normalised by its own batch statistics (and each moving the running ones).
         """
         if self.cfg.student_forward == "separate":
-            return torch.cat([self.forward(torch.cat([x, x_mix]))[0], self.forward(t_mix)[0]])
-        return self.forward(torch.cat([x, x_mix, t_mix]))[0]
+            parts = self.forward(torch.cat([x, x_mix]), aux=self.uses_aux), self.forward(t_mix, aux=self.uses_aux)
+            return tuple(torch.cat(pair) for pair in zip(*parts))
+        return self.forward(torch.cat([x, x_mix, t_mix]), aux=self.uses_aux)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -149,8 +154,8 @@ class SelfTrainer(Trainer):
         views = self.branch.views(x, y, t_pool, self.gen)
         x_mix = views["x_mix"]
         n = x.shape[0]
-        t_logits, t_feats = self.teacher_forward(torch.cat([x, x_mix]), t)
-        t_logits = t_logits.float()
+        teacher = self.teacher_forward(torch.cat([x, x_mix]), t, aux=self.uses_aux)
+        t_logits, t_feats = teacher[0].float(), teacher[1]
         kept = self.select(pseudo, t_logits[2 * n:], t_feats[2 * n:])
         self.count(pseudo, kept, gt)
         self.update_centroids(t_feats[n:], torch.cat([y, kept]), t_logits[n:])
@@ -158,16 +163,20 @@ class SelfTrainer(Trainer):
                                   space=cfg.blend_space)
         t_mix, y_mix = target_cross_mix(x, y, t_aug, kept, self.space.num_classes, self.gen,
                                         paste_ignore=cfg.target_mix_ignore == "paste", count=cfg.mix_count)
-        s_logits = self.student_logits(x, x_mix, t_mix).float()
-        s_clean, s_mix, s_tmix = s_logits.split(n)
-        distil = distillation_from_logits(s_clean, s_mix, t_logits[:n], t_logits[n:2 * n],
-                                          size=distillation_size(cfg.distil_resolution, x.shape[-2:]),
-                                          reverse_weight=cfg.distil_reverse_weight)
-        losses = {"seg": segmentation_loss(s_clean, y, cfg), "mix": segmentation_loss(s_tmix, y_mix, cfg),
-                  "distil": distil}
+        size = distillation_size(cfg.distil_resolution, x.shape[-2:])
+        losses = {"seg": 0.0, "mix": 0.0, "distil": 0.0}
+        # each head (the main logits; the auxiliary ones with aux_weight) against the teacher's same head
+        heads = self.heads(self.student_outputs(x, x_mix, t_mix))
+        for (w, student), (_, t_head) in zip(heads, self.heads(teacher)):
+            s_clean, s_mix, s_tmix = student.float().split(n)
+            t_head = t_head.float()
+            losses["seg"] = losses["seg"] + w * segmentation_loss(s_clean, y, cfg)
+            losses["mix"] = losses["mix"] + w * segmentation_loss(s_tmix, y_mix, cfg)
+            losses["distil"] = losses["distil"] + w * distillation_from_logits(
+                s_clean, s_mix, t_head[:n], t_head[n:2 * n], size=size, reverse_weight=cfg.distil_reverse_weight)
         losses["loss"] = losses["seg"] + losses["mix"] + cfg.distil_weight * losses["distil"]
         self._vis = {"target": t, "pseudo-label": pseudo, "selected": kept, "target mix": t_mix,
-                     "mixed label": y_mix, "prediction": s_tmix, "ground truth": gt}
+                     "mixed label": y_mix, "prediction": heads[0][1].split(n)[2], "ground truth": gt}
         return losses
 
     def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:

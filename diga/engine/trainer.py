@@ -127,6 +127,10 @@ class Trainer:
                                f"{loader_workers(cfg.workers)} CPUs, so that many data-loading workers start[/]")
         self.build_data()
         self.model = self.build_model().to(self.device)
+        if self.uses_aux and not getattr(self.model, "has_aux", False):
+            network = f"the network of --init {cfg.init}" if cfg.init else cfg.model
+            raise ConfigError(f"aux_weight {cfg.aux_weight} (--aux-weight) weighs a network's auxiliary head, and "
+                              f"{network} has none (the hrnet_*_ocr networks have one): give --aux-weight 0")
         if cfg.sync_bn and runtime.is_distributed():
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if cfg.channels_last:
@@ -225,14 +229,27 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def forward(self, x01: torch.Tensor, net: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        with runtime.autocast(self.device, self.amp):
-            return (net or self.net)(normalize(x01, *self.norm))
+    @property
+    def uses_aux(self) -> bool:
+        """Whether this stage's losses weigh the network's auxiliary head (``aux_weight`` > 0)."""
+        return False
 
-    def teacher_forward(self, *batches: torch.Tensor,
-                        features: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The EMA teacher's (logits, features or None) for ``batches`` in order: no autograd at all
-        (inference mode).
+    def forward(self, x01: torch.Tensor, net: torch.nn.Module | None = None,
+                aux: bool = False) -> tuple[torch.Tensor, ...]:
+        """The network's ``(logits, features)``, with ``aux`` ``(logits, features, aux_logits)``."""
+        with runtime.autocast(self.device, self.amp):
+            x = normalize(x01, *self.norm)
+            return (net or self.net)(x, aux=True) if aux else (net or self.net)(x)
+
+    def heads(self, outputs: tuple[torch.Tensor, ...]) -> list[tuple[float, torch.Tensor]]:
+        """(weight, logits) of each output a loss covers: the main logits with weight 1, and, when
+        the stage uses it, the auxiliary head's with ``aux_weight``."""
+        return [(1.0, outputs[0])] + ([(self.cfg.aux_weight, outputs[2])] if len(outputs) > 2 else [])
+
+    def teacher_forward(self, *batches: torch.Tensor, features: bool = True,
+                        aux: bool = False) -> tuple[torch.Tensor, ...]:
+        """The EMA teacher's (logits, features or None), with ``aux`` also the auxiliary logits, for
+        ``batches`` in order: no autograd at all (inference mode).
 
         In train mode each batch is a forward of its own, normalised by its own statistics (the
         authors' separate teacher calls); in eval mode the outputs do not depend on the batch, so
@@ -244,9 +261,10 @@ class Trainer:
         if self.teacher.mode == "eval" and len(batches) > 1:
             batches = (torch.cat(batches),)
         with torch.inference_mode():
-            outputs = [self.forward(x01, net=self.teacher.module) for x01 in batches]
+            outputs = [self.forward(x01, net=self.teacher.module, aux=aux) for x01 in batches]
         logits = torch.cat([out[0] for out in outputs])
-        return logits, torch.cat([out[1] for out in outputs]) if features else None
+        feats = torch.cat([out[1] for out in outputs]) if features else None
+        return (logits, feats, torch.cat([out[2] for out in outputs])) if aux else (logits, feats)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -31,6 +31,10 @@ class WarmupTrainer(Trainer):
     def lr_schedule(self) -> str:  # type: ignore[override]
         return self.cfg.warmup_lr_schedule
 
+    @property
+    def uses_aux(self) -> bool:  # type: ignore[override]
+        return self.cfg.aux_weight > 0
+
     def build_data(self) -> None:
         super().build_data()
         self.branch = SourceBranch(self.cfg, self.space, target_statistics=self.cfg.warmup_target_bn,
@@ -42,11 +46,14 @@ class WarmupTrainer(Trainer):
         self.source, self.target = self.branch.loaders(self.start_step)
         return super().run()
 
-    def distillation(self, s_clean, s_mix, x, x_mix) -> torch.Tensor:
-        t_clean, t_mix = self.teacher_forward(torch.cat([x, x_mix]), features=False)[0].float().chunk(2)
+    def distillation(self, student_heads: list[tuple[float, torch.Tensor]], x, x_mix) -> torch.Tensor:
+        """The weighted symmetric distillation of each student head (logits of ``[x, x_mix]``) from the
+        teacher's same head."""
+        teacher = self.teacher_forward(torch.cat([x, x_mix]), features=False, aux=self.uses_aux)
         size = distillation_size(self.cfg.distil_resolution, x.shape[-2:])
-        return distillation_from_logits(s_clean, s_mix, t_clean, t_mix, size=size,
-                                        reverse_weight=self.cfg.distil_reverse_weight)
+        return sum(w * distillation_from_logits(*s.chunk(2), *t.float().chunk(2), size=size,
+                                                reverse_weight=self.cfg.distil_reverse_weight)
+                   for (w, s), (_, t) in zip(student_heads, self.heads(teacher)))
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         xs, ys = next(self.source)
@@ -68,21 +75,20 @@ class WarmupTrainer(Trainer):
     def losses(self, x: torch.Tensor, y: torch.Tensor, t_pool: torch.Tensor | None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         if not cfg.distil and not cfg.mix:  # source-only baseline
-            logits = self.forward(x)[0]
-            self._vis = {"source": x, "prediction": logits, "ground truth": y}
-            return {"loss": segmentation_loss(logits.float(), y, cfg)}
+            outputs = self.forward(x, aux=self.uses_aux)
+            self._vis = {"source": x, "prediction": outputs[0], "ground truth": y}
+            return {"loss": sum(w * segmentation_loss(logits.float(), y, cfg) for w, logits in self.heads(outputs))}
         views = self.branch.views(x, y, t_pool, self.gen)
-        s_logits = self.forward(torch.cat([x, views["x_mix"]]))[0]
-        s_clean, s_mix = s_logits.chunk(2)
-        losses = {"seg": segmentation_loss(s_clean.float(), y, cfg)}
+        heads = self.heads(self.forward(torch.cat([x, views["x_mix"]]), aux=self.uses_aux))
+        losses = {"seg": sum(w * segmentation_loss(logits.chunk(2)[0].float(), y, cfg) for w, logits in heads)}
         if cfg.distil:
-            losses["distil"] = self.distillation(s_clean, s_mix, x, views["x_mix"])
+            losses["distil"] = self.distillation(heads, x, views["x_mix"])
             losses["loss"] = losses["seg"] + cfg.distil_weight * losses["distil"]
         else:
-            losses["seg_mix"] = segmentation_loss(s_mix.float(), y, cfg)
+            losses["seg_mix"] = sum(w * segmentation_loss(logits.chunk(2)[1].float(), y, cfg) for w, logits in heads)
             losses["loss"] = losses["seg"] + losses["seg_mix"]
         self._vis = {"source": x, "translated": views["x_translated"], "mixed": views["x_mix"],
-                     "prediction": s_clean, "ground truth": y}
+                     "prediction": heads[0][1].chunk(2)[0], "ground truth": y}
         return losses
 
     def visualize(self, step: int) -> None:

@@ -14,8 +14,10 @@ input is zero-padded on the bottom/right to the next multiple of 32 and the outp
 so that any size works (a no-op for the usual crops). The four branches are upsampled to stride
 4 and concatenated (HRNetV2's representation: 720 channels for W48). The OCR head's output after
 its dropout is the ``features`` (as in the authors' code); the classifier on it gives the logits,
-at output stride 4. OCR's soft object regions (its auxiliary prediction) are learnt through the
-attention they drive; the trainers here put no separate loss on them.
+at output stride 4. OCR's soft object regions are its auxiliary prediction (``forward(x, aux=True)``
+returns their logits as well): they learn through the attention they drive and, with the setting
+``aux_weight`` > 0, through a loss of their own beside the main output's (the authors' semi-supervised
+code weighs it 0.1).
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ class OCRHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.key_channels = key_channels
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    has_aux = True  # the soft object regions' logits
+
+    def forward(self, x: torch.Tensor, aux: bool = False) -> tuple[torch.Tensor, ...]:
         pixels = self.pixels(x)
         b, _, h, w = pixels.shape
-        regions = self.regions(x).flatten(2).softmax(-1)  # (B, K, HW): where each class is
+        region_logits = self.regions(x)
+        regions = region_logits.flatten(2).softmax(-1)  # (B, K, HW): where each class is
         descriptors = torch.bmm(regions, pixels.flatten(2).transpose(1, 2))  # (B, K, C)
         descriptors = descriptors.transpose(1, 2).unsqueeze(-1)  # (B, C, K, 1): 1x1 convs apply
         query = self.query(pixels).flatten(2).transpose(1, 2)  # (B, HW, D)
@@ -93,6 +98,8 @@ class OCRHead(nn.Module):
         relation = (torch.bmm(query, key) * self.key_channels ** -0.5).softmax(-1)  # (B, HW, K)
         context = torch.bmm(relation, value).transpose(1, 2).reshape(b, self.key_channels, h, w)
         features = self.fuse(torch.cat([self.context(context), pixels], 1))
+        if aux:
+            return self.classifier(features), features, region_logits
         return self.classifier(features), features
 
 

@@ -21,7 +21,15 @@ class Segmenter(nn.Module):
         self.output_stride = output_stride
         self.feature_dim = feature_dim
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def has_aux(self) -> bool:
+        """Whether the head has an auxiliary prediction that ``forward(x, aux=True)`` returns."""
+        return getattr(self.head, "has_aux", False)
+
+    def forward(self, x: torch.Tensor, aux: bool = False) -> tuple[torch.Tensor, ...]:
+        """``(logits, features)``; with ``aux`` (a head that has one) ``(logits, features, aux_logits)``."""
+        if aux:
+            return self.head(self.backbone(x), aux=True)
         return self.head(self.backbone(x))
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
