@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from diga.method import kornia_ops
-from diga.method.augment import PhotometricConfig, augment_and_blend, adjust_sharpness, photometric_augment
+from diga.method.augment import PhotometricConfig, adjust_sharpness, augment_and_blend, photometric_augment
 
 
 def _kornia_058():
