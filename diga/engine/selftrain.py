@@ -127,10 +127,6 @@ class SelfTrainer(Trainer):
             v.zero_()
         return stats
 
-    @property
-    def uses_aux(self) -> bool:  # type: ignore[override]
-        return self.cfg.aux_weight > 0
-
     def student_outputs(self, x: torch.Tensor, x_mix: torch.Tensor, t_mix: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The student's outputs (:meth:`forward`'s) for ``[x, x_mix, t_mix]``.
 

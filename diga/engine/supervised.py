@@ -15,6 +15,11 @@ class SupervisedTrainer(Trainer):
 
     stage = "train"
 
+    @property
+    def uses_aux(self) -> bool:  # type: ignore[override]
+        """Supervised training (``diga train``, the references) trains the main output alone."""
+        return False
+
     def build_data(self) -> None:
         super().build_data()
         if not self.cfg.source:

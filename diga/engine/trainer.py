@@ -232,7 +232,7 @@ class Trainer:
     @property
     def uses_aux(self) -> bool:
         """Whether this stage's losses weigh the network's auxiliary head (``aux_weight`` > 0)."""
-        return False
+        return self.cfg.aux_weight > 0
 
     def forward(self, x01: torch.Tensor, net: torch.nn.Module | None = None,
                 aux: bool = False) -> tuple[torch.Tensor, ...]:

@@ -31,10 +31,6 @@ class WarmupTrainer(Trainer):
     def lr_schedule(self) -> str:  # type: ignore[override]
         return self.cfg.warmup_lr_schedule
 
-    @property
-    def uses_aux(self) -> bool:  # type: ignore[override]
-        return self.cfg.aux_weight > 0
-
     def build_data(self) -> None:
         super().build_data()
         self.branch = SourceBranch(self.cfg, self.space, target_statistics=self.cfg.warmup_target_bn,
