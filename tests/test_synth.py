@@ -352,6 +352,41 @@ def test_cache_and_regeneration(tmp_path):
     assert json.loads(meta_path.read_text())["n_train"] == 2
 
 
+def _generate_after(ready, out, kw):
+    ready.set()
+    generate_benchmark(out, **kw)
+
+
+def test_a_second_generation_waits_for_the_first_and_keeps_its_files(tmp_path):
+    """Two runs started at once on a fresh cache each removed the other's files as they wrote theirs:
+    one failed on its vanished temporary file, the other marked a benchmark with missing images
+    complete. A generation now waits for the one writing, then finds its benchmark and rewrites nothing."""
+    import multiprocessing
+    import shutil
+    import time
+
+    from filelock import FileLock
+
+    from diga.data.synth.writer import lock_path
+
+    kw = dict(n_train=3, n_val=1, size=SMALL, seed=5, progress=False)
+    written = generate_benchmark(tmp_path / "written", **kw)
+    out = tmp_path / "bench"
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    with FileLock(lock_path(out)):  # this process is "the first run", writing out
+        second = context.Process(target=_generate_after, args=(ready, out, kw))
+        second.start()
+        assert ready.wait(120)
+        time.sleep(2)
+        assert second.is_alive() and not _listing(out)  # waiting, nothing written
+        shutil.copytree(written, out, dirs_exist_ok=True)
+    second.join(120)
+    assert second.exitcode == 0
+    assert _listing(out) == {name: (out / name).stat().st_mtime_ns for name in _listing(written)}
+    assert all((out / n).read_bytes() == (written / n).read_bytes() for n in _listing(written))
+
+
 def test_generate_with_progress_bar(tmp_path):
     out = generate_benchmark(tmp_path / "p", n_train=1, n_val=1, size=(32, 64), seed=0,
                              progress=True)

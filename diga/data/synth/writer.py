@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 from diga.classes import CITYSCAPES19, CITYSCAPES_ID_TO_TRAINID, CITYSCAPES_PALETTE
@@ -126,7 +127,8 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
     * ``out/benchmark.json``: the parameters and ``"complete": true`` (written last).
 
     A complete benchmark with the same parameters is returned at once. Otherwise the folders
-    ``source``, ``source_val`` and ``target`` under ``out`` are removed and rewritten. Image
+    ``source``, ``source_val`` and ``target`` under ``out`` are removed and rewritten, by one process
+    at a time: another one generating ``out`` is waited for (a file lock beside ``out``). Image
     ``k`` of a split is drawn from ``default_rng([seed, domain, split, k])`` so the files depend
     only on the parameters (same seed -> byte-identical files).
 
@@ -158,6 +160,23 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
     if _is_complete(meta, params):
         return out
     out.mkdir(parents=True, exist_ok=True)
+    # Two runs started at once on a fresh cache removed each other's files as they wrote theirs (one failed,
+    # the other marked a benchmark with missing images complete): the second now waits for the first.
+    with FileLock(lock_path(out)):
+        if not _is_complete(meta, params):
+            _write(out, meta, params, n_train, n_val, (H, W), int(seed), src, tgt, specs, progress)
+    return out
+
+
+def lock_path(out: Path) -> Path:
+    """The lock the one process writing ``out`` holds: beside it, so that the benchmark's folder holds its
+    files alone (and keeps its published checksum)."""
+    return out.parent / f".{out.name}.lock"
+
+
+def _write(out: Path, meta: Path, params: dict, n_train: int, n_val: int, size: tuple[int, int], seed: int,
+           src: StyleConfig, tgt: StyleConfig, specs: tuple[ConditionSpec, ...], progress: bool) -> None:
+    """Write every file of the benchmark, ``benchmark.json`` last (the caller holds the lock)."""
     _write_json(meta, {**params, "complete": False})
     for sub in _SUBDIRS:
         if (out / sub).is_dir():
@@ -167,11 +186,11 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
     with progress_bar(enabled=progress, transient=True) as bar:
         task = bar.add_task("synthetic benchmark", total=len(pairs))
         for pair in pairs:
-            key = (int(seed), pair.domain, pair.split, pair.k)
+            key = (seed, pair.domain, pair.split, pair.k)
             if pair.domain == 0:
-                image, labels = render_conditioned(key, (H, W), src)
+                image, labels = render_conditioned(key, size, src)
             else:
-                image, labels = render_conditioned(key, (H, W), tgt, specs)
+                image, labels = render_conditioned(key, size, tgt, specs)
             _write_pair(pair, image, labels)
             bar.advance(task)
     _write_json(meta, {
@@ -180,4 +199,3 @@ def generate_benchmark(out: Path, n_train: int = 400, n_val: int = 100,
                    "city": "synthcity"},
         "complete": True,
     })
-    return out
