@@ -38,6 +38,10 @@ class StageConfig:
     # Self-training's own random-rescale range (None: scale). The authors' SYNTHIA warm-up crops without
     # rescaling (scale 1-1) while their self-training rescales by U[0.7, 1] per side.
     selftrain_scale: tuple[float, float] | None = None
+    # Self-training's labelled (source) crops' own random-rescale range (None: selftrain_scale, else scale).
+    # The authors' semi-supervised self-training rescales its pseudo-labelled crops by U[0.7, 1] per side
+    # and only flips and crops its labelled ones (1-1: the paper-semi preset).
+    selftrain_source_scale: tuple[float, float] | None = None
     # The warm-up's target crops' own random-rescale range (translator styles, the target BatchNorm pass;
     # None: scale). The authors' warm-up crops target images without rescaling (1-1: the paper presets).
     warmup_target_scale: tuple[float, float] | None = None
@@ -267,7 +271,7 @@ class StageConfig:
         problems += self._batch_problems()
         if any(c < 16 for c in self.crop):
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
-        for name in ("scale", "selftrain_scale", "warmup_target_scale"):
+        for name in ("scale", "selftrain_scale", "selftrain_source_scale", "warmup_target_scale"):
             scale = getattr(self, name)
             if scale is not None and not 0 < scale[0] <= scale[1]:
                 problems.append(f"{name} must be 0 < min <= max (got {scale})")
@@ -559,11 +563,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # as in adaptation, come from the warm-up model's own argmax and serve both self-training rounds.
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
-        # each crop from its base size as it is in the warm-up; self-training rescales by U[0.7, 1] per
-        # side (their pseudo-labelled loader; their labelled crops stay unscaled there, which one
-        # self-training range cannot say), smaller images stretched to the crop
+        # each crop from its base size as it is in the warm-up; self-training rescales its pseudo-labelled
+        # crops by U[0.7, 1] per side and leaves its labelled ones unscaled (their self-training loaders),
+        # smaller images stretched to the crop
         base_size=None, source_base_sizes=SEMI_BASE_SIZES, target_base_sizes=SEMI_BASE_SIZES,
-        scale=(1.0, 1.0), selftrain_scale=(0.7, 1.0), scale_mode="axis", crop_fill="stretch",
+        scale=(1.0, 1.0), selftrain_scale=(0.7, 1.0), selftrain_source_scale=(1.0, 1.0), scale_mode="axis",
+        crop_fill="stretch",
         batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", augment_ops="kornia", student_forward="separate", centroid_labels="argmax",
         centroids_per_round="keep",
