@@ -145,6 +145,10 @@ class StageConfig:
     loss: str = "ce"
     ohem_threshold: float = 0.7
     ohem_min_kept: int = 100_000
+    # The logits' bilinear upsampling to the label size before those terms: align_corners True (every
+    # one of the authors' scripts: the paper presets) or False. The default stays False so that older
+    # config files keep their meaning.
+    logits_align_corners: bool = False
     warmup_target_bn: bool = True  # warm-up: target crops through the student (train mode, no grad) for BN
     backbone_bn_affine: str = "frozen"  # backbone BatchNorm scale/shift frozen (authors) or trained
     centroid_update: str = "image"  # self-training: one EMA step per image and class (authors) or per batch
@@ -509,7 +513,7 @@ PAPER: dict[str, Any] = dict(
     augment_ops="kornia", student_forward="separate", pseudo_size="native", target_mix_ignore="paste",
     select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
-    centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32",
+    centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32", logits_align_corners=True,
     source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
     selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
     selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES,
@@ -553,7 +557,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # batch of 2 + 2 source crops.
     # It hands on its best step on labelled --val data when given (select auto), as that script.
     "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors", augment_ops="kornia",
-                     select="auto", amp="fp32"),
+                     select="auto", amp="fp32", logits_align_corners=True),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -576,6 +580,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # over one pass replayed is the nearest deterministic form of it
         centroid_mean="authors",
         amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4, aux_weight=0.1,
+        # their upsample_src / upsample_tgt before every CE: bilinear, align_corners True
+        logits_align_corners=True,
         # both their semi-supervised stages keep their best Cityscapes-val step: best with labelled --val
         select="auto",
         # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet
