@@ -181,7 +181,7 @@ def test_segmentation_loss_follows_the_loss_setting():
 
     logits = _pixels([0.9, 0.6, 0.2, 0.1])
     labels = torch.tensor([[[0, 0, 0, 255]]])
-    ce = SimpleNamespace(loss="ce", loss_norm="all", ohem_threshold=0.7, ohem_min_kept=1)
+    ce = SimpleNamespace(loss="ce", loss_norm="all", ohem_threshold=0.7, ohem_min_kept=1, logits_align_corners=False)
     assert torch.equal(segmentation_loss(logits, labels, ce), seg_ce(logits, labels, norm="all"))
     ohem = SimpleNamespace(**{**vars(ce), "loss": "ohem"})
     assert torch.equal(segmentation_loss(logits, labels, ohem), ohem_ce(logits, labels, 0.7, 1))

@@ -38,6 +38,10 @@ class StageConfig:
     # Self-training's own random-rescale range (None: scale). The authors' SYNTHIA warm-up crops without
     # rescaling (scale 1-1) while their self-training rescales by U[0.7, 1] per side.
     selftrain_scale: tuple[float, float] | None = None
+    # Self-training's labelled (source) crops' own random-rescale range (None: selftrain_scale, else scale).
+    # The authors' semi-supervised self-training rescales its pseudo-labelled crops by U[0.7, 1] per side
+    # and only flips and crops its labelled ones (1-1: the paper-semi preset).
+    selftrain_source_scale: tuple[float, float] | None = None
     # The warm-up's target crops' own random-rescale range (translator styles, the target BatchNorm pass;
     # None: scale). The authors' warm-up crops target images without rescaling (1-1: the paper presets).
     warmup_target_scale: tuple[float, float] | None = None
@@ -141,6 +145,10 @@ class StageConfig:
     loss: str = "ce"
     ohem_threshold: float = 0.7
     ohem_min_kept: int = 100_000
+    # The logits' bilinear upsampling to the label size before those terms: align_corners True (every
+    # one of the authors' scripts: the paper presets) or False. The default stays False so that older
+    # config files keep their meaning.
+    logits_align_corners: bool = False
     warmup_target_bn: bool = True  # warm-up: target crops through the student (train mode, no grad) for BN
     backbone_bn_affine: str = "frozen"  # backbone BatchNorm scale/shift frozen (authors) or trained
     centroid_update: str = "image"  # self-training: one EMA step per image and class (authors) or per batch
@@ -267,7 +275,7 @@ class StageConfig:
         problems += self._batch_problems()
         if any(c < 16 for c in self.crop):
             problems.append(f"crop must be at least 16x16 pixels (got {self.crop})")
-        for name in ("scale", "selftrain_scale", "warmup_target_scale"):
+        for name in ("scale", "selftrain_scale", "selftrain_source_scale", "warmup_target_scale"):
             scale = getattr(self, name)
             if scale is not None and not 0 < scale[0] <= scale[1]:
                 problems.append(f"{name} must be 0 < min <= max (got {scale})")
@@ -505,7 +513,7 @@ PAPER: dict[str, Any] = dict(
     augment_ops="kornia", student_forward="separate", pseudo_size="native", target_mix_ignore="paste",
     select_upsample="bilinear",
     select="auto", mix_count="authors", crop_retry=5, centroid_labels="argmax", centroids_per_round="keep",
-    centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32",
+    centroid_mean="authors", warmup_target_scale=(1.0, 1.0), amp="fp32", logits_align_corners=True,
     source_base_sizes=PAPER_SOURCE_BASE_SIZES, target_base_sizes=PAPER_TARGET_BASE_SIZES,
     selftrain_source_base_sizes=PAPER_SELFTRAIN_SOURCE_BASE_SIZES,
     selftrain_target_base_sizes=PAPER_SELFTRAIN_TARGET_BASE_SIZES,
@@ -549,7 +557,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # batch of 2 + 2 source crops.
     # It hands on its best step on labelled --val data when given (select auto), as that script.
     "paper-dg": dict(**PAPER_NETWORK, batch_size=4, teacher_mode="train", blend_space="authors", augment_ops="kornia",
-                     select="auto", amp="fp32"),
+                     select="auto", amp="fp32", logits_align_corners=True),
     # Their semi-supervised scripts (labelled and unlabelled parts of Cityscapes): HRNetV2-W48 + OCR,
     # lr 1e-3 with linear decay and one learning rate for all layers, 512x1024 crops of the native
     # and the half-size images (batch 1 + 2), no translator and no source-side mixture in either
@@ -559,11 +567,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # as in adaptation, come from the warm-up model's own argmax and serve both self-training rounds.
     "paper-semi": dict(
         model="hrnet_w48_ocr", lr=1e-3, poly_power=1.0, head_lr_mult=1.0, crop=(512, 1024),
-        # each crop from its base size as it is in the warm-up; self-training rescales by U[0.7, 1] per
-        # side (their pseudo-labelled loader; their labelled crops stay unscaled there, which one
-        # self-training range cannot say), smaller images stretched to the crop
+        # each crop from its base size as it is in the warm-up; self-training rescales its pseudo-labelled
+        # crops by U[0.7, 1] per side and leaves its labelled ones unscaled (their self-training loaders),
+        # smaller images stretched to the crop
         base_size=None, source_base_sizes=SEMI_BASE_SIZES, target_base_sizes=SEMI_BASE_SIZES,
-        scale=(1.0, 1.0), selftrain_scale=(0.7, 1.0), scale_mode="axis", crop_fill="stretch",
+        scale=(1.0, 1.0), selftrain_scale=(0.7, 1.0), selftrain_source_scale=(1.0, 1.0), scale_mode="axis",
+        crop_fill="stretch",
         batch_size=3, mix=False, translator="none", teacher_mode="train",
         blend_space="authors", augment_ops="kornia", student_forward="separate", centroid_labels="argmax",
         centroids_per_round="keep",
@@ -571,6 +580,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # over one pass replayed is the nearest deterministic form of it
         centroid_mean="authors",
         amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4, aux_weight=0.1,
+        # their upsample_src / upsample_tgt before every CE: bilinear, align_corners True
+        logits_align_corners=True,
         # both their semi-supervised stages keep their best Cityscapes-val step: best with labelled --val
         select="auto",
         # their loaders' (255x - mean)/128, turned back to RGB order before the HRNet

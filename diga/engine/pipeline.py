@@ -112,7 +112,8 @@ def selftrain_config(cfg: StageConfig, init: Path, manifest: Path, centroids: Pa
     """The config of one self-training round: its inputs, and the self-training values of the
     settings the stages set apart (steps, batch size, lambda, beta, jitter and grayscale probabilities,
     rescale range, per-dataset base sizes; steps, batch size, rescale range and base sizes left unset
-    take the warm-up's)."""
+    take the warm-up's). The labelled crops' own range, selftrain_source_scale, stays as it is:
+    SelfTrainer reads it (None: this stage's scale)."""
     return cfg.replace(distil_weight=cfg.selftrain_distil_weight, blend_beta=cfg.selftrain_blend_beta,
                        jitter_p=cfg.selftrain_jitter_p, grayscale_p=cfg.selftrain_grayscale_p,
                        init=str(init), pseudo_labels=str(manifest), centroids=str(centroids),

@@ -42,7 +42,9 @@ class SelfTrainer(Trainer):
         if not (cfg.init and cfg.pseudo_labels and cfg.centroids):
             raise ConfigError("self-training needs --init (a warm-up checkpoint), pseudo-labels and centroids")
         super().build_data()
-        self.branch = SourceBranch(cfg, self.space)
+        # The labelled crops may have a rescale range of their own (selftrain_source_scale; None: the
+        # stage's scale, which the pseudo-labelled crops below take).
+        self.branch = SourceBranch(cfg, self.space, source_scale=cfg.selftrain_source_scale)
         # inference_size() looks at these when no size is configured
         self.source_set, self.target_set = self.branch.source_set, self.branch.target_set
         # One base size: the image at base_size, the pixels its pseudo-label was predicted from. Per-dataset

@@ -31,15 +31,18 @@ class SourceBranch:
     """Source (and translator target) datasets, their resumable loaders and the source views."""
 
     def __init__(self, cfg: StageConfig, space: LabelSpace, target_statistics: bool = False,
-                 target_scale: tuple[float, float] | None = None) -> None:
+                 target_scale: tuple[float, float] | None = None,
+                 source_scale: tuple[float, float] | None = None) -> None:
         """``target_statistics``: load target batches even when no translator needs them (the
         warm-up's target BatchNorm pass, ``warmup_target_bn``), when target images are given;
-        ``target_scale``: the target crops' random-rescale range (None: the stage's ``scale``)."""
+        ``target_scale`` / ``source_scale``: the target / source crops' random-rescale range (None:
+        the stage's ``scale``)."""
         if not cfg.source:
             raise ConfigError("the warm-up and self-training need labelled source data: --source KIND:PATH")
         self.cfg, self.space = cfg, space
         # One (config, dataset) per base size of each side (one part without per-dataset sizes).
-        self.source_parts = train_datasets(cfg.source, cfg, "source")
+        source_cfg = cfg if source_scale is None else cfg.replace(scale=tuple(source_scale))
+        self.source_parts = train_datasets(cfg.source, source_cfg, "source")
         self.source_set = self.source_parts[0][1]
         kw = {"fda": {"beta": cfg.fda_beta}, "color": {"space": cfg.color_space},
               "learned": {"weights": cfg.translator_weights}}.get(cfg.translator, {})

@@ -11,15 +11,23 @@ IGNORE_INDEX = 255
 LOSS_NORMS = ("all", "valid")
 
 
+def to_label_size(logits: torch.Tensor, labels: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """``logits`` upsampled bilinearly to the size of ``labels`` (itself when already that size), with
+    ``align_corners`` as given: True is the authors' ``upsample_src`` / ``upsample_tgt``."""
+    if logits.shape[-2:] == labels.shape[-2:]:
+        return logits
+    return F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=align_corners)
+
+
 def seg_ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
-           norm: str = "valid") -> torch.Tensor:
+           norm: str = "valid", align_corners: bool = False) -> torch.Tensor:
     """Pixel CE summed over valid pixels and divided by the valid pixels (``norm="valid"``, 0 and not
     NaN if none) or by all pixels, ignored ones included (``norm="all"``, the authors' code: a loss
-    on a label that is mostly ignored weighs less); logits upsampled to label size."""
+    on a label that is mostly ignored weighs less); logits upsampled to label size
+    (:func:`to_label_size`)."""
     if norm not in LOSS_NORMS:
         raise ValueError(f"norm must be one of {', '.join(LOSS_NORMS)}, got {norm!r}")
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = to_label_size(logits, labels, align_corners)
     labels = labels.long()
     loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
     if norm == "all":
@@ -33,7 +41,7 @@ SEG_LOSSES = ("ce", "ohem")
 
 
 def ohem_ce(logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.7, min_kept: int = 100_000,
-            ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+            ignore_index: int = IGNORE_INDEX, align_corners: bool = False) -> torch.Tensor:
     """Online hard-example mining CE (the authors' SYNTHIA ``OhemCrossEntropy``): the mean CE over the
     labelled pixels of the whole batch whose probability of their true class is below a cut-off.
 
@@ -43,8 +51,7 @@ def ohem_ce(logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.7, 
     and the most confident pixel is at or above ``threshold``, it (and any pixel tied with it) is
     left out. Ignored pixels are never kept; no pixel kept gives 0, not NaN. Logits are upsampled to
     the label size as in :func:`seg_ce`."""
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    logits = to_label_size(logits, labels, align_corners)
     labels = labels.long()
     pixel_ce = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none").flatten()
     valid = labels.flatten() != ignore_index
@@ -60,12 +67,14 @@ def ohem_ce(logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.7, 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, cfg) -> torch.Tensor:
     """The supervised segmentation loss a stage config asks for (``loss``): :func:`seg_ce` with
     ``loss_norm``, or :func:`ohem_ce` with ``ohem_threshold`` and ``ohem_min_kept`` (a mean over the
-    kept pixels, as the authors' OHEM: ``loss_norm`` does not apply to it)."""
+    kept pixels, as the authors' OHEM: ``loss_norm`` does not apply to it). Either upsamples the
+    logits to the label size with ``align_corners=cfg.logits_align_corners``."""
+    align = cfg.logits_align_corners
     if cfg.loss == "ohem":
-        return ohem_ce(logits, labels, cfg.ohem_threshold, cfg.ohem_min_kept)
+        return ohem_ce(logits, labels, cfg.ohem_threshold, cfg.ohem_min_kept, align_corners=align)
     if cfg.loss != "ce":
         raise ValueError(f"loss must be one of {', '.join(SEG_LOSSES)}, got {cfg.loss!r}")
-    return seg_ce(logits, labels, norm=cfg.loss_norm)
+    return seg_ce(logits, labels, norm=cfg.loss_norm, align_corners=align)
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
