@@ -108,3 +108,14 @@ def make_checkpoint(path: Path, seed: int = 0, arch: str = "deeplabv2_light", in
     torch.manual_seed(seed)
     model = create(arch, 19)
     return save_weights(path, model.state_dict(), model_metadata(arch, "cityscapes19", input_size=input_size, **meta))
+
+
+def record_resizes(monkeypatch) -> list[tuple[int, int]]:
+    """The (height, width) of every image resize the data transforms make from now on, in order."""
+    from diga.data import transforms
+
+    sizes: list[tuple[int, int]] = []
+    real = transforms._resize_pair
+    monkeypatch.setattr(transforms, "_resize_pair",
+                        lambda img, mask, size: sizes.append(tuple(size)) or real(img, mask, size))
+    return sizes

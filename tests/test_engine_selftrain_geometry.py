@@ -60,16 +60,6 @@ def test_an_unset_selftraining_list_falls_back_to_the_warmups(unset):
     assert plain.source_base_sizes is None and plain.target_base_sizes is None
 
 
-def _recorded_base_resizes(monkeypatch) -> list[tuple[int, int]]:
-    from diga.data import transforms
-
-    sizes: list[tuple[int, int]] = []
-    real = transforms._resize_pair
-    monkeypatch.setattr(transforms, "_resize_pair",
-                        lambda img, mask, size: sizes.append(tuple(size)) or real(img, mask, size))
-    return sizes
-
-
 def test_the_selftraining_batches_are_cut_from_its_own_sizes(tiny_cfg, tmp_path, monkeypatch):
     from conftest import make_checkpoint
 
@@ -85,7 +75,9 @@ def test_the_selftraining_batches_are_cut_from_its_own_sizes(tiny_cfg, tmp_path,
                            source_base_sizes=WARMUP_SOURCE, target_base_sizes=WARMUP_TARGET,
                            selftrain_source_base_sizes=SELFTRAIN_SOURCE, selftrain_target_base_sizes=SELFTRAIN_TARGET)
     trainer = SelfTrainer(selftrain_config(cfg, init, manifest, centroids), tmp_path / "selftrain")
-    sizes = _recorded_base_resizes(monkeypatch)
+    from conftest import record_resizes
+
+    sizes = record_resizes(monkeypatch)
     source, _ = trainer.branch.loaders(0)
     images, _ = next(source)
     assert images.shape[0] == 3 and sizes == [SMALL, SMALL, LARGE]  # 2 + 1, not the warm-up's 1 + 2

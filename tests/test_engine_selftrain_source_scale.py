@@ -13,16 +13,6 @@ from diga.errors import ConfigError
 IMAGE = (64, 128)  # the tiny benchmark's images
 
 
-def _recorded_resizes(monkeypatch) -> list[tuple[int, int]]:
-    from diga.data import transforms
-
-    sizes: list[tuple[int, int]] = []
-    real = transforms._resize_pair
-    monkeypatch.setattr(transforms, "_resize_pair",
-                        lambda img, mask, size: sizes.append(tuple(size)) or real(img, mask, size))
-    return sizes
-
-
 @pytest.fixture()
 def selftrainer(tiny_cfg, tmp_path):
     """A self-training stage on the tiny benchmark, built from a config by the pipeline's own rule."""
@@ -50,7 +40,9 @@ def test_the_labelled_crops_stay_unscaled_while_the_pseudo_labelled_ones_are_res
     trainer = selftrainer(selftrain_source_scale=(1.0, 1.0))
     assert trainer.branch.source_parts[0][1].transform.scale == (1.0, 1.0)
     assert trainer.pseudo_parts[0][1].transform.scale == (0.7, 1.0)
-    sizes = _recorded_resizes(monkeypatch)
+    from conftest import record_resizes
+
+    sizes = record_resizes(monkeypatch)
     for _ in range(3):
         images, labels = next(trainer.branch.loaders(0)[0])
         assert images.shape[0] == 2 and labels.shape[-2:] == (48, 96)
