@@ -11,7 +11,10 @@ checkpoint *within* one stage, so the second table scores exactly that: in every
 at least 3 evaluation points, the point each signal ranks best (lowest entropy or class drift,
 highest agreement) against the stage's last point, which the pipeline hands on today.
 
-    python benchmarks/label_free.py runs/adapt/a runs/adapt/b [--json out.json]
+With ``--guard LIMIT...`` it also scores the drift guard of `diga adapt` (``drift_guard``) on every
+finished adapt run found: which stage each limit would have handed on, and its mIoU against the last.
+
+    python benchmarks/label_free.py runs/adapt/a runs/adapt/b [--guard 0.2 0.3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
+from diga.engine.config import StageConfig
 from diga.engine.labelfree import PREFIX, SIGNALS
+from diga.engine.pipeline import guard_rejects
 from diga.engine.metrics_log import read_metrics
 
 
@@ -107,10 +113,34 @@ def selection(points: list[dict]) -> dict[str, dict]:
     return out
 
 
+def pipeline_runs(roots: list[Path]) -> list[tuple[Path, list[dict]]]:
+    """(run folder, its stage rows with label-free signals) of every finished `diga adapt` run found."""
+    runs = []
+    for root in roots:
+        for path in sorted(Path(root).rglob("results.json")):
+            rows = [r for r in json.loads(path.read_text()).get("rows", []) if r.get("label_free")]
+            if len(rows) >= 2:
+                runs.append((path.parent, rows))
+    return runs
+
+
+def guard_outcome(rows: list[dict], limit: float) -> int:
+    """Index of the stage row the drift guard at ``limit`` would hand on (the rule `diga adapt` applies:
+    the rounds stop at the first one it rejects). Exact for a run made without the guard: the rounds
+    before the rejected one are the same computation."""
+    cfg = StageConfig().replace(drift_guard=limit)
+    for i in range(1, len(rows)):
+        if guard_rejects(cfg, i, rows[i - 1]["label_free"], rows[i]["label_free"]):
+            return i - 1
+    return len(rows) - 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (searched for metrics.jsonl)")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument("--guard", type=float, nargs="*", default=[], metavar="LIMIT",
+                        help="also score the drift guard at these limits on every finished adapt run found")
     args = parser.parse_args()
     missing = [str(r) for r in args.runs if not r.is_dir()]
     if missing:
@@ -134,9 +164,31 @@ def main() -> None:
         best = "—" if row["mean_best_minus_last"] is None else f"{row['mean_best_minus_last']:+.2f}"
         print(f"| {signal.replace('_', ' ')} | {row['runs']} | {gain} | {row['better']} / {row['same']} / "
               f"{row['worse']} | {best} |")
+    guards = score_guards(pipeline_runs(args.runs), args.guard) if args.guard else {}
     if args.json:
-        args.json.write_text(json.dumps({"points": len(points), "spearman": table, "selection": picks},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps({"points": len(points), "spearman": table, "selection": picks,
+                                         "guard": guards}, indent=2) + "\n")
+
+
+def score_guards(runs: list[tuple[Path, list[dict]]], limits: list[float]) -> dict[str, list[dict]]:
+    """Print, per run, its stages' mIoU and class drift and what each guard limit hands on; return it."""
+    print("\nThe drift guard on every finished adapt run (mIoU / class drift per stage; the model each limit "
+          "hands on, and its mIoU minus the last stage's):\n")
+    print("| run | stages: mIoU (drift) | " + " | ".join(f"guard {x:g}" for x in limits) + " |")
+    print("|---|---|" + "---|" * len(limits))
+    out: dict[str, list[dict]] = {}
+    common = Path(os.path.commonpath([str(run) for run, _ in runs])) if len(runs) > 1 else None
+    for run, rows in runs:
+        stages = " → ".join(f"{r['target_val_miou']:.2f} ({r['label_free']['class_drift']:.2f})" for r in rows)
+        cells = []
+        for limit in limits:
+            kept = guard_outcome(rows, limit)
+            delta = rows[kept]["target_val_miou"] - rows[-1]["target_val_miou"]
+            cells.append("last" if kept == len(rows) - 1 else f"{rows[kept]['stage'].split(' (')[0]} ({delta:+.2f})")
+            out.setdefault(f"{limit:g}", []).append({"run": str(run), "handed_on": rows[kept]["stage"],
+                                                     "miou_minus_last": delta})
+        print(f"| {run.relative_to(common) if common else run.name} | {stages} | " + " | ".join(cells) + " |")
+    return out
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ def read_rows(run_dir: Path) -> dict[str, float | None] | None:
                else "warm-up" if stage == "warm-up" else f"round {stage.split('round ')[1][0]}")
         rows[key] = row["target_val_miou"]
     rows["gap"] = (results.get("gap_closed") or {}).get("value")
+    final = results.get("final_stage", "")  # the drift guard may hand on an earlier stage than the last
+    rows["final"] = "warm-up" if final == "warm-up" else f"round {final.split('round ')[1][0]}" if "round " in final else "last"
     return rows
 
 
@@ -128,8 +130,8 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: run_one(*job, args.project, args.threads, args.reference_steps, args.adapt_arg), jobs))
 
-    print("| condition | seed | threads | " + " | ".join(STAGES) + " | gap closed |")
-    print("|---" * (len(STAGES) + 4) + "|")
+    print("| condition | seed | threads | " + " | ".join(STAGES) + " | handed on | gap closed |")
+    print("|---" * (len(STAGES) + 5) + "|")
     runs: dict[str, list[dict]] = {}
     for run_dir in sorted((args.project / "adapt").glob("*-s*-t*")):
         condition, seed, threads = run_dir.name.rsplit("-", 2)
@@ -139,7 +141,7 @@ def main() -> None:
         runs.setdefault(condition, []).append(rows)
         cells = [f"{rows[k]:.2f}" if rows.get(k) is not None else "—" for k in STAGES]
         gap = f"{100 * rows['gap']:.0f} %" if rows.get("gap") is not None else "—"
-        print(f"| {condition} | {seed[1:]} | {threads[1:]} | " + " | ".join(cells) + f" | {gap} |")
+        print(f"| {condition} | {seed[1:]} | {threads[1:]} | " + " | ".join(cells) + f" | {rows['final']} | {gap} |")
     print()
     print("| condition | runs | " + " | ".join(STAGES) + " | gap closed |")
     print("|---" * (len(STAGES) + 3) + "|")

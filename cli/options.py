@@ -211,6 +211,10 @@ EVAL_EVERY = typer.Option(None, min=0, help="Evaluate on --val every this many s
 SELECT = typer.Option(None, help=(
     "Model a stage hands on: last, best (the best step on the --val labels; needs target labels) or auto "
     "(best when labelled --val data is given, else last with a note; the paper preset, as the authors' code)."))
+DRIFT_GUARD = typer.Option(None, min=0.0, max=2.0, help=(
+    "Reject a self-training round whose class drift on the unlabelled target (L1 distance between the "
+    "predicted class shares and the source's label shares) ends more than this above the model it started "
+    "from: the rounds stop and the model before it is handed on. 0: off (the paper presets, as the authors)."))
 COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (faster steps after a slow start).")
 SYNC_BN = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across GPUs when run with torchrun.")
 PROJECT = typer.Option(Path("runs"), help="Folder of all runs.")

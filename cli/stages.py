@@ -141,6 +141,7 @@ def selftrain(
     input_norm: Optional[str] = opt.INPUT_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
+    drift_guard: Optional[float] = opt.DRIFT_GUARD,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS,
     name: str = opt.name_option("selftrain", " (re-running it resumes, with the same settings)"),
@@ -163,8 +164,10 @@ def selftrain(
     cfg = _config({**options, "batch_size": None, "selftrain_batch_size": batch}, SELFTRAIN_BASE_SIZE_PARAMS,
                   steps=None, selftrain_steps=steps, rounds=rounds, batch_size=batch, selftrain_batch_size=batch,
                   source_base_sizes=(), target_base_sizes=(), **read_lists)
-    results = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
-    print_stage_result(results[-1])
+    rounds = self_train(cfg, opt.run_dir(project, "selftrain", name), console)
+    if rounds.rejected:
+        console.print(f"[yellow]{rounds.rejected.describe(f'self-training round {rounds.rejected.round - 1}')}[/]")
+    print_stage_result(rounds.kept[-1])
 
 
 @friendly
@@ -207,6 +210,7 @@ def adapt(
     backbone_layout: Optional[str] = opt.BACKBONE_LAYOUT, input_norm: Optional[str] = opt.INPUT_NORM,
     label_space: Optional[str] = opt.LABEL_SPACE, pretrained: Optional[str] = opt.PRETRAINED, amp: Optional[str] = opt.AMP,
     eval_every: Optional[int] = opt.EVAL_EVERY, select: Optional[str] = opt.SELECT,
+    drift_guard: Optional[float] = opt.DRIFT_GUARD,
     compile: Optional[bool] = opt.COMPILE, sync_bn: Optional[bool] = opt.SYNC_BN, seed: Optional[int] = opt.SEED,
     device: Optional[str] = opt.DEVICE, workers: Optional[int] = opt.WORKERS, project: Path = opt.PROJECT,
     references: Optional[bool] = typer.Option(None, "--references/--no-references", help=(
@@ -294,4 +298,6 @@ def _print_table(result) -> None:
     gap = describe_gap(result.gap_closed)
     if gap:
         console.print(gap)
+    if result.drift_guard:
+        console.print(f"[yellow]{result.drift_guard}[/]")
     console.print(f"final model: [bold]{result.final_weights}[/]  report: {result.run_dir / 'report.md'}")

@@ -49,6 +49,9 @@ def tiny_cfg(tiny_bench):
         source=tiny_bench["source"], target=tiny_bench["target"], val=tiny_bench["val"],
         crop=(48, 96), batch_size=2, workers=0, steps=4, log_every=2, eval_every=2, ckpt_every=2,
         vis_every=2, rounds=1, selftrain_steps=3,
+        # A few steps from scratch move the class drift at random: the guard (tested on its own in
+        # test_engine_drift_guard.py) would end the rounds of some tests and not others.
+        drift_guard=0.0,
     )
 
 

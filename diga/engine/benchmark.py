@@ -55,7 +55,7 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 "centroid_mean",
                 "selftrain_batch_size", "selftrain_scale", "selftrain_source_scale", "warmup_target_scale",
                 "jitter_p", "grayscale_p", "selftrain_jitter_p", "selftrain_grayscale_p", "distil_reverse_weight",
-                "warmup_lr_schedule"}
+                "warmup_lr_schedule", "drift_guard"}
 
 
 def _key(cfg: StageConfig, data: str) -> str:

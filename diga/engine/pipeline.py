@@ -137,11 +137,50 @@ def kept_centroids(cfg: StageConfig, r: int, run_dir: Path) -> Path | None:
     return None
 
 
-def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: Console) -> list[StageResult]:
+@dataclass(frozen=True)
+class GuardRejection:
+    """A self-training round the drift guard rejected: the class drift of the model it started from and
+    of the model it ended with (``cfg.drift_guard``)."""
+    round: int
+    drift_before: float
+    drift_after: float
+    limit: float
+
+    def describe(self, handed_on: str) -> str:
+        return (f"drift guard: self-training round {self.round} raised the class drift on the target from "
+                f"{self.drift_before:.3f} to {self.drift_after:.3f} (more than +{self.limit:g}), so the rounds "
+                f"stopped there and the model handed on is the one before it: {handed_on}")
+
+
+def guard_rejects(cfg: StageConfig, r: int, before: dict[str, float] | None,
+                  after: dict[str, float]) -> GuardRejection | None:
+    """The drift guard's verdict on round ``r`` (None: kept, the guard off, or a drift missing)."""
+    if not cfg.drift_guard or not before or "class_drift" not in before or "class_drift" not in after:
+        return None
+    rise = after["class_drift"] - before["class_drift"]
+    return GuardRejection(r, before["class_drift"], after["class_drift"], cfg.drift_guard) if rise > cfg.drift_guard else None
+
+
+@dataclass
+class Rounds:
+    """The self-training rounds that ran, and the drift guard's rejection of the last one if it made one."""
+    results: list[StageResult]
+    rejected: GuardRejection | None = None
+
+    @property
+    def kept(self) -> list[StageResult]:
+        return self.results[:-1] if self.rejected else self.results
+
+
+def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: Console,
+                         init_signals: dict[str, float] | None = None) -> Rounds:
     """``cfg.rounds`` x (pseudo-labels -> centroids -> self-training), each round from the last one's model
-    (the centroids of a round computed from that model too, unless :func:`kept_centroids` gives them)."""
+    (the centroids of a round computed from that model too, unless :func:`kept_centroids` gives them).
+
+    With ``cfg.drift_guard`` a round that raises the class drift of the model it started from
+    (``init_signals`` for the first) by more than the guard ends the rounds (:func:`guard_rejects`)."""
     results: list[StageResult] = []
-    current = Path(init)
+    current, before = Path(init), init_signals
     for r in range(1, cfg.rounds + 1):
         round_dir = run_dir / f"round{r}"
         kept = kept_centroids(cfg, r, run_dir)
@@ -154,11 +193,19 @@ def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: C
                           round_dir / "selftrain", console)
         results.append(stage)
         current = stage.weights
-    return results
+        if cfg.drift_guard:
+            runtime.barrier()  # the main rank logged the signals this verdict reads
+            after = handed_on_signals(stage.run_dir, stage.metrics)
+            rejected = guard_rejects(cfg, r, before, after)
+            if rejected:
+                return Rounds(results, rejected)
+            before = after
+    return Rounds(results)
 
 
-def self_train(cfg: StageConfig, run_dir: str | Path, console: Console | None = None) -> list[StageResult]:
-    """Self-training alone, from the warm-up checkpoint ``cfg.init``: one result per round."""
+def self_train(cfg: StageConfig, run_dir: str | Path, console: Console | None = None) -> Rounds:
+    """Self-training alone, from the warm-up checkpoint ``cfg.init``: one result per round. (The drift
+    guard judges from round 2 on: the signals of the checkpoint it starts from are not known here.)"""
     run_dir = Path(run_dir)
     console = main_rank_console(console)
     if not cfg.init:
@@ -181,6 +228,8 @@ class AdaptResult:
     rows: list[tuple[str, float | None]] = field(default_factory=list)
     signals: dict[str, dict[str, float]] = field(default_factory=dict)  # label-free, per pipeline row
     gap_closed: dict | None = None  # references.gap_summary
+    final_stage: str = ""  # the row whose model final_weights is (not the last one when the drift guard rejected it)
+    drift_guard: str | None = None  # the guard's verdict when it rejected a round
 
 
 def main_rank_console(console: Console | None) -> Console:
@@ -241,10 +290,18 @@ def _adapt(cfg: StageConfig, run_dir: Path, references: dict[str, Reference] | N
     console.rule("stage 1: warm-up (symmetric distillation + cross-domain mixture)")
     stage = run_stage(WarmupTrainer, warmup_config(cfg), run_dir / "warmup", console)
     rows: list[tuple[str, float | None]] = [("warm-up", selected_miou(stage.metrics))]
-    rounds = self_training_rounds(cfg, stage.weights, run_dir, console)
-    rows += [(f"self-training round {r} ({cfg.selection})", selected_miou(s.metrics)) for r, s in enumerate(rounds, 1)]
-    signals = {name: handed_on_signals(s.run_dir, s.metrics) for (name, _), s in zip(rows, [stage, *rounds])}
-    current = rounds[-1].weights if rounds else stage.weights
+    runtime.barrier()  # every rank reads the warm-up's signals, which the main rank logged
+    rounds = self_training_rounds(cfg, stage.weights, run_dir, console,
+                                  init_signals=handed_on_signals(stage.run_dir, stage.metrics))
+    rows += [(f"self-training round {r} ({cfg.selection})", selected_miou(s.metrics))
+             for r, s in enumerate(rounds.results, 1)]
+    signals = {name: handed_on_signals(s.run_dir, s.metrics) for (name, _), s in zip(rows, [stage, *rounds.results])}
+    handed_on = [stage, *rounds.kept]
+    final_row = rows[len(handed_on) - 1]
+    guard = rounds.rejected.describe(final_row[0]) if rounds.rejected else None
+    if guard:
+        console.print(f"[yellow]{guard}[/]")
+    current = handed_on[-1].weights
     final = run_dir / "final.safetensors"
     if runtime.is_main():
         _write_final(current, final, before, run_dir)
@@ -252,19 +309,21 @@ def _adapt(cfg: StageConfig, run_dir: Path, references: dict[str, Reference] | N
     refs = references or {}
     table = [(refs[k].label, refs[k].miou) for k in ("source_only",) if k in refs] + rows
     table += [(refs[k].label, refs[k].miou) for k in ("oracle",) if k in refs]
-    gap = gap_summary(rows[-1][1], refs, cfg)
+    gap = gap_summary(final_row[1], refs, cfg)
     if runtime.is_main():
         atomic_write_text(run_dir / "results.json", json.dumps(
             {"rows": [{"stage": k, "target_val_miou": v, "label_free": signals.get(k)} for k, v in table],
+             "final_stage": final_row[0], "drift_guard": guard,
              "gap_closed": gap, "final_weights": str(final), "protocol": _protocol(cfg)}, indent=2) + "\n")
         try:
             from .report import write_report
 
-            write_report(run_dir, table, cfg, before=run_dir / "before.safetensors", signals=signals, gap=gap)
+            write_report(run_dir, table, cfg, before=run_dir / "before.safetensors", signals=signals, gap=gap,
+                         notes=[guard] if guard else [])
         except Exception as e:  # a report must never cost the user the trained model
             console.print(f"[yellow]report not written: {e}[/]")
     runtime.barrier()
-    return AdaptResult(run_dir, final, table, signals, gap)
+    return AdaptResult(run_dir, final, table, signals, gap, final_row[0], guard)
 
 
 def _protocol(cfg: StageConfig) -> str:

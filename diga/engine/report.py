@@ -115,7 +115,8 @@ def _label_free_section(run_dir: Path) -> list[str]:
 
 
 def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: StageConfig, before: Path,
-                 signals: dict[str, dict[str, float]] | None = None, gap: dict | None = None) -> Path:
+                 signals: dict[str, dict[str, float]] | None = None, gap: dict | None = None,
+                 notes: list[str] = ()) -> Path:
     run_dir = Path(run_dir)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -127,6 +128,7 @@ def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: Stag
     gap_line = describe_gap(gap)
     if gap_line:
         lines += ["", gap_line[0].upper() + gap_line[1:] + "."]
+    lines += [line for note in notes for line in ("", note[0].upper() + note[1:] + ".")]
     lines += ["", "## Training", "", f"![curves]({_curves(run_dir, fig_dir / 'curves.png').relative_to(run_dir)})", ""]
     lines += _label_free_section(run_dir)
     final = run_dir / "final.safetensors"
