@@ -79,6 +79,12 @@ def run_one(condition: str, seed: int, project: Path, threads: int, reference_st
     return project / "adapt" / name
 
 
+def stage_key(stage: str) -> str:
+    """A results.json stage name as a column of STAGES (``self-training round 1 (dynamic)`` -> ``round 1``)."""
+    return ("source-only" if stage.startswith("source-only") else "oracle" if stage.startswith("oracle")
+            else "warm-up" if stage == "warm-up" else f"round {stage.split('round ')[1][0]}")
+
+
 def read_rows(run_dir: Path) -> dict[str, float | None] | None:
     """{stage: target-val mIoU, 'gap': fraction} from a finished run's results.json (None if unfinished)."""
     path = run_dir / "results.json"
@@ -87,13 +93,10 @@ def read_rows(run_dir: Path) -> dict[str, float | None] | None:
     results = json.loads(path.read_text())
     rows: dict[str, float | None] = {}
     for row in results["rows"]:
-        stage = row["stage"]
-        key = ("source-only" if stage.startswith("source-only") else "oracle" if stage.startswith("oracle")
-               else "warm-up" if stage == "warm-up" else f"round {stage.split('round ')[1][0]}")
-        rows[key] = row["target_val_miou"]
+        rows[stage_key(row["stage"])] = row["target_val_miou"]
     rows["gap"] = (results.get("gap_closed") or {}).get("value")
-    final = results.get("final_stage", "")  # the drift guard may hand on an earlier stage than the last
-    rows["final"] = "warm-up" if final == "warm-up" else f"round {final.split('round ')[1][0]}" if "round " in final else "last"
+    final = results.get("final_stage")  # the drift guard may hand on an earlier stage than the last
+    rows["final"] = stage_key(final) if final else "last"
     return rows
 
 
