@@ -195,7 +195,7 @@ def test_cli_selftrain_runs_the_engines_rounds_loop(cli, tiny_bench, tmp_path, m
 
     def rounds(cfg, init, run_dir, console):
         calls.append((cfg, init, run_dir))
-        return pipeline.Rounds([StageResult(run_dir / "round1/selftrain", init, None, {})])
+        return pipeline.Rounds([StageResult(run_dir / "round1/selftrain", init, None, {})], [{}])
 
     monkeypatch.setattr(pipeline, "self_training_rounds", rounds)
     init = make_checkpoint(tmp_path / "warm.safetensors")

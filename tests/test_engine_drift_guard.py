@@ -35,15 +35,19 @@ def test_drift_guard_outside_0_2_is_refused(value):
         preset("cpu").replace(drift_guard=value).validate()
 
 
-def _fake_drift(monkeypatch, drifts: dict[str, float]) -> None:
-    """handed_on_signals as if each stage folder (warmup, selftrain of round N) had logged this drift."""
+def _fake_drift(monkeypatch, drifts: dict[str, float]) -> list[str]:
+    """handed_on_signals as if each stage folder (warmup, selftrain of round N) had logged this drift;
+    returns the list of the stages read, in order."""
     real = pipeline.handed_on_signals
+    reads: list[str] = []
 
     def fake(stage_dir, summary):
         key = "warmup" if stage_dir.name == "warmup" else stage_dir.parent.name
+        reads.append(key)
         return {**real(stage_dir, summary), "class_drift": drifts[key]}
 
     monkeypatch.setattr(pipeline, "handed_on_signals", fake)
+    return reads
 
 
 def test_a_rejected_round_hands_on_the_warm_up_and_stops_the_rounds(tiny_cfg, tmp_path, monkeypatch):
@@ -69,12 +73,16 @@ def test_a_rejected_round_hands_on_the_warm_up_and_stops_the_rounds(tiny_cfg, tm
 
 
 def test_a_round_within_the_guard_is_kept(tiny_cfg, tmp_path, monkeypatch):
-    _fake_drift(monkeypatch, {"warmup": 0.3, "round1": 0.4, "round2": 0.45})
+    reads = _fake_drift(monkeypatch, {"warmup": 0.3, "round1": 0.4, "round2": 0.45})
     run = tmp_path / "adapt"
     result = pipeline.adapt(tiny_cfg.replace(rounds=2, drift_guard=0.3), run)
     assert result.final_stage == "self-training round 2 (dynamic)" and result.drift_guard is None
     assert read_metadata(run / "final.safetensors")["from"] == "round2/selftrain/weights/last.safetensors"
-    assert json.loads((run / "results.json").read_text())["drift_guard"] is None
+    results = json.loads((run / "results.json").read_text())
+    assert results["drift_guard"] is None
+    # Each stage's signals are read once, and the guard's values are the ones the table shows.
+    assert reads == ["warmup", "round1", "round2"]
+    assert [row["label_free"]["class_drift"] for row in results["rows"]] == [0.3, 0.4, 0.45]
 
 
 def test_the_cli_rejects_a_guard_past_2(cli, tiny_bench):

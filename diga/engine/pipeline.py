@@ -163,8 +163,10 @@ def guard_rejects(cfg: StageConfig, r: int, before: dict[str, float] | None,
 
 @dataclass
 class Rounds:
-    """The self-training rounds that ran, and the drift guard's rejection of the last one if it made one."""
+    """The self-training rounds that ran, the label-free signals of the model each handed on (read once,
+    for the guard and the tables), and the drift guard's rejection of the last one if it made one."""
     results: list[StageResult]
+    signals: list[dict[str, float]] = field(default_factory=list)
     rejected: GuardRejection | None = None
 
     @property
@@ -180,6 +182,7 @@ def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: C
     With ``cfg.drift_guard`` a round that raises the class drift of the model it started from
     (``init_signals`` for the first) by more than the guard ends the rounds (:func:`guard_rejects`)."""
     results: list[StageResult] = []
+    signals: list[dict[str, float]] = []
     current, before = Path(init), init_signals
     for r in range(1, cfg.rounds + 1):
         round_dir = run_dir / f"round{r}"
@@ -191,16 +194,16 @@ def self_training_rounds(cfg: StageConfig, init: Path, run_dir: Path, console: C
         console.rule(f"stage 2, round {r}: self-training with {cfg.selection} pseudo-label selection")
         stage = run_stage(SelfTrainer, selftrain_config(cfg, current, manifest, centroids),
                           round_dir / "selftrain", console)
-        results.append(stage)
         current = stage.weights
-        if cfg.drift_guard:
-            runtime.barrier()  # the main rank logged the signals this verdict reads
-            after = handed_on_signals(stage.run_dir, stage.metrics)
-            rejected = guard_rejects(cfg, r, before, after)
-            if rejected:
-                return Rounds(results, rejected)
-            before = after
-    return Rounds(results)
+        runtime.barrier()  # the main rank logged the signals read here
+        after = handed_on_signals(stage.run_dir, stage.metrics)
+        results.append(stage)
+        signals.append(after)
+        rejected = guard_rejects(cfg, r, before, after)
+        if rejected:
+            return Rounds(results, signals, rejected)
+        before = after
+    return Rounds(results, signals)
 
 
 def self_train(cfg: StageConfig, run_dir: str | Path, console: Console | None = None) -> Rounds:
@@ -291,11 +294,11 @@ def _adapt(cfg: StageConfig, run_dir: Path, references: dict[str, Reference] | N
     stage = run_stage(WarmupTrainer, warmup_config(cfg), run_dir / "warmup", console)
     rows: list[tuple[str, float | None]] = [("warm-up", selected_miou(stage.metrics))]
     runtime.barrier()  # every rank reads the warm-up's signals, which the main rank logged
-    rounds = self_training_rounds(cfg, stage.weights, run_dir, console,
-                                  init_signals=handed_on_signals(stage.run_dir, stage.metrics))
+    warmup_signals = handed_on_signals(stage.run_dir, stage.metrics)
+    rounds = self_training_rounds(cfg, stage.weights, run_dir, console, init_signals=warmup_signals)
     rows += [(f"self-training round {r} ({cfg.selection})", selected_miou(s.metrics))
              for r, s in enumerate(rounds.results, 1)]
-    signals = {name: handed_on_signals(s.run_dir, s.metrics) for (name, _), s in zip(rows, [stage, *rounds.results])}
+    signals = dict(zip((name for name, _ in rows), [warmup_signals, *rounds.signals]))
     handed_on = [stage, *rounds.kept]
     final_row = rows[len(handed_on) - 1]
     guard = rounds.rejected.describe(final_row[0]) if rounds.rejected else None
