@@ -80,6 +80,10 @@ METHOD_ROWS = {
 # 2:1 like its crops, it has no base size, and its smallest scale still covers the crop. The target
 # BatchNorm pass (warmup_target_bn) is the cpu preset's own choice since it measured better here.
 SWITCH_ROWS = {
+    "warm-up, logits upsampled with align_corners=True before the CE (logits_align_corners true)":
+        ("warmup", {"logits_align_corners": True}),
+    "self-training round 1, labelled crops not rescaled (selftrain_source_scale 1-1)":
+        ("selftrain", {"selftrain_source_scale": (1.0, 1.0)}),
     "warm-up, kornia 0.5.8's photometric ops (augment_ops kornia)": ("warmup", {"augment_ops": "kornia"}),
     "self-training round 1, kornia 0.5.8's photometric ops (augment_ops kornia)":
         ("selftrain", {"augment_ops": "kornia"}),
