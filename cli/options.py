@@ -201,6 +201,11 @@ CENTROID_MEAN = typer.Option(None, help=(
     "How each class centroid averages the images' class means: authors (a running mean over the set's order "
     "whose count stops at 3000, over 5 passes, so that past 3000 images the later ones weigh more: the "
     "authors' code and the paper presets) or once (their plain mean; cpu and gpu presets)."))
+CENTROID_IMAGES = typer.Option(None, help=(
+    "The images the class centroids average over: target (the target's training images; every preset but "
+    "paper-semi) or all (the source's training images too, in path order: the authors' semi-supervised code "
+    "averages over Cityscapes' whole train list, labelled part included; paper-semi). all needs "
+    "--centroid-labels argmax."))
 SELECTION = typer.Option(None, help="Pseudo-label selection: dynamic (DiGA), threshold or none.")
 THRESHOLD = typer.Option(None, min=0.0, max=1.0, help="Confidence for --selection threshold.")
 AMP = typer.Option(None, help="Mixed precision: auto, bf16, fp16 or fp32.")

@@ -52,7 +52,7 @@ _BOOKKEEPING = {"source", "target", "val", "source_val", "init", "pseudo_labels"
                 "target_base_sizes",
                 "selftrain_source_base_sizes", "selftrain_target_base_sizes", "pseudo_size",
                 "target_mix_ignore", "select_upsample", "mix_count", "centroid_labels", "centroids_per_round",
-                "centroid_mean",
+                "centroid_mean", "centroid_images",
                 "selftrain_batch_size", "selftrain_scale", "selftrain_source_scale", "warmup_target_scale",
                 "jitter_p", "grayscale_p", "selftrain_jitter_p", "selftrain_grayscale_p", "distil_reverse_weight",
                 "warmup_lr_schedule", "drift_guard"}

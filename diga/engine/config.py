@@ -218,6 +218,12 @@ class StageConfig:
     # mean whose count stops at 3000, over 5 passes; past 3000 images a class's later images weigh more,
     # up to 2.6x the first ones over Cityscapes' train set; the paper presets).
     centroid_mean: str = "once"
+    # The images the centroids average over: the target's training images (target; default, every
+    # preset but one), or those and the source's training images, in path order (all: the authors'
+    # semi-supervised calc_centroids.py runs over Cityscapes' whole train list, the labelled part
+    # included; the paper-semi preset). The source images have no pseudo-labels, so all needs
+    # centroid_labels argmax.
+    centroid_images: str = "target"
     # bookkeeping
     seed: int = 0
     log_every: int = 50
@@ -301,6 +307,9 @@ class StageConfig:
             problems.append(f"generalize trains on the source alone: target must be null (got {self.target!r}), "
                             "unless it names only the images whose BatchNorm statistics the student takes "
                             "(diga generalize --bn-images, warmup_target_bn true)")
+        if self.centroid_images == "all" and self.centroid_labels != "argmax":
+            problems.append("centroid_images all needs centroid_labels argmax: the source images have no "
+                            f"pseudo-labels to choose the centroids' pixels (got centroid_labels {self.centroid_labels!r})")
         if self.generalize and self.mix:
             problems.append("generalize has no target images for the cross-domain mixture: mix must be false "
                             "(the second view is the augmented source)")
@@ -320,6 +329,7 @@ class StageConfig:
                    "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models()),
                    "loss": SEG_LOSSES, "warmup_lr_schedule": LR_SCHEDULES, "backbone_layout": BACKBONE_LAYOUTS,
                    "input_norm": tuple(INPUT_NORMS), "centroid_mean": CENTROID_MEANS,
+                   "centroid_images": CENTROID_IMAGES,
                    "augment_ops": AUGMENT_OPS}
         choices.update(SWITCH_CHOICES)
         for name, allowed in choices.items():
@@ -416,6 +426,7 @@ class StageConfig:
 
 # Precision of training and evaluation (runtime.amp_dtype): auto picks by device.
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
+CENTROID_IMAGES = ("target", "all")
 
 # The per-dataset base-size settings and the option that sets each (`diga selftrain`, which runs
 # self-training alone, sets that stage's lists with the plain options).
@@ -593,7 +604,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         centroids_per_round="keep",
         # their 5 passes see each image through a new random crop and flip; the capped running mean
         # over one pass replayed is the nearest deterministic form of it
-        centroid_mean="authors",
+        centroid_mean="authors", centroid_images="all",
         amp="fp32", selftrain_distil_weight=0.5, selftrain_blend_beta=0.4, aux_weight=0.1,
         # their upsample_src / upsample_tgt before every CE: bilinear, align_corners True
         logits_align_corners=True,

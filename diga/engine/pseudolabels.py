@@ -29,7 +29,7 @@ from ..classes import IGNORE_INDEX, LabelSpace, get_label_space
 from ..data import build_dataset
 from ..data.base import worker_start_method
 from ..data.transforms import TrainTransform, normalize
-from ..errors import DigaError
+from ..errors import ConfigError, DigaError
 from ..evaluate import fused_logits, resized
 from ..inference import scaled_size
 from ..io import atomic_write, atomic_write_text, remove_stale_temps
@@ -177,7 +177,8 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
                       batch_size: int = 8) -> Path:
     """Per-image per-class means of the head features over the pixels of each class, averaged
     (``centroid_mean``: plainly, or as the authors' capped running mean over the set's order; classes
-    with fewer than 5 pixels at the feature resolution skip an image). The images are read at
+    with fewer than 5 pixels at the feature resolution skip an image), over :func:`centroid_images`.
+    The images are read at
     :func:`inference_size` and resized by :func:`centroid_scale`; :func:`centroid_pixel_labels` says
     which pixels belong to a class."""
     out = Path(out)
@@ -186,7 +187,7 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     device = runtime.resolve_device(cfg.device)
     model, meta = load_model(weights, device)
     space = get_label_space(meta["label_space"])
-    data = PseudoLabelled(manifest, space, transform=None, size=inference_size(cfg))
+    data = centroid_images(manifest, space, cfg)
     acc = CentroidAccumulator(space.num_classes, model.feature_dim, min_pixels=5, device=device,
                               mean=cfg.centroid_mean)
     mine = list(range(runtime.rank(), len(data), runtime.world_size()))
@@ -210,10 +211,60 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     if runtime.is_main():
         tensors = {"centroids": acc.centroids().cpu().contiguous(), "valid": acc.valid.cpu().contiguous(),
                    **{f"acc.{k}": v.cpu().contiguous() for k, v in acc.state_dict().items()}}
-        metadata = {"weights": str(weights), "labels": cfg.centroid_labels, "mean": cfg.centroid_mean}
+        metadata = {"weights": str(weights), "labels": cfg.centroid_labels, "mean": cfg.centroid_mean,
+                    "images": cfg.centroid_images}
         atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     runtime.barrier()
     return out
+
+
+class _SourceImages(Dataset):
+    """The source's training images at ``size`` for the centroids, each with an all-ignore label in the
+    packed form of :class:`PseudoLabelled` (the centroids' pixels then come from the model's argmax)."""
+
+    def __init__(self, spec: str, space: LabelSpace, size: tuple[int, int] | None) -> None:
+        self.base, self.size = build_dataset(spec, split="train", label_space=space), size
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, _ = self.base[i]
+        if self.size is not None and tuple(image.shape[-2:]) != tuple(self.size):
+            image = resize_image(image, self.size)
+        ignore = torch.full(tuple(image.shape[-2:]), IGNORE_INDEX, dtype=torch.long)
+        return image, combine(ignore, ignore)
+
+
+class _InPathOrder(Dataset):
+    """Several datasets as one, their items ordered by image path (an image listed twice counted once)."""
+
+    def __init__(self, parts: list[Dataset]) -> None:
+        seen: dict[str, tuple[Dataset, int]] = {}
+        for part in parts:
+            for i, (image, _) in enumerate(part.base.samples):
+                seen.setdefault(str(Path(image).resolve()), (part, i))
+        self.items = [seen[path] for path in sorted(seen)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        part, j = self.items[i]
+        return part[j]
+
+
+def centroid_images(manifest: str | Path, space: LabelSpace, cfg: StageConfig) -> Dataset:
+    """The images the centroids average over, at :func:`inference_size`, as ``(image, packed labels)``:
+    the target's with their pseudo-labels (centroid_images target), or those and the source's training
+    images in path order (all: the authors' semi-supervised centroids run over Cityscapes' whole train
+    list, whose labelled part is the source there; the source's labels stay unused, as theirs)."""
+    target = PseudoLabelled(manifest, space, transform=None, size=inference_size(cfg))
+    if cfg.centroid_images == "target":
+        return target
+    if not cfg.source:
+        raise ConfigError("centroid_images all averages the source's training images too: give --source KIND:PATH")
+    return _InPathOrder([target, _SourceImages(cfg.source, space, inference_size(cfg))])
 
 
 def load_centroids(path: str | Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
