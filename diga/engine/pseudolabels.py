@@ -218,20 +218,12 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     return out
 
 
-class _SourceImages(Dataset):
-    """The source's training images at ``size`` for the centroids, each with an all-ignore label in the
-    packed form of :class:`PseudoLabelled` (the centroids' pixels then come from the model's argmax)."""
-
-    def __init__(self, spec: str, space: LabelSpace, size: tuple[int, int] | None) -> None:
-        self.base, self.size = build_dataset(spec, split="train", label_space=space), size
-
-    def __len__(self) -> int:
-        return len(self.base)
+class _Unlabelled(_Indexed):
+    """Images at ``resize`` for the centroids, each with an all-ignore label in the packed form of
+    :class:`PseudoLabelled` (the centroids' pixels then come from the model's argmax)."""
 
     def __getitem__(self, i: int):
-        image, _ = self.base[i]
-        if self.size is not None and tuple(image.shape[-2:]) != tuple(self.size):
-            image = resize_image(image, self.size)
+        _, image = super().__getitem__(i)
         ignore = torch.full(tuple(image.shape[-2:]), IGNORE_INDEX, dtype=torch.long)
         return image, combine(ignore, ignore)
 
@@ -264,7 +256,8 @@ def centroid_images(manifest: str | Path, space: LabelSpace, cfg: StageConfig) -
         return target
     if not cfg.source:
         raise ConfigError("centroid_images all averages the source's training images too: give --source KIND:PATH")
-    return _InPathOrder([target, _SourceImages(cfg.source, space, inference_size(cfg))])
+    source = build_dataset(cfg.source, split="train", label_space=space)
+    return _InPathOrder([target, _Unlabelled(source, inference_size(cfg))])
 
 
 def load_centroids(path: str | Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
