@@ -178,9 +178,8 @@ def compute_centroids(weights: str | Path, manifest: str | Path, out: str | Path
     """Per-image per-class means of the head features over the pixels of each class, averaged
     (``centroid_mean``: plainly, or as the authors' capped running mean over the set's order; classes
     with fewer than 5 pixels at the feature resolution skip an image), over :func:`centroid_images`.
-    The images are read at
-    :func:`inference_size` and resized by :func:`centroid_scale`; :func:`centroid_pixel_labels` says
-    which pixels belong to a class."""
+    The images are read at :func:`inference_size` and resized by :func:`centroid_scale`;
+    :func:`centroid_pixel_labels` says which pixels belong to a class."""
     out = Path(out)
     if out.exists():
         return out
