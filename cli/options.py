@@ -298,6 +298,17 @@ def check_spec(value: str | None, option: str) -> str | None:
     return value
 
 
+def size_or_none(value: str, option: str) -> tuple[int, int] | None:
+    """An ``HxW`` option value -> (height, width); 'none' -> None."""
+    if value.strip().lower() == "none":
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+    if not match or 0 in (size := (int(match[1]), int(match[2]))):
+        raise typer.BadParameter(f"expected HxW with positive sides, e.g. 720x1280, or none; got {value!r}",
+                                 param_hint=option)
+    return size
+
+
 def base_sizes_value(values: list[str] | None, option: str,
                      batch_size: Callable[[], int]) -> tuple[tuple[int, int, int], ...] | None:
     """Repeated ``--source-base-size``/``--target-base-size`` values -> (height, width, crops) entries;

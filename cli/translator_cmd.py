@@ -27,6 +27,9 @@ def translator(
     batch_size: Optional[int] = typer.Option(None, min=1, help="Source and target crops per step (authors: 2)."),
     crop: Optional[tuple[int, int]] = typer.Option(None, help=(
         "Crop height and width, multiples of 4, at least 64 (authors: 512 896).")),
+    base_size: Optional[str] = typer.Option(None, help=(
+        "HxW every image is resized to before the random scale (1-1.5) and crop, or none to crop the images at "
+        "their own size, e.g. when they are smaller than 720x1280 (authors: 720x1280).")),
     lr: Optional[float] = typer.Option(None, min=0.0, help="Adam learning rate, poly decay (authors: 1e-4)."),
     width: Optional[int] = typer.Option(None, min=1, help=(
         "Channels of the translator's first layer (authors: 64); narrower trains faster, e.g. on a CPU.")),
@@ -43,9 +46,12 @@ def translator(
 
     given = dict(steps=steps, batch_size=batch_size, crop=crop, lr=lr, width=width, res_blocks=res_blocks,
                  label_space=label_space, seed=seed, device=device, workers=workers)
+    settings = {k: v for k, v in given.items() if v is not None}
+    if base_size is not None:
+        settings["base_size"] = opt.size_or_none(base_size, "--base-size")
     try:
         cfg = TranslatorConfig(source=check_spec(source, "--source"), target=check_spec(target, "--target"), vgg=vgg,
-                               **{k: v for k, v in given.items() if v is not None}).validate()
+                               **settings).validate()
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from None
     result = train_translator(cfg, opt.run_dir(project, "translator", name), resume=resume)

@@ -95,6 +95,23 @@ def test_cli_trains_and_refuses_a_bad_vgg_file(cli, tiny_bench, tmp_path):
     assert again.exit_code == 1 and "--resume" in again.text
 
 
+def test_cli_base_size_sets_or_clears_the_resize(cli, tiny_bench, tmp_path):
+    import yaml
+
+    common = ["translator", "--source", tiny_bench["source"], "--target", tiny_bench["target"], "--crop", "64", "64",
+              "--steps", "1", "--batch-size", "1", "--width", "8", "--res-blocks", "1", "--workers", "0",
+              "--device", "cpu", "--vgg", "none", "--project", tmp_path]
+    for value, expected in (("none", None), ("96x80", [96, 80]), (None, [720, 1280])):
+        name = f"base-{value}"
+        result = cli(*common, "--name", name, *(["--base-size", value] if value else []))
+        assert result.exit_code == 0, result.output
+        config = yaml.safe_load((tmp_path / "translator" / name / "config.yaml").read_text())
+        assert config["base_size"] == expected
+    bad = cli(*common, "--name", "bad", "--base-size", "720")
+    assert bad.exit_code == 2 and "--base-size" in bad.text and "HxW" in bad.text
+    assert not (tmp_path / "translator" / "bad").exists()
+
+
 def _random_translator(path):
     torch.manual_seed(5)
     net = ImageTranslator(8, 1)
