@@ -214,8 +214,10 @@ DEVICE = typer.Option(None, help="auto, cpu, cuda, cuda:N.")
 WORKERS = typer.Option(None, min=0, help="Data-loading processes (0: load in the training process).")
 EVAL_EVERY = typer.Option(None, min=0, help="Evaluate on --val every this many steps (0: only at the end).")
 SELECT = typer.Option(None, help=(
-    "Model a stage hands on: last, best (the best step on the --val labels; needs target labels) or auto "
-    "(best when labelled --val data is given, else last with a note; the paper preset, as the authors' code)."))
+    "Model a stage hands on: last, best (the best step on the --val labels; needs target labels), auto "
+    "(best when labelled --val data is given, else last with a note; the paper preset, as the authors' code) "
+    "or label-free (the evaluation point, every --eval-every steps and the last, with the lowest class drift "
+    "on unlabelled target images: no labels needed; the references keep their last step)."))
 DRIFT_GUARD = typer.Option(None, min=0.0, max=2.0, help=(
     "Reject a self-training round whose class drift on the unlabelled target (L1 distance between the "
     "predicted class shares and the source's label shares) ends more than this above the model it started "

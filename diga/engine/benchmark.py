@@ -82,7 +82,9 @@ def reference(kind: str, cfg: StageConfig, steps: int, console: Console | None =
 def _reference_run(kind: str, cfg: StageConfig, steps: int) -> tuple[StageConfig, Path]:
     """The reference's training config and its cache directory (keyed by data, settings and steps)."""
     data = {"source_only": cfg.source, "oracle": cfg.target}[kind]
-    ref_cfg = cfg.replace(source=data, target=None, distil=False, mix=False, steps=steps)
+    # A reference has no target images to choose by: --select label-free leaves it its last step.
+    select = "last" if cfg.select == "label-free" else cfg.select
+    ref_cfg = cfg.replace(source=data, target=None, distil=False, mix=False, steps=steps, select=select)
     return ref_cfg, cache_dir() / "references" / f"{kind}-{_key(ref_cfg, data)}"
 
 

@@ -231,8 +231,9 @@ class StageConfig:
     ckpt_every: int = 1000
     vis_every: int = 2000
     max_nonfinite: int = 20
-    # Which checkpoint a stage hands on: last, best on target-val labels (refused without them), or auto
-    # (best when labelled --val data is given, else last, with a printed note; the paper preset).
+    # Which checkpoint a stage hands on: last, best on target-val labels (refused without them), auto
+    # (best when labelled --val data is given, else last, with a printed note; the paper preset), or
+    # label-free (the evaluation point with the lowest class drift on unlabelled target images).
     select: str = "last"
     device: str = "auto"
     amp: str = "auto"  # auto | bf16 | fp16 | fp32
@@ -326,7 +327,7 @@ class StageConfig:
 
         choices = {"translator": TRANSLATORS, "selection": ("dynamic", "threshold", "none"),
                    "amp": AMP_CHOICES, "color_space": ("lab", "rgb"),
-                   "select": ("last", "best", "auto"), "label_space": tuple(LABEL_SPACES), "model": tuple(list_models()),
+                   "select": SELECT_CHOICES, "label_space": tuple(LABEL_SPACES), "model": tuple(list_models()),
                    "loss": SEG_LOSSES, "warmup_lr_schedule": LR_SCHEDULES, "backbone_layout": BACKBONE_LAYOUTS,
                    "input_norm": tuple(INPUT_NORMS), "centroid_mean": CENTROID_MEANS,
                    "centroid_images": CENTROID_IMAGES,
@@ -427,6 +428,8 @@ class StageConfig:
 # Precision of training and evaluation (runtime.amp_dtype): auto picks by device.
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32")
 CENTROID_IMAGES = ("target", "all")
+# The checkpoint a stage hands on (StageConfig.select).
+SELECT_CHOICES = ("last", "best", "auto", "label-free")
 
 # The per-dataset base-size settings and the option that sets each (`diga selftrain`, which runs
 # self-training alone, sets that stage's lists with the plain options).

@@ -35,6 +35,9 @@ from .pseudolabels import resize_image
 
 SUBSET_SIZE = 64
 PREFIX = "label_free_"
+# A stage run with --select label-free saves the models of its lowest-drift point as weights/TAG.safetensors
+# and names TAG as the one it handed on (summary "selected").
+LABEL_FREE_TAG = "label_free"
 SIGNALS = ("entropy", "teacher_agreement", "prototype_agreement", "class_drift")
 
 
@@ -164,10 +167,15 @@ def read_stage_signals(stage_dir: str | Path, step: int) -> dict[str, float]:
 
 
 def handed_on_signals(stage_dir: str | Path, summary: dict) -> dict[str, float]:
-    """The signals of the model a finished stage handed on (its best or its last step)."""
-    best = summary.get("best", {})
-    step = best.get("step") if summary.get("selected") == "best" and best.get("step", -1) >= 0 else summary.get("steps")
-    return read_stage_signals(stage_dir, step)
+    """The signals of the model a finished stage handed on (its best, label-free or last step)."""
+    return read_stage_signals(stage_dir, handed_on_step(summary))
+
+
+def handed_on_step(summary: dict) -> int | None:
+    """The step whose model a finished stage handed on, from its summary.json."""
+    chosen = {"best": summary.get("best", {}), LABEL_FREE_TAG: summary.get("label_free_best", {})}.get(
+        summary.get("selected"), {})
+    return chosen["step"] if chosen.get("step", -1) >= 0 else summary.get("steps")
 
 
 def describe(signals: dict[str, float]) -> str:

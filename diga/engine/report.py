@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +15,7 @@ from ..classes import LabelSpace, get_label_space  # noqa: E402
 from ..io import atomic_write_text  # noqa: E402
 from .config import StageConfig  # noqa: E402
 from .evaluation import evaluate_checkpoint  # noqa: E402
-from .labelfree import PREFIX, SIGNALS, SUBSET_SIZE, describe  # noqa: E402
+from .labelfree import PREFIX, SIGNALS, SUBSET_SIZE, describe, handed_on_step  # noqa: E402
 from .metrics_log import read_metrics  # noqa: E402
 from .references import describe_gap  # noqa: E402
 from .visualize import save_grid  # noqa: E402
@@ -97,21 +98,26 @@ def _iou_bars(metrics, space, out: Path) -> Path:
 
 
 def _label_free_section(run_dir: Path) -> list[str]:
-    """Every evaluation point of every stage: val mIoU beside the label-free signals."""
+    """Every evaluation point of every stage: val mIoU beside the label-free signals, and which
+    point's model the stage handed on (its last, or the one --select chose)."""
     lines = ["## Label-free signals", "",
              f"On the same {SUBSET_SIZE} unlabelled target training images at every evaluation point "
              "(docs/BENCHMARKS.md, \"Label-free signals\", says how far they track mIoU).", ""]
-    header = "| stage | step | target-val mIoU | " + " | ".join(s.replace("_", " ") for s in SIGNALS) + " |"
+    header = ("| stage | step | handed on | target-val mIoU | " + " | ".join(s.replace("_", " ") for s in SIGNALS)
+              + " |")
     body = []
     for name, d in _stage_dirs(run_dir):
+        summary_path = d / "summary.json"
+        chosen = handed_on_step(json.loads(summary_path.read_text())) if summary_path.exists() else None
         for r in read_metrics(d):
             if any(k.startswith(PREFIX) for k in r):
                 cells = [f"{r[PREFIX + s]:.3f}" if PREFIX + s in r else "—" for s in SIGNALS]
                 miou = "—" if r.get("val_miou") is None else f"{r['val_miou']:.2f}"
-                body.append(f"| {name} | {r['step']} | {miou} | " + " | ".join(cells) + " |")
+                mark = "yes" if r["step"] == chosen else ""
+                body.append(f"| {name} | {r['step']} | {mark} | {miou} | " + " | ".join(cells) + " |")
     if not body:
         return []
-    return lines + [header, "|" + "---|" * (3 + len(SIGNALS))] + body + [""]
+    return lines + [header, "|" + "---|" * (4 + len(SIGNALS))] + body + [""]
 
 
 def write_report(run_dir: Path, table: list[tuple[str, float | None]], cfg: StageConfig, before: Path,

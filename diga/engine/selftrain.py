@@ -186,8 +186,8 @@ class SelfTrainer(Trainer):
         self.centroids = state.tensors["centroids"]["centroids"].to(self.device)
         self.centroid_valid = state.tensors["centroids"]["valid"].to(self.device).bool()
 
-    def save_models(self, tag: str, metrics: dict | None = None) -> None:
-        super().save_models(tag, metrics)
+    def save_models(self, tag: str, metrics: dict | None = None, step: int | None = None) -> None:
+        super().save_models(tag, metrics, step=step)
         if runtime.is_main():
             tensors = {"centroids": self.centroids.cpu().contiguous(), "valid": self.centroid_valid.cpu().contiguous()}
             atomic_write(self.weights_dir / f"{tag}_centroids.safetensors", lambda tmp: save_file(tensors, str(tmp)))

@@ -36,6 +36,8 @@ from ..models.registry import supported_settings
 from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
+from .labelfree import LABEL_FREE_TAG
+from .labelfree import PREFIX as SIGNAL_PREFIX
 from .labelfree import stage_signals
 from .loaders import eval_dataset, eval_loader, loader_workers
 from .loop import run_steps
@@ -146,6 +148,8 @@ class Trainer:
         self.net = self.wrap(self.model)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed * 31 + runtime.rank())
         self.start_step, self.best = 0, {"miou": float("-inf"), "step": -1}
+        # --select label-free: the evaluation point with the lowest class drift so far
+        self.label_free_best: dict[str, Any] = {"class_drift": None, "step": -1, "miou": None}
         self.nonfinite_run = torch.zeros((), dtype=torch.int64, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.int64, device=self.device)
         state_path = checkpoint_file(self.dir)
@@ -183,6 +187,10 @@ class Trainer:
                 return
             raise ConfigError(f"--select best hands on the step with the best mIoU on labelled --val data, and {why}; "
                               "give labelled --val data or use --select last")
+        if self.cfg.select == "label-free" and not self.cfg.target:
+            raise ConfigError(f"--select label-free hands on the evaluation point with the lowest class drift on "
+                              f"unlabelled target images, and this {self.stage} stage has none (no --target); use "
+                              "--select last or best")
 
     def build_model(self) -> torch.nn.Module:
         cfg = self.cfg
@@ -422,6 +430,7 @@ class Trainer:
         if self.val_set is None:
             if len(record) > 1:
                 self.log(record)
+            self.keep_label_free_best(record, None)
             return {}
         result = {"student": self.evaluate(self.model)}
         if self.teacher is not None:
@@ -432,8 +441,21 @@ class Trainer:
         self.log(record)
         if runtime.is_main() and result["student"]["miou"] > self.best["miou"]:
             self.best = {"miou": result["student"]["miou"], "step": step}
-            self.save_models("best", result)
+            self.save_models("best", result, step=step)
+        self.keep_label_free_best(record, result)
         return result
+
+    def keep_label_free_best(self, record: dict[str, Any], metrics: dict | None) -> None:
+        """``--select label-free``: keep the models of the evaluation point whose class drift on the
+        unlabelled target is the lowest so far (a tie goes to the later, longer-trained point). Class
+        drift is the one label-free signal that tracked target-val mIoU within stages
+        (docs/BENCHMARKS.md, "Label-free signals"). Signals exist on the main rank only, which saves."""
+        drift = record.get(SIGNAL_PREFIX + "class_drift")
+        best = self.label_free_best["class_drift"]
+        if self.cfg.select != "label-free" or drift is None or (best is not None and drift > best):
+            return
+        self.label_free_best = {"class_drift": drift, "step": record["step"], "miou": record.get("val_miou")}
+        self.save_models(LABEL_FREE_TAG, metrics, step=record["step"])
 
     def inference_size(self) -> tuple[int, int]:
         """The image size the model is meant to run at: what exports use by default.
@@ -467,8 +489,9 @@ class Trainer:
                               stage=self.stage, source=self.cfg.source, target=self.cfg.target,
                               model_kwargs=self.model_kwargs(), **extra)
 
-    def save_models(self, tag: str, metrics: dict | None = None) -> None:
-        step = self.best["step"] if tag == "best" else None
+    def save_models(self, tag: str, metrics: dict | None = None, step: int | None = None) -> None:
+        """Student (and teacher) weights as ``weights/TAG.safetensors``; ``step`` is recorded for the
+        checkpoints chosen at an evaluation point (best, label_free)."""
         meta = self.metadata(metrics=metrics or {}, step=step)
         save_weights(self.weights_dir / f"{tag}.safetensors", self.model.state_dict(), meta)
         if self.teacher is not None:
@@ -493,7 +516,8 @@ class Trainer:
     def save_checkpoint(self, step: int) -> None:
         if runtime.is_main():
             _, groups = optimizer_tensors(self.optimizer)
-            info = {"best": self.best, "param_groups": groups, "stage": self.stage}
+            info = {"best": self.best, "label_free_best": self.label_free_best, "param_groups": groups,
+                    "stage": self.stage}
             save_state(checkpoint_file(self.dir), TrainState(step, self.state_tensors(), info))
             self.save_models("last")
         self.saved_step = step
@@ -510,6 +534,7 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.best = state.info.get("best", self.best)
+        self.label_free_best = state.info.get("label_free_best", self.label_free_best)
         self.start_step = state.step
         self.restore_extra(state)
         self.console.print(f"[green]resuming {self.stage} from step {state.step}[/] ({self.dir})")
@@ -537,10 +562,15 @@ class Trainer:
         # "best" needs target-val labels and is opt-in: picking checkpoints on target labels is
         # not available to a user with unlabelled footage, so the default hands on the last step.
         # "auto" (the paper preset) is "best" when labelled --val data was given, else "last".
-        use_best = cfg.select in ("best", "auto") and (self.weights_dir / "best.safetensors").exists()
-        tag = "best" if use_best else "last"
+        # "label-free" hands on the point of lowest class drift (keep_label_free_best).
+        tag = "last"
+        if cfg.select in ("best", "auto") and (self.weights_dir / "best.safetensors").exists():
+            tag = "best"
+        elif cfg.select == "label-free" and (self.weights_dir / f"{LABEL_FREE_TAG}.safetensors").exists():
+            tag = LABEL_FREE_TAG
         summary = {
             "stage": self.stage, "steps": cfg.steps, "final": metrics, "best": self.best,
+            **({"label_free_best": self.label_free_best} if cfg.select == "label-free" else {}),
             "selected": tag, "weights": str(self.weights_dir / f"{tag}.safetensors"),
             "teacher_weights": str(self.weights_dir / f"{tag}_teacher.safetensors") if self.teacher else None,
         }
