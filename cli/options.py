@@ -300,11 +300,14 @@ def check_spec(value: str | None, option: str) -> str | None:
     return value
 
 
+_SIZE = r"\s*(\d+)\s*[xX]\s*(\d+)\s*"  # HxW, as --base-size and the per-dataset base sizes take it
+
+
 def size_or_none(value: str, option: str) -> tuple[int, int] | None:
     """An ``HxW`` option value -> (height, width); 'none' -> None."""
     if value.strip().lower() == "none":
         return None
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+    match = re.fullmatch(_SIZE, value)
     if not match or 0 in (size := (int(match[1]), int(match[2]))):
         raise typer.BadParameter(f"expected HxW with positive sides, e.g. 720x1280, or none; got {value!r}",
                                  param_hint=option)
@@ -322,7 +325,7 @@ def base_sizes_value(values: list[str] | None, option: str,
         return ()
     parsed = []
     for value in values:
-        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*(?::\s*(\d+)\s*)?", value)
+        match = re.fullmatch(_SIZE + r"(?::\s*(\d+)\s*)?", value)
         if not match:
             raise typer.BadParameter(f"expected {BASE_SIZE_FORM}, e.g. 720x1280:1, or none; got {value!r}",
                                      param_hint=option)

@@ -4,7 +4,6 @@ unlabelled target, with or without target labels, and keeps that choice across a
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest

@@ -171,11 +171,18 @@ def handed_on_signals(stage_dir: str | Path, summary: dict) -> dict[str, float]:
     return read_stage_signals(stage_dir, handed_on_step(summary))
 
 
+def handed_on_point(summary: dict) -> dict | None:
+    """The evaluation point (``step``, ``miou``) a finished stage handed on when ``--select`` chose one
+    (best, label-free), from its summary.json; None when it handed on its last step."""
+    chosen = {"best": summary.get("best"), LABEL_FREE_TAG: summary.get("label_free_best")}.get(
+        summary.get("selected")) or {}
+    return chosen if chosen.get("step", -1) >= 0 else None
+
+
 def handed_on_step(summary: dict) -> int | None:
     """The step whose model a finished stage handed on, from its summary.json."""
-    chosen = {"best": summary.get("best", {}), LABEL_FREE_TAG: summary.get("label_free_best", {})}.get(
-        summary.get("selected"), {})
-    return chosen["step"] if chosen.get("step", -1) >= 0 else summary.get("steps")
+    chosen = handed_on_point(summary)
+    return chosen["step"] if chosen else summary.get("steps")
 
 
 def describe(signals: dict[str, float]) -> str:

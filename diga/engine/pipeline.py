@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..io import atomic_write_text
 from . import runtime
 from .config import StageConfig, changed_settings
-from .labelfree import LABEL_FREE_TAG, handed_on_signals
+from .labelfree import handed_on_point, handed_on_signals
 from .pseudolabels import compute_centroids, generate_pseudo_labels
 from .references import Reference, gap_summary
 from .rundir import run_lock
@@ -58,10 +58,9 @@ def train_stage(trainer_cls: type[Trainer], cfg: StageConfig, run_dir: str | Pat
 
 def selected_miou(summary: dict[str, Any]) -> float | None:
     """Target-val mIoU of the model a stage handed on (None without target labels)."""
-    if summary.get("selected") == "best" and summary.get("best", {}).get("step", -1) >= 0:
-        return summary["best"]["miou"]
-    if summary.get("selected") == LABEL_FREE_TAG:
-        return summary["label_free_best"]["miou"]
+    chosen = handed_on_point(summary)
+    if chosen:
+        return chosen["miou"]
     return summary.get("final", {}).get("student", {}).get("miou")
 
 

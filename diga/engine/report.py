@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,7 @@ from .evaluation import evaluate_checkpoint  # noqa: E402
 from .labelfree import PREFIX, SIGNALS, SUBSET_SIZE, describe, handed_on_step  # noqa: E402
 from .metrics_log import read_metrics  # noqa: E402
 from .references import describe_gap  # noqa: E402
+from .trainer import completed_summary  # noqa: E402
 from .visualize import save_grid  # noqa: E402
 
 
@@ -107,8 +107,8 @@ def _label_free_section(run_dir: Path) -> list[str]:
               + " |")
     body = []
     for name, d in _stage_dirs(run_dir):
-        summary_path = d / "summary.json"
-        chosen = handed_on_step(json.loads(summary_path.read_text())) if summary_path.exists() else None
+        summary = completed_summary(d)
+        chosen = handed_on_step(summary) if summary else None
         for r in read_metrics(d):
             if any(k.startswith(PREFIX) for k in r):
                 cells = [f"{r[PREFIX + s]:.3f}" if PREFIX + s in r else "—" for s in SIGNALS]

@@ -36,9 +36,8 @@ from ..models.registry import supported_settings
 from ..progress import progress_bar
 from . import runtime
 from .config import StageConfig
-from .labelfree import LABEL_FREE_TAG
+from .labelfree import LABEL_FREE_TAG, stage_signals
 from .labelfree import PREFIX as SIGNAL_PREFIX
-from .labelfree import stage_signals
 from .loaders import eval_dataset, eval_loader, loader_workers
 from .loop import run_steps
 from .metrics_log import append_metrics
@@ -427,22 +426,20 @@ class Trainer:
         own has only those); {} when there is neither."""
         record: dict[str, Any] = {"step": step}
         record.update(stage_signals(self))
-        if self.val_set is None:
-            if len(record) > 1:
-                self.log(record)
-            self.keep_label_free_best(record, None)
-            return {}
-        result = {"student": self.evaluate(self.model)}
-        if self.teacher is not None:
-            result["teacher"] = self.evaluate(self.teacher.module)
-        record["val_miou"] = result["student"]["miou"]
-        if "teacher" in result:
-            record["val_miou_teacher"] = result["teacher"]["miou"]
-        self.log(record)
-        if runtime.is_main() and result["student"]["miou"] > self.best["miou"]:
+        result: dict[str, Any] = {}
+        if self.val_set is not None:
+            result["student"] = self.evaluate(self.model)
+            if self.teacher is not None:
+                result["teacher"] = self.evaluate(self.teacher.module)
+            record["val_miou"] = result["student"]["miou"]
+            if "teacher" in result:
+                record["val_miou_teacher"] = result["teacher"]["miou"]
+        if len(record) > 1:
+            self.log(record)
+        if result and runtime.is_main() and result["student"]["miou"] > self.best["miou"]:
             self.best = {"miou": result["student"]["miou"], "step": step}
             self.save_models("best", result, step=step)
-        self.keep_label_free_best(record, result)
+        self.keep_label_free_best(record, result or None)
         return result
 
     def keep_label_free_best(self, record: dict[str, Any], metrics: dict | None) -> None:
